@@ -1,0 +1,30 @@
+"""automl: Keras architecture and hyperparameter search on Optuna, tracked in MLflow.
+
+Heavy parts (TensorFlow, MLflow) load on first use, so `automl --help` starts fast.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network at run time
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Search": "automl.search", "SearchError": "automl.search",
+    "SearchResult": "automl.results", "load_result": "automl.results",
+    "SearchSpace": "automl.space", "load_space": "automl.space", "SpaceError": "automl.space",
+    "Int": "automl.space", "Float": "automl.space", "Categorical": "automl.space", "Bool": "automl.space",
+    "Fixed": "automl.space", "Repeat": "automl.space",
+    "Dataset": "automl.data", "DataError": "automl.data", "make_dataset": "automl.data", "load_data": "automl.data",
+    "build_model": "automl.builder",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'automl' has no attribute {name!r}")

@@ -1,0 +1,144 @@
+"""Typed search parameters and the conditions that switch them on.
+
+A parameter is a small pydantic model; `suggest()` asks an Optuna trial (or
+`optuna.trial.FixedTrial`) for a value under a flat, readable name.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+Scalar = Union[bool, int, float, str, None]
+
+_OPS = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a is not None and a > b,
+    "ge": lambda a, b: a is not None and a >= b,
+    "lt": lambda a, b: a is not None and a < b,
+    "le": lambda a, b: a is not None and a <= b,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+}
+
+
+def condition_holds(expected: Any, actual: Any) -> bool:
+    """`expected` is a scalar (equality), a list (membership) or {op: value} with op in _OPS."""
+    if isinstance(expected, dict):
+        return all(_OPS[op](actual, value) for op, value in expected.items())
+    if isinstance(expected, list):
+        return actual in expected
+    return actual == expected
+
+
+def check_condition(expected: Any) -> None:
+    """Raise ValueError for an unknown comparison operator."""
+    if isinstance(expected, dict):
+        unknown = sorted(set(expected) - set(_OPS))
+        if unknown:
+            raise ValueError(f"unknown operator {unknown[0]!r} in 'when' (use one of {', '.join(_OPS)})")
+
+
+class _Param(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    when: dict[str, Any] | None = Field(
+        default=None, description="Only sample this parameter when every named parameter matches."
+    )
+
+    @model_validator(mode="after")
+    def _check_when(self):
+        for expected in (self.when or {}).values():
+            check_condition(expected)
+        return self
+
+
+class Int(_Param):
+    """An integer in [low, high], optionally on a log scale or with a step."""
+
+    type: Literal["int"] = "int"
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low < 1:
+            raise ValueError("log scale needs low >= 1")
+        if self.log and self.step != 1:
+            raise ValueError("log scale cannot be combined with step")
+        if self.step < 1:
+            raise ValueError("step must be >= 1")
+        return self
+
+    def suggest(self, trial, name: str) -> int:
+        return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
+
+
+class Float(_Param):
+    """A float in [low, high], optionally on a log scale or with a step."""
+
+    type: Literal["float"] = "float"
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log scale needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log scale cannot be combined with step")
+        return self
+
+    def suggest(self, trial, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+
+class Categorical(_Param):
+    """One of a list of choices (numbers, strings, booleans)."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: list[Scalar] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if len(set(map(repr, self.choices))) != len(self.choices):
+            raise ValueError(f"choices contain duplicates: {self.choices}")
+        return self
+
+    def suggest(self, trial, name: str):
+        return trial.suggest_categorical(name, self.choices)
+
+
+class Bool(_Param):
+    """True or False."""
+
+    type: Literal["bool"] = "bool"
+
+    def suggest(self, trial, name: str) -> bool:
+        return trial.suggest_categorical(name, [False, True])
+
+
+class Fixed(_Param):
+    """A constant: recorded in the configuration, never sampled."""
+
+    type: Literal["fixed"] = "fixed"
+    value: Any
+
+    def suggest(self, trial, name: str):
+        return self.value
+
+
+Param = Annotated[Union[Int, Float, Categorical, Bool, Fixed], Field(discriminator="type")]
+PARAM_TYPES = ("int", "float", "categorical", "bool", "fixed")
+param_adapter: TypeAdapter = TypeAdapter(Param)

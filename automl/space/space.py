@@ -1,0 +1,306 @@
+"""The search space: a tree of parameters, groups and repeats, sampled into a configuration.
+
+A space has two sections. `architecture` is an ordered mapping of stages; a stage is a block
+(a mapping with a `block` key) or a `repeat` of one. `training` holds optimiser settings.
+Values are parameters (`{type: int, low: 1, high: 3}`), plain constants, or lists (shorthand
+for a categorical). Any parameter or group may carry `when:` to exist only when other
+parameters take given values; a repeated group's items exist only while `num_<key> > i`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .params import (PARAM_TYPES, Categorical, Fixed, Int, _Param, check_condition,
+                     condition_holds, param_adapter)
+
+SECTIONS = ("architecture", "training")
+TOP_LEVEL_KEYS = ("name", "description", "task", "input", *SECTIONS)
+TASKS = ("classification", "regression")
+
+
+class SpaceError(ValueError):
+    """A space that cannot be used: names the source, the key path and what is wrong."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        lines = [f"{prefix}{path or '<top>'}: {msg}" for path, msg in problems]
+        super().__init__("invalid search space\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0])
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """`each` (a mapping) repeated `count` times; the count is sampled as `num_<key>`."""
+
+    count: Int | int
+    each: Any
+
+
+@dataclass(frozen=True)
+class Group:
+    """An ordered mapping of named nodes, optionally switched on by `when`."""
+
+    items: dict[str, Any]
+    when: dict[str, Any] | None = None
+
+
+@dataclass
+class Configuration:
+    """One sampled point: nested sections for the builder, flat `params` for logging."""
+
+    architecture: dict[str, Any]
+    training: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+class _Parser:
+    def __init__(self):
+        self.problems: list[tuple[str, str]] = []
+        self.known: set[str] = set()  # flat names defined so far, outside repeats
+
+    def error(self, path: str, msg: str):
+        self.problems.append((path, msg))
+
+    def node(self, raw: Any, path: str, flat: str, siblings: set[str], in_repeat: bool):
+        if isinstance(raw, Repeat):  # built in Python: re-check like YAML
+            raw = {"repeat": raw.count, "each": raw.each}
+        elif isinstance(raw, Group):
+            raw = {**raw.items, **({"when": raw.when} if raw.when else {})}
+        if isinstance(raw, _Param):
+            node = raw
+            self._check_when(raw.when, path, siblings, in_repeat)
+        elif isinstance(raw, dict) and set(raw) >= {"repeat", "each"}:
+            node = self.repeat(raw, path, flat, in_repeat)
+        elif isinstance(raw, dict) and raw.get("type") in PARAM_TYPES:
+            try:
+                node = param_adapter.validate_python(raw)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = ".".join(str(p) for p in err["loc"][1:])  # drop the discriminator tag
+                    self.error(f"{path}.{loc}" if loc else path, err["msg"].removeprefix("Value error, "))
+                return None
+            self._check_when(node.when, path, siblings, in_repeat)
+        elif isinstance(raw, dict) and "type" in raw and "block" not in raw:
+            self.error(f"{path}.type", f"unknown parameter type {raw['type']!r} (use one of {', '.join(PARAM_TYPES)})")
+            return None
+        elif isinstance(raw, dict):
+            node = self.group(raw, path, flat, in_repeat)
+        elif isinstance(raw, list):
+            try:
+                node = Categorical(choices=raw)
+            except ValidationError as exc:
+                self.error(path, exc.errors()[0]["msg"].removeprefix("Value error, "))
+                return None
+        else:
+            node = Fixed(value=raw)
+        if not in_repeat and not isinstance(node, (Group, Repeat)):
+            self.known.add(flat)
+        return node
+
+    def group(self, raw: dict, path: str, flat: str, in_repeat: bool) -> Group:
+        when = raw.get("when")
+        siblings: set[str] = set()
+        if when is not None:
+            self._check_when(when, path, set(), in_repeat)
+        items = {}
+        for key, value in raw.items():
+            if key == "when":
+                continue
+            if not isinstance(key, str) or not key.replace("_", "").isalnum():
+                self.error(f"{path}.{key}", "names must be letters, digits and underscores")
+                continue
+            child = self.node(value, f"{path}.{key}" if path else key, f"{flat}.{key}" if flat else key,
+                              siblings, in_repeat)
+            if child is not None:
+                items[key] = child
+            siblings.add(key)
+        return Group(items=items, when=when if isinstance(when, dict) else None)
+
+    def repeat(self, raw: dict, path: str, flat: str, in_repeat: bool) -> Repeat | None:
+        extra = set(raw) - {"repeat", "each"}
+        if extra:
+            self.error(f"{path}.{sorted(extra)[0]}", "a repeat takes only 'repeat' and 'each'")
+        count = raw["repeat"]
+        if isinstance(count, Int):
+            pass
+        elif isinstance(count, dict):
+            try:
+                count = Int.model_validate({k: v for k, v in count.items() if k != "type"})
+            except ValidationError as exc:
+                for err in exc.errors():
+                    self.error(f"{path}.repeat." + ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "))
+                return None
+            if isinstance(count, Int) and count.low < 0:
+                self.error(f"{path}.repeat.low", "a repeat count cannot be negative")
+        elif not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            self.error(f"{path}.repeat", "must be a non-negative integer or an int parameter")
+            return None
+        if isinstance(raw["each"], Group):
+            raw = {**raw, "each": {**raw["each"].items, **({"when": raw["each"].when} if raw["each"].when else {})}}
+        if not isinstance(raw["each"], dict):
+            self.error(f"{path}.each", "must be a mapping (the repeated block)")
+            return None
+        if not in_repeat:
+            self.known.add(_count_name(flat))
+        each = self.group(raw["each"], f"{path}.each", f"{flat}.*", in_repeat=True)
+        return Repeat(count=count, each=each)
+
+    def _check_when(self, when, path: str, siblings: set[str], in_repeat: bool):
+        if when is None:
+            return
+        if not isinstance(when, dict) or not when:
+            self.error(f"{path}.when", "must be a mapping of parameter name to expected value")
+            return
+        for name, expected in when.items():
+            try:
+                check_condition(expected)
+            except ValueError as exc:
+                self.error(f"{path}.when.{name}", str(exc))
+            if name not in siblings and name not in self.known:
+                self.error(f"{path}.when.{name}", f"refers to {name!r}, which is not defined before it")
+
+
+def _count_name(flat: str) -> str:
+    head, _, last = flat.rpartition(".")
+    return f"{head}.num_{last}" if head else f"num_{last}"
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def _sample(node, trial, flat: str, scope: dict, out: dict):
+    """Return the sampled value of `node` (or _ABSENT), recording flat names in `out`."""
+    if isinstance(node, Group):
+        if node.when and not _holds(node.when, {}, out):
+            return _ABSENT
+        values: dict[str, Any] = {}
+        for key, child in node.items.items():
+            value = _sample(child, trial, f"{flat}.{key}" if flat else key, values, out)
+            if value is not _ABSENT:
+                values[key] = value
+        return values
+    if isinstance(node, Repeat):
+        name = _count_name(flat)
+        count = node.count.suggest(trial, name) if isinstance(node.count, Int) else node.count
+        out[name] = count
+        return [v for i in range(count)
+                if (v := _sample(node.each, trial, f"{flat}.{i}", {}, out)) is not _ABSENT]
+    if node.when and not _holds(node.when, scope, out):
+        return _ABSENT
+    value = node.suggest(trial, flat)
+    out[flat] = value
+    return value
+
+
+def _holds(when: dict, scope: dict, flat: dict) -> bool:
+    for name, expected in when.items():
+        actual = scope[name] if name in scope else flat.get(name, _ABSENT)
+        if actual is _ABSENT or not condition_holds(expected, actual):
+            return False
+    return True
+
+
+class _Absent:
+    def __repr__(self):
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+# ---------------------------------------------------------------- the space
+
+
+class SearchSpace:
+    """Architecture + training parameters; build from YAML (`load_space`) or from Python.
+
+    >>> SearchSpace(architecture={"blocks": {"repeat": Int(low=1, high=3),
+    ...                                      "each": {"block": "dense", "units": Int(low=16, high=128, log=True)}}},
+    ...             training={"learning_rate": Float(low=1e-4, high=1e-2, log=True)})
+    """
+
+    def __init__(self, architecture: dict, training: dict | None = None, *, name: str = "custom",
+                 description: str = "", task: str | None = None, input: str | None = None,
+                 source: str | None = None):
+        self.name, self.description, self.task, self.input = name, description, task, input
+        self.source = source
+        self.raw = {"architecture": architecture, "training": training or {}}
+        parser = _Parser()
+        if task is not None and task not in TASKS:
+            parser.error("task", f"must be one of {', '.join(TASKS)}, not {task!r}")
+        trees = {}
+        for section in SECTIONS:
+            value = self.raw[section]
+            if not isinstance(value, dict):
+                parser.error(section, "must be a mapping of names to parameters or blocks")
+                continue
+            trees[section] = parser.group(value, section, "", in_repeat=False)
+        if not parser.problems:
+            clash = set(trees["architecture"].items) & set(trees["training"].items)
+            for key in sorted(clash):
+                parser.error(f"training.{key}", "also defined in architecture; names must be unique")
+        if parser.problems:
+            raise SpaceError(parser.problems, source)
+        self.architecture: Group = trees["architecture"]
+        self.training: Group = trees["training"]
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str | None = None) -> "SearchSpace":
+        if not isinstance(raw, dict):
+            raise SpaceError([("", "the file must hold a mapping with 'architecture' and 'training'")], source)
+        problems = [(str(k), f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})")
+                    for k in raw if k not in TOP_LEVEL_KEYS]
+        if "architecture" not in raw:
+            problems.append(("architecture", "missing: the space needs an architecture section"))
+        for key in ("name", "description", "input"):
+            if key in raw and not isinstance(raw[key], str):
+                problems.append((key, "must be a string"))
+        if problems:
+            raise SpaceError(problems, source)
+        return cls(raw["architecture"], raw.get("training") or {}, name=raw.get("name", "custom"),
+                   description=raw.get("description", ""), task=raw.get("task"), input=raw.get("input"),
+                   source=source)
+
+    def sample(self, trial) -> Configuration:
+        """Sample every active parameter from an Optuna trial (or `optuna.trial.FixedTrial`)."""
+        flat: dict[str, Any] = {}
+        arch = _sample(self.architecture, trial, "", {}, flat)
+        training = _sample(self.training, trial, "", {}, flat)
+        return Configuration(architecture=arch, training=training, params=flat)
+
+    def fingerprint(self) -> str:
+        """Stable hash of the space, stored with a study so a changed space is caught on resume."""
+        text = json.dumps(self.raw, sort_keys=True, default=_jsonable)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __repr__(self):
+        return f"SearchSpace(name={self.name!r}, source={self.source!r})"
+
+
+def _jsonable(obj):
+    if isinstance(obj, BaseModel):
+        return obj.model_dump()
+    if isinstance(obj, (Group, Repeat)):
+        return obj.__dict__
+    return str(obj)
+
+
+def iter_groups(group: Group, path: str = "architecture"):
+    """Yield (path, group) for every group in the tree, descending into repeats."""
+    yield path, group
+    for key, child in group.items.items():
+        if isinstance(child, Group):
+            yield from iter_groups(child, f"{path}.{key}")
+        elif isinstance(child, Repeat):
+            yield from iter_groups(child.each, f"{path}.{key}.each")
+

@@ -1,0 +1,161 @@
+"""MLflow: one parent run per search, one nested run per trial.
+
+Uses `MlflowClient` with explicit run ids (no global active run), so several searches or
+threads never mix their runs. Per-epoch metrics are buffered and written in batches.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network at run time
+
+from .stores import StoreError, default_artifact_location, default_tracking_uri
+
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+class Tracker:
+    """Creates and ends the MLflow runs of one search."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "automl",
+                 flush_seconds: float = 10.0):
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.flush_seconds = flush_seconds
+        try:
+            self.client = _client(self.tracking_uri)
+            self.experiment_id = self._experiment(experiment)
+        except Exception as exc:  # bad URI, server down, locked database
+            raise StoreError(f"cannot use MLflow tracking URI {self.tracking_uri!r}: {exc}") from None
+        self.parent_run_id: str | None = None
+
+    def _experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=default_artifact_location(self.tracking_uri))
+        except MlflowException:  # another worker created it first
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    # ------------------------------------------------------------ parent run
+
+    def start_search(self, study, params: dict[str, Any], tags: dict[str, str]) -> str:
+        """Create the parent run, or reuse the one recorded on the study when resuming."""
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if run_id and self._run_exists(run_id):
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=study.study_name,
+                                         tags={"automl.role": "search", **tags})
+            run_id = run.info.run_id
+            study.set_user_attr(PARENT_RUN_ATTR, run_id)
+        self.parent_run_id = run_id
+        self._log_params(run_id, params)
+        return run_id
+
+    def _run_exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
+
+    def finish_search(self, status: str, metrics: dict[str, float], artifacts: dict[str, str] | None = None):
+        run_id = self.parent_run_id
+        self.log_metrics(run_id, metrics)
+        for artifact_path, local in (artifacts or {}).items():
+            self.client.log_artifact(run_id, local, artifact_path or None)
+        self.client.set_terminated(run_id, status=status)
+
+    # ------------------------------------------------------------ trial runs
+
+    def start_trial(self, number: int, study_name: str, params: dict[str, Any]) -> "TrialRun":
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{number:03d}",
+            tags={"mlflow.parentRunId": self.parent_run_id, "automl.role": "trial",
+                  "automl.trial_number": str(number), "automl.study": study_name, "automl.state": "RUNNING"})
+        self._log_params(run.info.run_id, params)
+        return TrialRun(self, run.info.run_id)
+
+    # ------------------------------------------------------------ helpers
+
+    def _log_params(self, run_id: str, params: dict[str, Any]):
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(run_id).data.params if params else {}
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+        for i in range(0, len(items), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + MAX_METRICS_PER_BATCH])
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]):
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+
+class TrialRun:
+    """The nested run of one trial: buffered epoch metrics, final metrics, state tags."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker, self.run_id = tracker, run_id
+        self._pending: list = []
+        self._last_flush = time.monotonic()
+
+    def log_epoch(self, epoch: int, logs: dict[str, float]):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, epoch) for k, v in logs.items()]
+        if time.monotonic() - self._last_flush >= self.tracker.flush_seconds:
+            self.flush()
+
+    def flush(self):
+        pending, self._pending = self._pending, []
+        for i in range(0, len(pending), MAX_METRICS_PER_BATCH):
+            self.tracker.client.log_batch(self.run_id, metrics=pending[i:i + MAX_METRICS_PER_BATCH])
+        self._last_flush = time.monotonic()
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None):
+        self.tracker.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str):
+        self.tracker.client.log_text(self.run_id, text, artifact_file)
+
+    def finish(self, state: str, metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None):
+        """state: COMPLETE, PRUNED, FAIL or KILLED (Optuna's words); MLflow status follows."""
+        from mlflow.entities import Metric, RunTag
+
+        self.flush()
+        now = int(time.time() * 1000)
+        all_tags = {"automl.state": state, **(tags or {})}
+        self.tracker.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None],
+            tags=[RunTag(k, str(v)[:5000]) for k, v in all_tags.items()])
+        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}.get(state, "KILLED")
+        self.tracker.client.set_terminated(self.run_id, status=status)

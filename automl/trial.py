@@ -1,0 +1,153 @@
+"""One trial: sample, build, compile, fit with callbacks, evaluate, log, clean up."""
+from __future__ import annotations
+
+import gc
+import math
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import optuna
+
+from .builder import build_model
+from .training import loss_and_metrics, make_optimizer, training_settings
+
+MODEL_ARTIFACT = "model/model.keras"
+
+
+class TrialFailed(RuntimeError):
+    """A trial that produced no usable result (e.g. a NaN loss); the search goes on."""
+
+
+@dataclass
+class TrialSettings:
+    objective: str
+    direction: str          # maximize | minimize
+    epochs: int = 10
+    patience: int | None = 3  # early stopping on the objective; None turns it off
+    seed: int | None = None
+    deadline: float | None = None  # time.time() after which training stops after the epoch in flight
+    verbose: int = 0
+
+
+class EpochMonitor(keras.callbacks.Callback):
+    """Logs epoch metrics, reports to the pruner, stops on NaN or at the deadline."""
+
+    def __init__(self, trial, settings: TrialSettings, run):
+        super().__init__()
+        self.trial, self.settings, self.run = trial, settings, run
+        self.history: list[dict] = []
+        self.nan_epoch = self.pruned_epoch = None
+        self.stopped_by_deadline = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.history.append(logs)
+        self.run.log_epoch(epoch, logs)
+        if not all(math.isfinite(v) for v in logs.values()):
+            self.nan_epoch = epoch
+            self.model.stop_training = True
+            return
+        value = logs.get(self.settings.objective)
+        if value is None:
+            raise TrialFailed(f"objective {self.settings.objective!r} is not among the logged metrics "
+                              f"({', '.join(logs)})")
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            self.pruned_epoch = epoch
+            self.model.stop_training = True
+        elif self.settings.deadline is not None and time.time() >= self.settings.deadline:
+            self.stopped_by_deadline = True
+            self.model.stop_training = True
+
+
+def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list):
+    """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py."""
+    steps = settings.epochs * math.ceil(len(data.x_train) / int(training["batch_size"]))
+    loss, metrics = loss_and_metrics(data.task)
+    model.compile(optimizer=make_optimizer(training, steps), loss=loss, metrics=metrics)
+    if settings.patience:
+        callbacks = [*callbacks, keras.callbacks.EarlyStopping(
+            monitor=settings.objective, mode="max" if settings.direction == "maximize" else "min",
+            patience=settings.patience, restore_best_weights=True)]
+    return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                     epochs=settings.epochs, batch_size=int(training["batch_size"]),
+                     callbacks=callbacks, verbose=settings.verbose)
+
+
+class TrialRunner:
+    """Callable objective for `study.optimize`: returns the best epoch's objective value."""
+
+    def __init__(self, space, data, settings: TrialSettings, tracker, study_name: str):
+        self.space, self.data, self.settings, self.tracker = space, data, settings, tracker
+        self.study_name = study_name
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        keras.backend.clear_session(free_memory=True)
+        if self.settings.seed is not None:
+            keras.utils.set_random_seed(self.settings.seed + trial.number)
+        config = self.space.sample(trial)
+        trial.set_user_attr("params", config.params)
+        run = self.tracker.start_trial(trial.number, self.study_name, config.params)
+        trial.set_user_attr("mlflow_run_id", run.run_id)
+        state, metrics, tags = "FAIL", {}, {}
+        started = time.perf_counter()
+        model = None
+        try:
+            training = training_settings(config.training)
+            model = build_model(config.architecture, self.data)
+            metrics["param_count"] = model.count_params()
+            monitor = EpochMonitor(trial, self.settings, run)
+            fit_model(model, self.data, training, self.settings, [monitor])
+            metrics["train_seconds"] = time.perf_counter() - started
+            metrics["epochs_run"] = len(monitor.history)
+            if monitor.nan_epoch is not None:
+                raise TrialFailed(f"non-finite loss or metric at epoch {monitor.nan_epoch + 1}")
+            values = [h[self.settings.objective] for h in monitor.history]
+            best = max(values) if self.settings.direction == "maximize" else min(values)
+            metrics[f"best_{self.settings.objective}"] = best
+            metrics.update({f"final_{k}": v for k, v in monitor.history[-1].items()})
+            trial.set_user_attr("epochs_run", len(monitor.history))
+            trial.set_user_attr("param_count", metrics["param_count"])
+            if monitor.pruned_epoch is not None:
+                state, tags = "PRUNED", {"automl.pruned_at_epoch": monitor.pruned_epoch + 1}
+                raise optuna.TrialPruned(f"pruned at epoch {monitor.pruned_epoch + 1}")
+            if monitor.stopped_by_deadline:
+                tags["automl.stopped_by"] = "timeout"
+            if self._is_best_so_far(trial, best):
+                self._save_model(model, run, trial)
+            state = "COMPLETE"
+            return best
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason)
+            tags["automl.fail_reason"] = reason
+            run.log_text(traceback.format_exc(), "traceback.txt")
+            raise
+        except BaseException:  # KeyboardInterrupt, SystemExit: the run must not stay RUNNING
+            state = "KILLED"
+            raise
+        finally:
+            metrics.setdefault("train_seconds", time.perf_counter() - started)
+            run.finish(state, metrics, tags)
+            del model
+            gc.collect()
+
+    def _is_best_so_far(self, trial, value: float) -> bool:
+        try:
+            best = trial.study.best_value
+        except ValueError:  # no completed trial yet
+            return True
+        return value >= best if self.settings.direction == "maximize" else value <= best
+
+    def _save_model(self, model, run, trial):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            model.save(path)
+            run.log_artifact(path, "model")
+        trial.set_user_attr("model_artifact", MODEL_ARTIFACT)
