@@ -39,7 +39,8 @@ class Search:
                  sampler: str = "tpe", pruner: str = "median", seed: int | None = None,
                  objective: str | None = None, direction: str | None = None, max_trials: int = 10,
                  timeout: float | None = None, patience: int | None = 3, max_consecutive_failures: int = 10,
-                 verbose: bool = True, on_trial: Callable | None = None):
+                 enqueue: list[dict[str, Any]] | None = None, verbose: bool = True,
+                 on_trial: Callable | None = None):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
         if timeout is not None and timeout <= 0:
@@ -53,6 +54,7 @@ class Search:
         self.max_trials, self.timeout, self.patience = max_trials, timeout, patience
         self.max_consecutive_failures = max_consecutive_failures
         self.verbose, self.on_trial = verbose, on_trial
+        self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
         make_sampler(sampler), make_pruner(pruner)  # fail on bad names now, not later
 
     def fit(self, x=None, y=None, *, data: Dataset | None = None, validation_data=None,
@@ -79,6 +81,8 @@ class Search:
                                     sampler=make_sampler(self.sampler, self.seed, self.max_trials),
                                     pruner=make_pruner(self.pruner), load_if_exists=True)
         self._check_or_record_study(study, space, data, objective, direction)
+        for params in self.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
         tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)
         study.set_user_attr("tracking_uri", tracker.tracking_uri)
         settings_params = {"space": space.source or space.name, "space_name": space.name, **data.describe(),

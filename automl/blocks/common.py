@@ -7,6 +7,8 @@ from .registry import register
 @register("global_pool")
 def global_pool(x, mode: str = "avg"):
     """Collapse spatial or time axes: `avg`, `max` or `flatten`."""
+    if mode not in ("avg", "max", "flatten"):
+        raise ValueError(f"global_pool mode must be avg, max or flatten, not {mode!r}")
     if len(x.shape) <= 2:
         return x
     if mode == "flatten":
@@ -14,8 +16,6 @@ def global_pool(x, mode: str = "avg"):
     pool = {3: layers.GlobalAveragePooling1D, 4: layers.GlobalAveragePooling2D}
     if mode == "max":
         pool = {3: layers.GlobalMaxPooling1D, 4: layers.GlobalMaxPooling2D}
-    elif mode != "avg":
-        raise ValueError(f"global_pool mode must be avg, max or flatten, not {mode!r}")
     return pool[len(x.shape)]()(x)
 
 

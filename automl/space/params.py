@@ -47,12 +47,6 @@ class _Param(BaseModel):
         default=None, description="Only sample this parameter when every named parameter matches."
     )
 
-    @model_validator(mode="after")
-    def _check_when(self):
-        for expected in (self.when or {}).values():
-            check_condition(expected)
-        return self
-
 
 class Int(_Param):
     """An integer in [low, high], optionally on a log scale or with a step."""

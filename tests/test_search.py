@@ -1,0 +1,160 @@
+"""The search loop end to end on real Keras, a real Optuna journal and a real MLflow SQLite store."""
+import numpy as np
+import optuna
+import pytest
+from conftest import mlflow_runs
+
+from automl import Search
+from automl.search import SearchError
+from automl.space import Categorical, Float, SearchSpace, SpaceError
+
+TINY = {"num_blocks": 1, "blocks.0.filters": 4, "blocks.0.pooling": "max", "pool.mode": "avg",
+        "optimizer": "adam", "learning_rate": 0.01}
+
+
+def test_trials_become_nested_mlflow_runs_with_params_and_epoch_metrics(digits_small, stores, tiny_space):
+    result = Search(tiny_space, study_name="nested", max_trials=3, seed=1, verbose=False,
+                    pruner="none", **stores).fit(data=digits_small, epochs=3)
+    client, runs = mlflow_runs(stores["tracking_uri"])
+    parents = [r for r in runs if r.data.tags.get("automl.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id]
+    assert len(parents) == 1 and parents[0].info.run_id == result.mlflow_run_id
+    assert parents[0].info.status == "FINISHED" and parents[0].data.params["data"] == "digits300"
+    assert len(children) == 3 == len(runs) - 1
+    by_trial = {int(r.data.tags["automl.trial_number"]): r for r in children}
+    for trial in result.study.trials:
+        run = by_trial[trial.number]
+        assert run.info.status == "FINISHED" and run.data.tags["automl.state"] == "COMPLETE"
+        assert run.data.params["learning_rate"] == str(trial.params["learning_rate"])
+        assert int(run.data.params["num_blocks"]) == trial.params["num_blocks"]
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(trial.user_attrs["epochs_run"]))
+        assert run.data.metrics["best_val_accuracy"] == pytest.approx(trial.value)
+        assert run.data.metrics["param_count"] > 0 and run.data.metrics["train_seconds"] > 0
+    # a conditional parameter is absent from the runs whose condition was false
+    for run in children:
+        if run.data.params["num_blocks"] == "1":
+            assert "blocks.1.filters" not in run.data.params
+        if run.data.params["optimizer"] != "sgd":
+            assert "momentum" not in run.data.params
+    # the best model is on the parent run, and reloads and predicts as the trial scored it
+    artifacts = [a.path for a in client.list_artifacts(result.mlflow_run_id, "best_model")]
+    assert artifacts == ["best_model/model.keras"]
+    model = result.best_model()
+    accuracy = float(np.mean(model.predict(digits_small.x_val, verbose=0).argmax(1) == digits_small.y_val))
+    assert accuracy == pytest.approx(result.best_value, abs=1e-6)
+    assert result.best_params["num_blocks"] == result.best_trial.params["num_blocks"]
+    assert list(result.trials["trial"]) == [0, 1, 2]
+
+
+def test_resume_continues_the_study_and_reuses_the_parent_run(digits_small, stores, tiny_space):
+    first = Search(tiny_space, study_name="resume", max_trials=2, seed=3, verbose=False, **stores)
+    r1 = first.fit(data=digits_small, epochs=2)
+    params_before = [t.params for t in r1.study.trials]
+    again = Search(tiny_space, study_name="resume", max_trials=2, seed=3, verbose=False, **stores)
+    assert len(again.fit(data=digits_small, epochs=2).study.trials) == 2  # target reached: nothing to do
+    r2 = Search(tiny_space, study_name="resume", max_trials=4, seed=3, verbose=False, **stores).fit(
+        data=digits_small, epochs=2)
+    assert [t.number for t in r2.study.trials] == [0, 1, 2, 3]
+    assert [t.params for t in r2.study.trials[:2]] == params_before
+    assert r2.mlflow_run_id == r1.mlflow_run_id
+    _, runs = mlflow_runs(stores["tracking_uri"])
+    assert sum(r.data.tags.get("automl.role") == "search" for r in runs) == 1
+    assert sum(r.data.tags.get("mlflow.parentRunId") == r1.mlflow_run_id for r in runs) == 4
+
+
+def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(digits_small, stores):
+    space = SearchSpace(name="fragile", architecture={
+        "blocks": {"repeat": 1, "each": {"block": "conv", "filters": 4, "batch_norm": False}},
+        "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "bogus"])},
+    }, training={"optimizer": "sgd", "learning_rate": Float(low=1e-3, high=1e38, log=True), "momentum": 0.9})
+    enqueue = [{"pool.mode": "bogus", "learning_rate": 0.01},      # raises in the builder
+               {"pool.mode": "avg", "learning_rate": 1e38},         # diverges to NaN
+               {"pool.mode": "avg", "learning_rate": 0.01}, {"pool.mode": "avg", "learning_rate": 0.02}]
+    result = Search(space, study_name="fragile", max_trials=2, sampler="random", seed=0, verbose=False,
+                    enqueue=enqueue, **stores).fit(data=digits_small, epochs=3)
+    states = [t.state.name for t in result.study.trials]
+    assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    failed = result.study.trials[:2]
+    assert "bogus" in failed[0].user_attrs["fail_reason"]
+    assert "non-finite" in failed[1].user_attrs["fail_reason"]
+    client, runs = mlflow_runs(stores["tracking_uri"])
+    trial_runs = {int(r.data.tags["automl.trial_number"]): r for r in runs if "automl.trial_number" in r.data.tags}
+    for number in (0, 1):
+        assert trial_runs[number].info.status == "FAILED"
+        assert trial_runs[number].data.tags["automl.fail_reason"] == failed[number].user_attrs["fail_reason"]
+        assert "traceback.txt" in [a.path for a in client.list_artifacts(trial_runs[number].info.run_id)]
+    assert result.best_trial.number in (2, 3)
+
+
+def test_consecutive_failures_stop_the_search(digits_small, stores):
+    space = SearchSpace(name="broken", architecture={"pool": {"block": "global_pool", "mode": "bogus"}})
+    result = Search(space, study_name="broken", max_trials=5, max_consecutive_failures=3, verbose=False,
+                    **stores).fit(data=digits_small, epochs=1)
+    assert [t.state.name for t in result.study.trials] == ["FAIL"] * 3
+
+
+def test_timeout_stops_the_search(digits_small, stores, tiny_space):
+    result = Search(tiny_space, study_name="budget", max_trials=500, timeout=4, verbose=False, **stores).fit(
+        data=digits_small, epochs=50)
+    finished = [t for t in result.study.trials if t.state.is_finished()]
+    assert 1 <= len(finished) < 500
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in result.study.trials)
+
+
+def test_same_seed_samples_the_same_configurations(digits_small, stores, tiny_space, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        s = Search(tiny_space, study_name=f"seed-{name}", max_trials=3, seed=7, verbose=False, pruner="none",
+                   storage=str(tmp_path / f"{name}.journal"), tracking_uri=stores["tracking_uri"])
+        runs.append([t.params for t in s.fit(data=digits_small, epochs=1).study.trials])
+    assert runs[0] == runs[1]
+
+
+def test_regression_on_diabetes_minimises_val_loss(stores):
+    from automl.data import load_data
+    from automl.space import Int
+
+    data = load_data("diabetes", seed=0)
+    space = SearchSpace(name="mlp", architecture={"hidden": {"block": "dense", "units": Int(low=8, high=32)}},
+                        training={"learning_rate": 0.01})
+    result = Search(space, max_trials=2, verbose=False, **stores).fit(data=data, epochs=20)
+    assert result.study.direction == optuna.study.StudyDirection.MINIMIZE
+    model = result.best_model()
+    predictions = model.predict(data.x_val, verbose=0)[:, 0]
+    mse = float(np.mean((predictions - data.y_val) ** 2))
+    assert mse == pytest.approx(result.best_value, rel=1e-3)
+    assert mse < float(np.var(data.y_val))  # learnt something beyond the mean
+
+
+def test_resuming_with_another_space_or_data_is_refused(digits_small, stores, tiny_space):
+    Search(tiny_space, study_name="guarded", max_trials=1, verbose=False, **stores).fit(data=digits_small, epochs=1)
+    other = SearchSpace(name="tiny", architecture={"pool": {"block": "global_pool"}})
+    with pytest.raises(SearchError, match="different space"):
+        Search(other, study_name="guarded", max_trials=2, verbose=False, **stores).fit(data=digits_small, epochs=1)
+    from automl.data import make_dataset
+
+    shifted = make_dataset(digits_small.x_train[:100], digits_small.y_train[:100], kind="image", name="digits300")
+    with pytest.raises(SearchError, match="different data"):
+        Search(tiny_space, study_name="guarded", max_trials=2, verbose=False, **stores).fit(data=shifted, epochs=1)
+    study = optuna.load_study(study_name="guarded", storage=__import__("automl.stores").stores.open_storage(stores["storage"]))
+    assert len(study.trials) == 1  # untouched
+
+
+def test_space_problems_are_reported_before_any_trial(digits_small, stores):
+    bad_block = SearchSpace(architecture={"x": {"block": "convv"}})
+    with pytest.raises(SpaceError, match="architecture.x.block: unknown block 'convv'"):
+        Search(bad_block, verbose=False, **stores).fit(data=digits_small, epochs=1)
+    bad_param = SearchSpace(architecture={"x": {"block": "conv", "filterz": 3}})
+    with pytest.raises(SpaceError, match="architecture.x.filterz: not a parameter of block conv"):
+        Search(bad_param, verbose=False, **stores).fit(data=digits_small, epochs=1)
+    bad_training = SearchSpace(architecture={}, training={"lr": 0.1})
+    with pytest.raises(SpaceError, match="training.lr: unknown training setting"):
+        Search(bad_training, verbose=False, **stores).fit(data=digits_small, epochs=1)
+    with pytest.raises(SpaceError, match="for tabular input but the data is image"):
+        Search("tabular_mlp", verbose=False, **stores).fit(data=digits_small, epochs=1)
+    with pytest.raises(SearchError, match="objective 'val_auc' is not logged"):
+        Search(SearchSpace(architecture={}), objective="val_auc", verbose=False, **stores).fit(data=digits_small, epochs=1)
+    from pathlib import Path
+
+    assert not Path(stores["storage"]).exists()  # nothing was created
