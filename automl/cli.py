@@ -122,6 +122,7 @@ def ui(
 
 
 def _print_leaderboard(study, k: int | None):
+    """Core columns per trial, then the best configuration spelt out."""
     from rich.table import Table
 
     from .results import leaderboard
@@ -133,15 +134,21 @@ def _print_leaderboard(study, k: int | None):
     table = Table(title=f"{study.study_name}: {study.user_attrs.get('objective', 'value')} "
                         f"({study.direction.name.lower()})")
     shown = ["trial", "state", "value", "epochs", "params_count", "seconds"]
-    params = [c for c in df.columns if c not in shown + ["fail_reason"] and not c.endswith(".block")]
-    for col in shown + ["params"]:
-        table.add_column(col, overflow="fold")
+    for col in shown:
+        table.add_column(col.replace("params_count", "weights"), justify="right")
+    table.add_column("note", overflow="fold")
     for _, row in df.iterrows():
-        summary = ", ".join(f"{c}={_fmt(row[c])}" for c in params if _present(row[c]))
-        if row["state"] == "FAIL" and row.get("fail_reason"):
-            summary = f"[red]{row['fail_reason'][:120]}[/]"
-        table.add_row(*(_fmt(row[c]) for c in shown), summary)
+        note = row["fail_reason"][:100] if _present(row.get("fail_reason")) else ""
+        table.add_row(*(_fmt(row[c]) for c in shown), note)
     out.print(table)
+    best = df[df.state == "COMPLETE"].head(1)
+    if len(best):
+        row = best.iloc[0]
+        params = [c for c in df.columns if c not in shown + ["fail_reason"] and not c.endswith(".block")]
+        out.print(f"best configuration (trial {row['trial']}):")
+        for c in params:
+            if _present(row[c]):
+                out.print(f"  {c} = {_fmt(row[c])}")
 
 
 def _present(v) -> bool:

@@ -101,7 +101,7 @@ class Search:
         status = "FINISHED"
         try:
             if done < self.max_trials:
-                study.optimize(runner, timeout=self.timeout, catch=(Exception,), gc_after_trial=True,
+                study.optimize(runner, timeout=self.timeout, catch=(Exception,),
                                callbacks=[optuna.study.MaxTrialsCallback(self.max_trials, states=FINISHED),
                                           self._progress(objective), self._failure_guard()])
         except BaseException:

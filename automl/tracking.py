@@ -20,7 +20,11 @@ MAX_METRICS_PER_BATCH = 1000
 
 
 def _client(uri: str):
+    import logging
+
     from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # table-creation chatter
 
     return MlflowClient(tracking_uri=uri)
 

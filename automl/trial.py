@@ -1,7 +1,6 @@
 """One trial: sample, build, compile, fit with callbacks, evaluate, log, clean up."""
 from __future__ import annotations
 
-import gc
 import math
 import tempfile
 import time
@@ -135,8 +134,7 @@ class TrialRunner:
         finally:
             metrics.setdefault("train_seconds", time.perf_counter() - started)
             run.finish(state, metrics, tags)
-            del model
-            gc.collect()
+            del model  # memory is reclaimed by clear_session(free_memory=True) at the next trial
 
     def _is_best_so_far(self, trial, value: float) -> bool:
         try:
