@@ -18,13 +18,20 @@ from .stores import open_storage
 from .strategies import make_pruner, make_sampler
 from .tracking import Tracker
 from .training import default_objective, infer_direction, metric_names
-from .trial import TrialRunner, TrialSettings
+from .isolation import IsolatedTrialRunner
+from .recovery import reap_dead_trials
+from .trial import TrialFailed, TrialRunner, TrialSettings
 
 DEFAULT_SPACES = {"image": "image_cnn", "tabular": "tabular_mlp"}
+BUDGET_POLL_SECONDS = 1.0
 
 
 class SearchError(ValueError):
     """Settings that cannot run (a study made with another space or data, a bad objective...)."""
+
+
+class SurplusTrial(TrialFailed):
+    """A trial started by two workers at once beyond the study's budget; it never trains."""
 
 
 class Search:
@@ -40,7 +47,8 @@ class Search:
                  objective: str | None = None, direction: str | None = None, max_trials: int = 10,
                  timeout: float | None = None, patience: int | None = 3, max_consecutive_failures: int = 10,
                  enqueue: list[dict[str, Any]] | None = None, verbose: bool = True,
-                 on_trial: Callable | None = None):
+                 on_trial: Callable | None = None, isolate: bool = False, memory_limit_mb: float | None = None,
+                 retry_dead: bool = False, worker: int = 0):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
         if timeout is not None and timeout <= 0:
@@ -55,6 +63,8 @@ class Search:
         self.max_consecutive_failures = max_consecutive_failures
         self.verbose, self.on_trial = verbose, on_trial
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
+        self.isolate, self.memory_limit_mb, self.retry_dead = isolate or bool(memory_limit_mb), memory_limit_mb, retry_dead
+        self.worker = worker  # several workers with one --seed: each samples its own sequence
         make_sampler(sampler), make_pruner(pruner)  # fail on bad names now, not later
 
     def fit(self, x=None, y=None, *, data: Dataset | None = None, validation_data=None,
@@ -77,9 +87,13 @@ class Search:
             optuna.logging.set_verbosity(optuna.logging.ERROR)
         storage = open_storage(self.storage)
         study_name = self.study_name or f"{space.name}-{data.name}".replace(":", "-")
-        study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
-                                    sampler=make_sampler(self.sampler, self.seed, self.max_trials),
-                                    pruner=make_pruner(self.pruner), load_if_exists=True)
+        seed = None if self.seed is None else self.seed + self.worker
+        study_args = dict(study_name=study_name, storage=storage, direction=direction,
+                          sampler=make_sampler(self.sampler, seed, self.max_trials), pruner=make_pruner(self.pruner))
+        try:  # the worker that creates the study creates its MLflow parent run; the others join it
+            study, created = optuna.create_study(**study_args), True
+        except optuna.exceptions.DuplicatedStudyError:
+            study, created = optuna.create_study(**study_args, load_if_exists=True), False
         self._check_or_record_study(study, space, data, objective, direction)
         for params in self.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
@@ -88,22 +102,24 @@ class Search:
         settings_params = {"space": space.source or space.name, "space_name": space.name, **data.describe(),
                            "objective": objective, "direction": direction, "sampler": self.sampler,
                            "pruner": self.pruner, "seed": self.seed, "epochs": epochs, "patience": self.patience}
-        run_id = tracker.start_search(study, settings_params, {"automl.study": study_name})
+        run_id = tracker.start_search(study, settings_params, {"automl.study": study_name}, join=not created)
         result = SearchResult(study, tracker.tracking_uri, run_id, objective, data)
 
         deadline = time.time() + self.timeout if self.timeout else None
         settings = TrialSettings(objective=objective, direction=direction, epochs=epochs,
                                  patience=self.patience, seed=self.seed, deadline=deadline)
-        runner = TrialRunner(space, data, settings, tracker, study_name)
+        if self.isolate:
+            runner = IsolatedTrialRunner(space, data, settings, tracker, study_name, self.storage, self.pruner,
+                                         self.memory_limit_mb)
+        else:
+            runner = TrialRunner(space, data, settings, tracker, study_name)
+        runner.gate = lambda trial: self._wait_for_budget(trial, tracker)
         done = _count(study, FINISHED)
         self._say(f"[bold]study[/] {study_name}: {done} of {self.max_trials} trials finished before this run; "
                   f"{data.summary()}; objective {objective} ({direction})")
         status = "FINISHED"
         try:
-            if done < self.max_trials:
-                study.optimize(runner, timeout=self.timeout, catch=(Exception,),
-                               callbacks=[optuna.study.MaxTrialsCallback(self.max_trials, states=FINISHED),
-                                          self._progress(objective), self._failure_guard()])
+            self._run_trials(study, runner, tracker, objective)
         except BaseException:
             status = "KILLED"
             raise
@@ -148,6 +164,50 @@ class Search:
             if key not in attrs:
                 study.set_user_attr(key, value)
 
+    # ------------------------------------------------------------ the trial loop
+
+    def _run_trials(self, study: optuna.Study, runner, tracker: Tracker, objective: str):
+        """Trial after trial until the study holds `max_trials` finished ones, the timeout passes or
+        too many fail in a row. Other workers may share the study: the budget is the study's."""
+        started = time.time()
+        self._stopping = None
+        callbacks = [self._progress(objective), self._failure_guard()]
+        while self._stopping is None:
+            self._reap(study, tracker)
+            finished = _count(study, FINISHED)
+            if finished >= self.max_trials:
+                break
+            if self.timeout is not None and time.time() - started >= self.timeout:
+                self._say(f"[yellow]stopping: the timeout of {self.timeout:g} s is reached[/]")
+                break
+            if finished + _count(study, (TrialState.RUNNING,)) >= self.max_trials:
+                time.sleep(BUDGET_POLL_SECONDS)  # the rest of the budget is in flight on other workers
+                continue
+            study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=callbacks)
+
+    def _reap(self, study: optuna.Study, tracker: Tracker):
+        end = lambda run_id, reason: tracker.end_run(run_id, "FAIL", reason)  # noqa: E731
+        for number in reap_dead_trials(study, end, retry=self.retry_dead):
+            self._say(f"[yellow]trial {number} was left RUNNING by a worker that died: marked failed"
+                      f"{', its configuration enqueued again' if self.retry_dead else ''}[/]")
+
+    def _wait_for_budget(self, trial: optuna.Trial, tracker: Tracker):
+        """Two workers may start the study's last trial at the same moment: the later one waits, and
+        steps aside (fails as surplus, before any training or MLflow run) if the other one finishes."""
+        while True:
+            trials = trial.study.get_trials(deepcopy=False)
+            finished = sum(t.state in FINISHED for t in trials)
+            ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
+            if finished + ahead < self.max_trials:
+                return
+            if finished >= self.max_trials:
+                reason = f"surplus: the study already has {finished} finished trials (max_trials {self.max_trials})"
+                trial.set_user_attr("fail_reason", reason)
+                self._stopping = reason
+                raise SurplusTrial(reason)
+            time.sleep(BUDGET_POLL_SECONDS)
+            self._reap(trial.study, tracker)
+
     # ------------------------------------------------------------ callbacks
 
     def _progress(self, objective: str):
@@ -177,9 +237,9 @@ class Search:
                 elif t.state in FINISHED:
                     break
             if streak >= self.max_consecutive_failures:
+                self._stopping = f"{streak} trials failed in a row"
                 self._say(f"[red]stopping: {streak} trials failed in a row; last reason: "
                           f"{trial.user_attrs.get('fail_reason')}[/]")
-                study.stop()
         return guard
 
     def _finish(self, tracker: Tracker, result: SearchResult, objective: str, status: str):
@@ -202,7 +262,8 @@ class Search:
                     artifacts["best_model"] = str(result.best_model_path(Path(tmp) / "model"))
                 except (FileNotFoundError, OSError, Exception) as exc:  # noqa: BLE001 - report, keep the rest
                     self._say(f"[yellow]best model not attached to the search run: {exc}[/]")
-            tracker.finish_search(status, metrics, artifacts)
+            others_running = _count(study, (TrialState.RUNNING,)) > 0  # other workers, still at work
+            tracker.finish_search(status, metrics, artifacts, terminate=not others_running)
         self._say(f"search {study.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
                   f"{counts['fail']} failed; MLflow run {tracker.parent_run_id}")
 

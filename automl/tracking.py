@@ -17,6 +17,12 @@ from .stores import StoreError, default_artifact_location, default_tracking_uri
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
+JOIN_WAIT_SECONDS = 60
+
+
+def optuna_user_attrs(study) -> dict:
+    """Fresh study user attributes (another process may have just set one)."""
+    return study._storage.get_study_user_attrs(study._study_id)
 
 
 def _client(uri: str):
@@ -45,6 +51,15 @@ class Tracker:
             raise StoreError(f"cannot use MLflow tracking URI {self.tracking_uri!r}: {exc}") from None
         self.parent_run_id: str | None = None
 
+    @classmethod
+    def attach(cls, tracking_uri: str, experiment_id: str, parent_run_id: str, flush_seconds: float = 10.0):
+        """The tracker of a running search, in another process (a trial's child process)."""
+        tracker = cls.__new__(cls)
+        tracker.tracking_uri, tracker.flush_seconds = tracking_uri, flush_seconds
+        tracker.client, tracker.experiment_id = _client(tracking_uri), experiment_id
+        tracker.parent_run_id = parent_run_id
+        return tracker
+
     def _experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 
@@ -58,9 +73,14 @@ class Tracker:
 
     # ------------------------------------------------------------ parent run
 
-    def start_search(self, study, params: dict[str, Any], tags: dict[str, str]) -> str:
-        """Create the parent run, or reuse the one recorded on the study when resuming."""
+    def start_search(self, study, params: dict[str, Any], tags: dict[str, str], join: bool = False) -> str:
+        """Create the parent run, or reuse the one recorded on the study (resuming, or `join`ing a
+        study that another worker created: that worker creates the run, this one waits for it)."""
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        deadline = time.time() + JOIN_WAIT_SECONDS
+        while join and not run_id and time.time() < deadline:
+            time.sleep(0.5)
+            run_id = optuna_user_attrs(study).get(PARENT_RUN_ATTR)
         if run_id and self._run_exists(run_id):
             self.client.update_run(run_id, status="RUNNING")
         else:
@@ -81,12 +101,16 @@ class Tracker:
             return False
         return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
 
-    def finish_search(self, status: str, metrics: dict[str, float], artifacts: dict[str, str] | None = None):
+    def finish_search(self, status: str, metrics: dict[str, float], artifacts: dict[str, str] | None = None,
+                      terminate: bool = True):
+        """Final metrics and artifacts; the run stays RUNNING (`terminate=False`) while other
+        workers still run trials of the study: the last one to finish ends it."""
         run_id = self.parent_run_id
         self.log_metrics(run_id, metrics)
         for artifact_path, local in (artifacts or {}).items():
             self.client.log_artifact(run_id, local, artifact_path or None)
-        self.client.set_terminated(run_id, status=status)
+        if terminate:
+            self.client.set_terminated(run_id, status=status)
 
     # ------------------------------------------------------------ trial runs
 
@@ -97,6 +121,18 @@ class Tracker:
                   "automl.trial_number": str(number), "automl.study": study_name, "automl.state": "RUNNING"})
         self._log_params(run.info.run_id, params)
         return TrialRun(self, run.info.run_id)
+
+    def end_run(self, run_id: str, state: str, reason: str):
+        """End a trial's run that its own process could not end (it died); never leave it RUNNING."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if self.client.get_run(run_id).info.status != "RUNNING":
+                return
+            self.set_tags(run_id, {"automl.state": state, "automl.fail_reason": reason})
+            self.client.set_terminated(run_id, status="KILLED")
+        except MlflowException:
+            pass  # a run that is gone cannot be left RUNNING either
 
     # ------------------------------------------------------------ helpers
 

@@ -12,6 +12,7 @@ import keras
 import optuna
 
 from .builder import build_model
+from .recovery import OWNER_ATTR, owner_record
 from .training import loss_and_metrics, make_optimizer, training_settings
 
 MODEL_ARTIFACT = "model/model.keras"
@@ -83,12 +84,19 @@ class TrialRunner:
     def __init__(self, space, data, settings: TrialSettings, tracker, study_name: str):
         self.space, self.data, self.settings, self.tracker = space, data, settings, tracker
         self.study_name = study_name
+        self.gate = None  # called first with the trial; may wait, or raise to keep it from training
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(OWNER_ATTR, owner_record())  # first: so a kill from here on is detectable
+        if self.gate:
+            self.gate(trial)
+        return self.run(trial, self.space.sample(trial))
+
+    def run(self, trial: optuna.Trial, config) -> float:
+        """Train one sampled configuration (here, or in a child process: see isolation.py)."""
         keras.backend.clear_session(free_memory=True)
         if self.settings.seed is not None:
             keras.utils.set_random_seed(self.settings.seed + trial.number)
-        config = self.space.sample(trial)
         trial.set_user_attr("params", config.params)
         run = self.tracker.start_trial(trial.number, self.study_name, config.params)
         trial.set_user_attr("mlflow_run_id", run.run_id)
@@ -128,8 +136,9 @@ class TrialRunner:
             tags["automl.fail_reason"] = reason
             run.log_text(traceback.format_exc(), "traceback.txt")
             raise
-        except BaseException:  # KeyboardInterrupt, SystemExit: the run must not stay RUNNING
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the run must not stay RUNNING
             state = "KILLED"
+            trial.set_user_attr("fail_reason", f"interrupted ({type(exc).__name__})")
             raise
         finally:
             metrics.setdefault("train_seconds", time.perf_counter() - started)

@@ -1,0 +1,95 @@
+"""Dead trials: a worker killed mid-trial (kill -9, the OOM killer, a reboot) leaves its trial RUNNING.
+
+Every trial records its owner (host, pid, process start time) as its first act. Before each trial a
+worker reaps RUNNING trials that are dead: on this host, an owner process that no longer exists; on
+RDB storages (PostgreSQL, SQLite, MySQL), also a stopped Optuna heartbeat, which covers other
+machines. A dead trial becomes FAIL with a reason, its MLflow run ends as KILLED (never left
+RUNNING), and, when asked, its parameters are enqueued again so the search retries it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+OWNER_ATTR = "owner"
+RETRY_OF_ATTR = "retry_of"
+UNOWNED_GRACE_SECONDS = 120  # a trial is stamped with its owner within milliseconds of its creation
+
+
+def owner_record() -> dict:
+    """Who runs this trial: enough to tell later whether that process is still alive."""
+    import psutil
+
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": round(psutil.Process(pid).create_time(), 2)}
+
+
+def owner_alive(owner: dict | None) -> bool | None:
+    """True/False for an owner on this host; None when it cannot be known from here."""
+    import psutil
+
+    if not owner or owner.get("host") != socket.gethostname():
+        return None
+    try:
+        proc = psutil.Process(int(owner["pid"]))
+        # pids are reused: the same pid with another start time is another process
+        return abs(proc.create_time() - float(owner["started"])) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError):
+        return False
+
+
+def _is_dead(trial: optuna.trial.FrozenTrial, rdb: bool, stale: set[int]) -> str | None:
+    owner = trial.user_attrs.get(OWNER_ATTR)
+    if trial._trial_id in stale:
+        where = f" (pid {owner['pid']} on {owner['host']})" if owner else ""
+        return f"worker{where} stopped sending heartbeats during the trial"
+    alive = owner_alive(owner)
+    if alive is False:
+        return f"worker process {owner['pid']} on {owner['host']} died during the trial"
+    if owner is None and not rdb and trial.datetime_start is not None:
+        age = (dt.datetime.now() - trial.datetime_start).total_seconds()
+        if age > UNOWNED_GRACE_SECONDS:  # killed between creation and stamping
+            return "worker died before the trial started"
+    return None
+
+
+def reap_dead_trials(study: optuna.Study, end_mlflow_run: Callable[[str, str], None] | None = None,
+                     retry: bool = False) -> list[int]:
+    """Fail the dead RUNNING trials of `study`; returns their numbers."""
+    from optuna.storages import RDBStorage
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDB storages in a cache
+    rdb = isinstance(backend, RDBStorage)
+    stale = set(backend._get_stale_trial_ids(study._study_id)) if rdb and backend.heartbeat_interval else set()
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = _is_dead(trial, rdb, stale)
+        if reason is None:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue  # another worker reaped it first
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+            continue
+        reaped.append(trial.number)
+    if reaped:
+        _after_reaping(study, reaped, end_mlflow_run, retry)
+    return sorted(set(reaped))
+
+
+def _after_reaping(study, numbers, end_mlflow_run, retry: bool):
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number not in numbers:
+            continue
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and end_mlflow_run:
+            end_mlflow_run(run_id, trial.user_attrs.get("fail_reason", "worker died (heartbeat stopped)"))
+        if retry and trial.params:
+            study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number})
