@@ -1,0 +1,614 @@
+"""Export a trained model for serving and for phones, and measure every file written.
+
+Formats: `keras` (`model.keras`), `saved_model` (TensorFlow SavedModel via `model.export`) and four
+TFLite variants: `float32`, `float16` (half-size weights), `dynamic_int8` (int8 weights, float
+activations) and `int8` (full-integer, calibrated on a representative sample of the training data;
+`int8_io=True` also makes the inputs and outputs int8). A variant the converter or the LiteRT
+interpreter cannot handle is recorded as `unsupported` with the reason; the others still export.
+
+Every file is then run on held-out data (TFLite files with the LiteRT interpreter, the same one a
+phone uses): task metric, agreement with the Keras model's predictions, size, batch-1 latency
+(median, p95) and throughput at a batch size. `export_report.json` and `REPORT.md` go beside the
+files. Recurrent layers are unrolled for conversion (LiteRT has no TensorList ops) when the sequence
+length is fixed. TensorFlow loads only inside the functions here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+FORMATS = ("keras", "saved_model", *TFLITE_VARIANTS)
+ALIASES = {"tflite": TFLITE_VARIANTS, "all": FORMATS}
+FLOAT32_TOLERANCE = 1e-4  # max |TFLite float32 - Keras| per output value (probabilities or targets)
+QUANT_ACCURACY_TOLERANCE = 0.005  # a quantized variant is "as good" within half a point of float32
+FILES = {"keras": "model.keras", "saved_model": "saved_model", **{v: f"model_{v}.tflite" for v in TFLITE_VARIANTS}}
+
+
+class ExportError(ValueError):
+    """Export settings or inputs that cannot work; says which argument, file or shape is at fault."""
+
+
+def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
+    """`"keras,tflite"` or `["float32", "int8"]` -> known format names in a fixed order."""
+    if formats is None:
+        return FORMATS
+    items = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    chosen: set[str] = set()
+    for item in items:
+        name = item.lower().removeprefix("tflite_").replace("-", "_")
+        if item.lower() in ALIASES:
+            chosen.update(ALIASES[item.lower()])
+        elif name in FORMATS:
+            chosen.add(name)
+        else:
+            raise ExportError(f"unknown export format {item!r} (known: {', '.join(FORMATS)}, tflite, all)")
+    if not chosen:
+        raise ExportError("no export format given")
+    return tuple(f for f in FORMATS if f in chosen)
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass
+class ExportReport:
+    """What `export_model` wrote and measured; `variants[name]` is one row of the report."""
+
+    out_dir: str
+    task: str
+    metric: str                       # accuracy | mae
+    eval_samples: int
+    batch_size: int
+    threads: int | None
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recommended: str | None = None    # smallest TFLite file as good as float32
+    meta: dict[str, Any] = field(default_factory=dict)    # trial, study, parameters...
+    extra: dict[str, Any] = field(default_factory=dict)   # selection, student (nested reports)
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return self.variants[name]
+
+    def ok(self, name: str) -> bool:
+        return self.variants.get(name, {}).get("status") == "ok"
+
+    def path(self, name: str) -> Path:
+        return Path(self.out_dir) / self.variants[name]["file"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self) -> None:
+        out = Path(self.out_dir)
+        (out / "export_report.json").write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
+        (out / "REPORT.md").write_text(self.markdown())
+
+    def markdown(self) -> str:
+        lines = [f"# Export report{' — ' + self.meta['title'] if self.meta.get('title') else ''}", ""]
+        facts = {k: v for k, v in self.meta.items() if k != "title" and not isinstance(v, (dict, list))}
+        facts.update({"task": self.task, "held-out samples": self.eval_samples,
+                      "throughput batch size": self.batch_size, "interpreter threads": self.threads or "default"})
+        lines += [f"- {k}: {v}" for k, v in facts.items()]
+        lines += ["", *variant_table(self), ""]
+        if self.recommended:
+            lines.append(f"Recommended for phones: `{self.variants[self.recommended]['file']}` "
+                         f"(smallest TFLite file within {QUANT_ACCURACY_TOLERANCE * 100:.1f} points of float32).")
+        lines.append(f"Agreement: share of held-out samples where the file predicts the same class as the Keras "
+                     f"model (regression: within 1% of the predictions' spread); float32 TFLite must stay within "
+                     f"{FLOAT32_TOLERANCE:g} of Keras per output value. Latency: one sample per call (batch 1), "
+                     f"Keras via `model.predict`.")
+        if sel := self.extra.get("selection"):
+            lines += ["", f"## Quantization-aware selection (top {len(sel['candidates'])} by {sel['ranked_by']})", "",
+                      "| trial | float value | int8 " + self.metric + " | float32 TFLite " + self.metric + " |",
+                      "| ---: | ---: | ---: | ---: |"]
+            lines += [f"| {c['trial']} | {_fmt(c.get('value'))} | {_fmt(c.get('int8'))} | {_fmt(c.get('float32'))} |"
+                      for c in sel["candidates"]]
+            lines.append(f"\nChosen: trial {sel['chosen']}.")
+        if student := self.extra.get("student"):
+            lines += ["", "## Teacher vs student (knowledge distillation)", "", *teacher_student_table(self, student)]
+        return "\n".join(lines) + "\n"
+
+
+def variant_table(report: ExportReport) -> list[str]:
+    m = report.metric
+    head = f"| variant | file | size KB | vs float32 | {m} | agreement | max abs diff | p50 ms | p95 ms | samples/s | note |"
+    rows = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    base = report.variants.get("float32", {}).get("size_bytes")
+    for name, v in report.variants.items():
+        size = v.get("size_bytes")
+        ratio = f"{size / base:.0%}" if size and base and v["format"] == "tflite" else ""
+        note = v.get("reason") or ""
+        if v["status"] != "ok":
+            note = f"**{v['status']}**: {note}"
+        rows.append(f"| {name} | {v.get('file') or ''} | {_fmt(size / 1024 if size else None, 1)} | {ratio} | "
+                    f"{_fmt(v.get(m))} | {_fmt(v.get('agreement'))} | {_fmt(v.get('max_abs_diff'), sci=True)} | "
+                    f"{_fmt(v.get('latency_p50_ms'), 3)} | {_fmt(v.get('latency_p95_ms'), 3)} | "
+                    f"{_fmt(v.get('throughput_per_s'), 0)} | {note.replace('|', '/')[:300]} |")
+    return rows
+
+
+def teacher_student_table(teacher: ExportReport, student: dict) -> list[str]:
+    m = teacher.metric
+    rows = [f"| model | variant | params | size KB | {m} | p50 ms | samples/s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for who, rep in (("teacher", teacher.to_dict()), ("student", student)):
+        for name in ("keras", "float32", "int8"):
+            v = rep["variants"].get(name)
+            if v and v["status"] == "ok":
+                rows.append(f"| {who} | {name} | {rep['meta'].get('param_count', '')} | {_fmt(v['size_bytes'] / 1024, 1)} | "
+                            f"{_fmt(v.get(m))} | {_fmt(v.get('latency_p50_ms'), 3)} | {_fmt(v.get('throughput_per_s'), 0)} |")
+    return rows
+
+
+def _fmt(v, digits: int = 4, sci: bool = False) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(v)
+    if sci:
+        return f"{v:.2e}"
+    return f"{v:.{digits}f}" if digits else f"{v:,.0f}"
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# ---------------------------------------------------------------- export_model
+
+
+def export_model(model, out_dir: str | Path, *, data=None, x_eval=None, y_eval=None, x_representative=None,
+                 task: str | None = None, formats: str | Iterable[str] | None = None,
+                 representative_samples: int = 200, int8_io: bool = False, batch_size: int = 32,
+                 eval_samples: int | None = None, latency_runs: int = 100, threads: int | None = 1,
+                 seed: int = 0, meta: dict[str, Any] | None = None, verbose: bool = False) -> ExportReport:
+    """Write `model` in each format to `out_dir`, run every file on held-out data, write the report.
+
+    `data` (an `automl.Dataset`) supplies the held-out set (`x_val`, `y_val`), the representative
+    sample for int8 calibration (`representative_samples` rows of `x_train`) and the task. Without
+    it pass `x_eval`, `y_eval` (labels optional: without them only agreement is measured) and
+    `x_representative`. Returns the `ExportReport`; it is also written as `export_report.json`
+    and `REPORT.md` in `out_dir`.
+    """
+    import keras
+
+    formats = parse_formats(formats)
+    if not isinstance(model, keras.Model):
+        raise ExportError(f"model must be a keras.Model, not {type(model).__name__}")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ExportError(f"export handles models with one input and one output; this one has "
+                          f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
+    if batch_size < 1 or latency_runs < 1 or representative_samples < 1:
+        raise ExportError("batch_size, latency_runs and representative_samples must be at least 1 "
+                          f"(got {batch_size}, {latency_runs}, {representative_samples})")
+    if data is not None:
+        x_eval = data.x_val if x_eval is None else x_eval
+        y_eval = data.y_val if y_eval is None else y_eval
+        x_representative = data.x_train if x_representative is None else x_representative
+        task = task or data.task
+    if x_eval is None:
+        raise ExportError("export needs held-out inputs to evaluate the files: pass data=Dataset or x_eval")
+    x_eval = _as_input(x_eval)
+    in_shape = tuple(model.inputs[0].shape[1:])
+    _check_shape(x_eval, in_shape, "x_eval")
+    if y_eval is not None:
+        y_eval = np.asarray(y_eval)
+        if len(y_eval) != len(x_eval):
+            raise ExportError(f"y_eval has {len(y_eval)} samples but x_eval has {len(x_eval)}")
+    rng = np.random.default_rng(seed)
+    if eval_samples and len(x_eval) > eval_samples:
+        keep = np.sort(rng.choice(len(x_eval), eval_samples, replace=False))
+        x_eval, y_eval = x_eval[keep], (y_eval[keep] if y_eval is not None else None)
+    if x_representative is not None:
+        x_representative = _as_input(x_representative)
+        _check_shape(x_representative, in_shape, "x_representative")
+        if len(x_representative) > representative_samples:
+            x_representative = x_representative[rng.choice(len(x_representative), representative_samples, replace=False)]
+    out_units = model.outputs[0].shape[-1]
+    task = task or ("classification" if out_units and out_units > 1 else "regression")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in formats:  # a rerun must not leave a stale file of a variant that now fails
+        stale = out / FILES[name]
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    report = ExportReport(str(out), task, "accuracy" if task == "classification" else "mae", len(x_eval),
+                          batch_size, threads, meta=dict(meta or {}))
+    report.meta.setdefault("param_count", int(model.count_params()))
+    reference = _predict_keras(model, x_eval, batch_size)
+    ev = _Evaluator(task, y_eval, reference, x_eval, batch_size, latency_runs)
+    say = _printer(verbose)
+
+    if "keras" in formats:
+        path = out / FILES["keras"]
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        report.variants["keras"] = ev.run("keras", "keras", path, _KerasRunner(loaded), out)
+        report.variants["keras"].update(_keras_call_latency(loaded, x_eval, latency_runs))
+        say(report.variants["keras"])
+    with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
+        saved = out / FILES["saved_model"] if "saved_model" in formats else Path(tmp) / "saved_model"
+        saved_error = _try(lambda: _export_saved_model(model, saved))
+        if "saved_model" in formats:
+            if saved_error:
+                report.variants["saved_model"] = _not_done("saved_model", "unsupported", saved_error)
+            else:
+                report.variants["saved_model"] = ev.run("saved_model", "saved_model", saved, _SavedModelRunner(saved), out)
+            say(report.variants["saved_model"])
+        tflite = [v for v in formats if v in TFLITE_VARIANTS]
+        source, note = saved, None
+        if tflite and not saved_error:
+            source, note = _convertible_source(model, saved, Path(tmp))
+        flex_reason = None
+        for variant in tflite:
+            path = out / FILES[variant]
+            if saved_error:
+                row = _not_done(variant, "unsupported", f"no SavedModel to convert: {saved_error}")
+            elif variant == "int8" and x_representative is None:
+                row = _not_done(variant, "skipped", "full-integer int8 needs a representative sample of the "
+                                                    "training data (data=Dataset or x_representative)")
+            else:
+                try:
+                    content = convert_tflite(source, variant, x_representative, int8_io=int8_io)
+                except Exception as exc:  # noqa: BLE001 - the converter's reason goes into the report
+                    if flex_reason is None:
+                        flex_reason = _flex_probe(source, x_eval[:1])
+                    row = _not_done(variant, "unsupported", _converter_reason(exc, flex_reason))
+                else:
+                    path.write_bytes(content)
+                    row = ev.run(variant, "tflite", path, None, out, threads=threads)
+                    if note and row["status"] == "ok":
+                        row["reason"] = note
+            report.variants[variant] = row
+            say(row)
+    report.recommended = _recommend(report)
+    report.write()
+    return report
+
+
+def _as_input(x) -> np.ndarray:
+    """Text as an object array of str (what Keras takes), everything else as is."""
+    x = np.asarray(x)
+    return x.astype(object) if x.dtype.kind in "US" else x
+
+
+def _check_shape(x: np.ndarray, shape: tuple, what: str):
+    if x.ndim < 1 or len(x) == 0:
+        raise ExportError(f"{what} is empty")
+    got = tuple(x.shape[1:])
+    if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+        raise ExportError(f"{what} has shape {got} per sample but the model takes {shape}")
+
+
+def _printer(verbose: bool):
+    def say(row):
+        if verbose:
+            from rich.console import Console
+
+            detail = f"{row.get('size_bytes', 0) / 1024:.1f} KB" if row["status"] == "ok" else row.get("reason", "")[:200]
+            Console(stderr=True, highlight=False).print(f"export {row['name']:<13} {row['status']:<11} {detail}")
+    return say
+
+
+def _try(fn) -> str | None:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+    return None
+
+
+def _not_done(name: str, status: str, reason: str) -> dict[str, Any]:
+    fmt = "tflite" if name in TFLITE_VARIANTS else name
+    return {"name": name, "format": fmt, "file": None, "status": status, "reason": reason}
+
+
+def _recommend(report: ExportReport) -> str | None:
+    base = report.variants.get("float32")
+    if not base or base["status"] != "ok":
+        return None
+    ok = [v for v in report.variants.values() if v["format"] == "tflite" and v["status"] == "ok"]
+    metric = report.metric
+    if base.get(metric) is not None:
+        if metric == "accuracy":
+            ok = [v for v in ok if v.get(metric) is not None and v[metric] >= base[metric] - QUANT_ACCURACY_TOLERANCE]
+        else:
+            ok = [v for v in ok if v.get(metric) is not None and v[metric] <= base[metric] * 1.01 + 1e-9]
+    return min(ok, key=lambda v: v["size_bytes"])["name"] if ok else None
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def _export_saved_model(model, path: Path):
+    if path.exists():
+        shutil.rmtree(path)
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def _convertible_source(model, saved: Path, tmp: Path) -> tuple[Path, str | None]:
+    """The SavedModel to convert: recurrent layers unrolled (same weights) when lengths are fixed."""
+    import keras
+
+    rnn = [l for l in _all_layers(model) if isinstance(l, (keras.layers.RNN, keras.layers.Bidirectional))]
+    if not rnn:
+        return saved, None
+    if model.inputs[0].shape[1] is None:
+        return saved, None  # unknown sequence length: cannot unroll; the converter says why
+
+    def unroll(layer):
+        if isinstance(layer, keras.layers.RNN) and not layer.unroll:
+            return layer.__class__.from_config({**layer.get_config(), "unroll": True})
+        if isinstance(layer, keras.layers.Bidirectional):
+            cfg = layer.get_config()
+            for key in ("layer", "backward_layer"):
+                if key in cfg and cfg[key]:
+                    cfg[key]["config"]["unroll"] = True
+            return keras.layers.Bidirectional.from_config(cfg)
+        return layer  # shared, weights and state included
+
+    try:
+        clone = keras.models.clone_model(model, clone_function=unroll)
+        clone.set_weights(model.get_weights())
+        path = tmp / "unrolled"
+        _export_saved_model(clone, path)
+    except Exception as exc:  # noqa: BLE001 - fall back to the original graph
+        return saved, f"recurrent layers kept rolled ({type(exc).__name__}: {exc})"[:300]
+    return path, f"recurrent layers unrolled over {model.inputs[0].shape[1]} steps for LiteRT"
+
+
+def _all_layers(model) -> list:
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if hasattr(layer, "layers") and layer is not model:
+            layers += _all_layers(layer)
+    return layers
+
+
+def convert_tflite(saved_model_dir: str | Path, variant: str, x_representative=None, *, int8_io: bool = False,
+                   select_tf_ops: bool = False) -> bytes:
+    """One TFLite flatbuffer from a SavedModel. `int8` needs `x_representative` (a few hundred rows)."""
+    import tensorflow as tf
+
+    if variant not in TFLITE_VARIANTS:
+        raise ExportError(f"unknown TFLite variant {variant!r} (known: {', '.join(TFLITE_VARIANTS)})")
+    c = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    if variant != "float32":
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        c.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        if x_representative is None or len(x_representative) == 0:
+            raise ExportError("int8 conversion needs x_representative (rows of training data)")
+        sample = np.asarray(x_representative)
+        float_input = np.issubdtype(sample.dtype, np.floating)
+
+        def representative():
+            for row in sample:
+                yield [row[None].astype("float32") if float_input else row[None]]
+
+        c.representative_dataset = representative
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            if float_input:
+                c.inference_input_type = tf.int8
+            c.inference_output_type = tf.int8
+    if select_tf_ops:
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        c._experimental_lower_tensor_list_ops = False
+    return c.convert()
+
+
+def _flex_probe(saved: Path, x_sample: np.ndarray) -> str | None:
+    """Would TF Select (Flex) ops make it convert, and can the LiteRT interpreter run the result?"""
+    try:
+        content = convert_tflite(saved, "float32", select_tf_ops=True)
+    except Exception as exc:  # noqa: BLE001
+        return f"not even with TF Select ops ({_short_error(exc)})"
+    try:
+        TFLiteRunner(content=content)(x_sample)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc)
+        ops = sorted(set(re.findall(r"\((Flex\w+)\)", msg))) or ["Flex ops"]
+        return (f"it converts with TF Select ops, but the LiteRT interpreter cannot run them "
+                f"({', '.join(ops)} failed to prepare: no Flex delegate in ai-edge-litert)")
+    return "it converts and runs with TF Select ops (not exported: phones would need the Flex delegate)"
+
+
+def _short_error(exc: Exception) -> str:
+    msg = str(exc)
+    if m := re.search(r"TF Select ops: ([^\n]+)", msg):
+        return f"needs TensorFlow ops outside LiteRT's built-in set: {m.group(1).strip()}"
+    if "Lowering tensor list ops is failed" in msg:
+        return ("a recurrent loop over a sequence of unknown length (TensorList ops) cannot be lowered to "
+                "LiteRT built-in ops; give the input a fixed sequence length so it can be unrolled")
+    errors = [re.sub(r"^.*?error: ", "", line).strip() for line in msg.splitlines() if "error:" in line]
+    errors = [e for e in errors if e and not e.startswith("failed while converting")]
+    return (errors[-1] if errors else msg.strip().splitlines()[-1] if msg.strip() else type(exc).__name__)[:400]
+
+
+def _converter_reason(exc: Exception, flex: str | None) -> str:
+    reason = f"converter: {_short_error(exc)}"
+    return f"{reason}; {flex}" if flex else reason
+
+
+# ---------------------------------------------------------------- running the files
+
+
+def _interpreter(path: Path | None = None, content: bytes | None = None, threads: int | None = None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    if path is not None:
+        return Interpreter(model_path=str(path), num_threads=threads)
+    return Interpreter(model_content=content, num_threads=threads)
+
+
+class TFLiteRunner:
+    """Runs a `.tflite` file with the LiteRT interpreter: float in, float out, any batch size."""
+
+    def __init__(self, path: str | Path | None = None, threads: int | None = 1, content: bytes | None = None):
+        self.interp = _interpreter(Path(path) if path else None, content, threads=threads)
+        self.input = self.interp.get_input_details()[0]
+        self.output = self.interp.get_output_details()[0]
+        self.fixed_batch = int(self.input["shape_signature"][0]) != -1
+        self.batch = None
+        if self.fixed_batch:
+            self.interp.allocate_tensors()
+            self.batch = int(self.input["shape"][0])
+
+    def _resize(self, n: int):
+        if n != self.batch:
+            self.interp.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
+            self.interp.allocate_tensors()
+            self.batch = n
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.fixed_batch and len(x) != self.batch:
+            return np.concatenate([self(x[i:i + self.batch]) for i in range(0, len(x), self.batch)])
+        self._resize(len(x))
+        dtype = self.input["dtype"]
+        scale, zero = self.input["quantization"]
+        if scale and np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(np.asarray(x, "float32") / scale + zero), info.min, info.max)
+        x = np.asarray(x)
+        self.interp.set_tensor(self.input["index"], x.astype(str).astype(bytes) if x.dtype.kind in "OU" else x.astype(dtype))
+        self.interp.invoke()
+        y = self.interp.get_tensor(self.output["index"])
+        scale, zero = self.output["quantization"]
+        if scale and np.issubdtype(y.dtype, np.integer):
+            y = (y.astype("float32") - zero) * scale
+        return np.asarray(y, "float32")
+
+    def facts(self) -> dict[str, Any]:
+        """Input/output types and how many tensors of each type the file holds (weights included)."""
+        counts: dict[str, int] = {}
+        for t in self.interp.get_tensor_details():
+            name = np.dtype(t["dtype"]).name
+            counts[name] = counts.get(name, 0) + 1
+        return {"input_dtype": np.dtype(self.input["dtype"]).name, "output_dtype": np.dtype(self.output["dtype"]).name,
+                "tensor_types": dict(sorted(counts.items()))}
+
+
+class _KerasRunner:
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, x):
+        return np.asarray(self.model.predict(_keras_input(x), batch_size=max(len(x), 1), verbose=0), "float32")
+
+
+def _keras_input(x: np.ndarray):
+    """`model.predict` takes no numpy string arrays; a string tensor works."""
+    if x.dtype.kind in "OUS":
+        import tensorflow as tf
+
+        return tf.constant(x.astype(str))
+    return x
+
+
+class _SavedModelRunner:
+    def __init__(self, path: Path):
+        import tensorflow as tf
+
+        self.tf, self.loaded = tf, tf.saved_model.load(str(path))  # keep it: `serve` needs its variables
+
+    def __call__(self, x):
+        return np.asarray(self.loaded.serve(self.tf.constant(x.astype(str) if x.dtype.kind in "OUS" else x)), "float32")
+
+
+def _predict_keras(model, x, batch_size: int) -> np.ndarray:
+    return np.asarray(model.predict(_keras_input(x), batch_size=batch_size, verbose=0), "float32")
+
+
+def _keras_call_latency(model, x, runs: int) -> dict[str, float]:
+    """A direct `model(x)` call, the cheapest way to run one sample in Keras (for comparison)."""
+    times = _time_calls(lambda i: model(_keras_input(x[i % len(x)][None]), training=False), runs)
+    return {"latency_call_p50_ms": float(np.median(times)), "latency_call_p95_ms": float(np.percentile(times, 95))}
+
+
+def _time_calls(fn, runs: int, warmup: int = 3) -> np.ndarray:
+    for i in range(warmup):
+        fn(i)
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        fn(i)
+        times[i] = (time.perf_counter() - start) * 1000
+    return times
+
+
+class _Evaluator:
+    """Runs one exported file over the held-out set and compares it with the Keras predictions."""
+
+    def __init__(self, task, y, reference, x, batch_size, latency_runs):
+        self.task, self.y, self.reference, self.x = task, y, reference, x
+        self.batch_size, self.latency_runs = batch_size, latency_runs
+        spread = float(np.std(reference)) if task != "classification" else 0.0
+        self.regression_tolerance = 0.01 * (spread or 1.0)
+
+    def run(self, name: str, fmt: str, path: Path, runner, out: Path, threads: int | None = 1) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": name, "format": fmt, "file": str(path.relative_to(out)), "status": "ok",
+                               "reason": None, "size_bytes": _size(path)}
+        try:
+            if runner is None:
+                runner = TFLiteRunner(path, threads)
+                row.update(runner.facts())
+            row.update(self._measure(runner))
+        except Exception as exc:  # noqa: BLE001 - the file exists but cannot run: say so, keep going
+            row.update(status="failed", reason=f"running the file: {type(exc).__name__}: {str(exc)[:400]}")
+        return row
+
+    def _measure(self, runner) -> dict[str, Any]:
+        x, bs = self.x, self.batch_size
+        runner(_pad(x[:bs], bs))  # warm-up: allocation, tracing
+        start = time.perf_counter()
+        preds = [runner(_pad(x[i:i + bs], bs))[:len(x[i:i + bs])] for i in range(0, len(x), bs)]
+        seconds = time.perf_counter() - start
+        pred = np.concatenate(preds).reshape(self.reference.shape)
+        times = _time_calls(lambda i: runner(x[i % len(x)][None]), self.latency_runs)
+        row = {"latency_p50_ms": float(np.median(times)), "latency_p95_ms": float(np.percentile(times, 95)),
+               "throughput_per_s": len(x) / seconds,
+               "max_abs_diff": float(np.max(np.abs(pred - self.reference)))}
+        if self.task == "classification":
+            row["agreement"] = float(np.mean(_classes(pred) == _classes(self.reference)))
+            if self.y is not None:
+                row["accuracy"] = float(np.mean(_classes(pred) == self.y.reshape(-1)))
+        else:
+            diff = np.abs(pred - self.reference).reshape(len(x), -1).max(axis=1)
+            row["agreement"] = float(np.mean(diff <= self.regression_tolerance))
+            if self.y is not None:
+                err = pred.reshape(len(x), -1)[:, 0] - self.y.reshape(len(x), -1)[:, 0].astype("float32")
+                row["mae"], row["rmse"] = float(np.mean(np.abs(err))), float(np.sqrt(np.mean(err ** 2)))
+        return row
+
+
+def _classes(p: np.ndarray) -> np.ndarray:
+    p = p.reshape(len(p), -1)
+    return (p[:, 0] > 0.5).astype(int) if p.shape[1] == 1 else p.argmax(axis=1)
+
+
+def _pad(x: np.ndarray, n: int) -> np.ndarray:
+    """A full batch: the last short batch is padded with its own rows (outputs are cut back)."""
+    if len(x) >= n:
+        return x
+    return np.concatenate([x, np.resize(x, (n - len(x), *x.shape[1:]))]) if len(x) else x
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
