@@ -39,8 +39,17 @@ def search(
     direction: Optional[str] = typer.Option(None, "--direction", help="maximize | minimize (default: from the objective)."),
     validation_split: float = typer.Option(0.2, "--validation-split", help="Share of the data held out for validation."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the leaderboard."),
+    isolate: bool = typer.Option(False, "--isolate", help="Train each trial in a child process: a crash or kill of it fails only that trial."),
+    memory_limit: Optional[float] = typer.Option(None, "--memory-limit", help="MB of resident memory a trial process may use before it is killed (implies --isolate)."),
+    retry_dead: bool = typer.Option(False, "--retry-dead", help="Enqueue again the configurations of trials whose worker died."),
+    worker: int = typer.Option(0, "--worker", help="Index of this worker when several share a study and a --seed: each samples its own sequence."),
+    device: Optional[str] = typer.Option(None, "--device", help="GPU(s) this worker may use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES); 'cpu' hides all GPUs."),
 ):
     """Run (or resume) a search and print the leaderboard."""
+    if device is not None:  # before TensorFlow loads, or it would already have claimed every GPU
+        import os
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device
     from .data import DataError, load_data
     from .space import SpaceError, load_space
     from .stores import StoreError
@@ -52,7 +61,9 @@ def search(
 
         result = Search(space_obj, study_name=study, storage=storage, tracking_uri=tracking_uri,
                         sampler=sampler, pruner=pruner, seed=seed, objective=objective, direction=direction,
-                        max_trials=trials, timeout=timeout, verbose=not quiet).fit(data=dataset, epochs=epochs)
+                        max_trials=trials, timeout=timeout, verbose=not quiet, isolate=isolate,
+                        memory_limit_mb=memory_limit, retry_dead=retry_dead, worker=worker,
+                        ).fit(data=dataset, epochs=epochs)
     except (SpaceError, DataError, StoreError) as exc:
         _fail(str(exc))
     except ValueError as exc:  # SearchError and bad sampler/pruner names

@@ -1,0 +1,188 @@
+"""Nothing finished is lost: kill -9 and resume, failures in child processes, memory limits.
+
+Real processes throughout: `automl search` as a subprocess killed with SIGKILL, trials trained in
+forkserver children killed from outside, real journal storage and MLflow SQLite store.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from conftest import mlflow_runs
+
+AUTOML = str(Path(sys.executable).parent / "automl")
+
+SPACE = {
+    "name": "killable",
+    "input": "image",
+    "architecture": {
+        "blocks": {"block": "conv", "filters": {"type": "int", "low": 4, "high": 8}, "kernel_size": 3,
+                   "pooling": "max"},
+        "pool": {"block": "global_pool", "mode": "avg"},
+        "head": {"block": "dense", "units": {"type": "int", "low": 4, "high": 16}, "depth": 2,
+                 "dropout": {"type": "float", "low": 0.0, "high": 0.2}},
+    },
+    "training": {"optimizer": "sgd", "momentum": 0.9,
+                 "learning_rate": {"type": "float", "low": 0.01, "high": 0.05, "log": True},
+                 "batch_size": 64},
+}
+
+
+@pytest.fixture
+def space_file(tmp_path):
+    path = tmp_path / "killable.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return path
+
+
+def _load(storage, name):
+    from automl.stores import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
+
+
+def _wait_for(condition, proc=None, timeout=240, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended (rc {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _mid_trial(storage, name, min_complete):
+    """A trial is training (has reported an epoch) and `min_complete` others are done."""
+    def check():
+        try:
+            trials = _load(storage, name).get_trials(deepcopy=False)
+        except KeyError:
+            return False
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        return done >= min_complete and any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
+    return check
+
+
+def _assert_mlflow_consistent(tracking_uri, study, parents=1):
+    client, runs = mlflow_runs(tracking_uri)
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"], "runs left RUNNING"
+    roles = [r.data.tags.get("automl.role") for r in runs]
+    assert roles.count("search") == parents
+    parent = next(r for r in runs if r.data.tags.get("automl.role") == "search")
+    children = {r.info.run_id: r for r in runs if r.data.tags.get("automl.role") == "trial"}
+    ran = {t.user_attrs["mlflow_run_id"]: t for t in study.trials if "mlflow_run_id" in t.user_attrs}
+    assert set(children) == set(ran), "one MLflow child run per trial that ran, no more"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children.values())
+    return parent, children, ran
+
+
+def test_sigkill_mid_trial_then_resume_loses_and_repeats_nothing(tmp_path, space_file):
+    storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [AUTOML, "search", str(space_file), "--data", "digits", "--trials", "4", "--epochs", "40",
+           "--study", "kill", "--storage", storage, "--tracking-uri", uri, "--seed", "0", "--pruner", "none", "-q"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(_mid_trial(storage, "kill", 1), first, what="a trial in training")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = {t.number: (t.state, t.value) for t in _load(storage, "kill").trials if t.state != TrialState.RUNNING}
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    study = _load(storage, "kill")
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 4 and TrialState.RUNNING not in states
+    dead = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(dead) == 1 and "died" in dead[0].user_attrs["fail_reason"]
+    for number, (state, value) in before.items():  # finished trials kept as they were, not re-run
+        assert (study.trials[number].state, study.trials[number].value) == (state, value)
+    parent, children, _ = _assert_mlflow_consistent(uri, study)
+    assert children[dead[0].user_attrs["mlflow_run_id"]].info.status == "KILLED"
+    assert parent.info.status == "FINISHED"
+
+
+def test_retry_dead_enqueues_the_killed_configuration(tmp_path, space_file):
+    storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [AUTOML, "search", str(space_file), "--data", "digits", "--trials", "2", "--epochs", "40",
+           "--study", "retry", "--storage", storage, "--tracking-uri", uri, "--seed", "1", "--pruner", "none",
+           "-q", "--retry-dead"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(_mid_trial(storage, "retry", 0), first, what="a trial in training")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = _load(storage, "retry")
+    dead = next(t for t in study.trials if t.state == TrialState.FAIL)
+    retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == dead.number)
+    assert retry.params == dead.params and retry.state == TrialState.COMPLETE
+
+
+def _kill_trial_process_when(study_name, storage, number, stop):
+    """Simulates the kernel's OOM killer: SIGKILL to the child training trial `number`."""
+    from multiprocessing import forkserver
+
+    import psutil
+
+    while not stop.is_set():
+        try:
+            trial = next((t for t in _load(storage, study_name).trials if t.number == number), None)
+        except KeyError:
+            trial = None
+        if trial is not None and trial.state == TrialState.RUNNING and trial.intermediate_values:
+            server = psutil.Process(forkserver._forkserver._forkserver_pid)
+            for child in server.children():
+                child.send_signal(signal.SIGKILL)
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter")  # the out-of-range values are the point
+def test_isolated_trials_survive_exceptions_nan_memory_limit_and_sigkill(tmp_path, digits_small):
+    from automl import Search
+
+    storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ok = {"blocks.filters": 4, "head.units": 8, "head.dropout": 0.0, "learning_rate": 0.02}
+    enqueue = [ok,
+               {**ok, "head.dropout": 1.5},          # Dropout rejects the rate: an exception at build
+               {**ok, "learning_rate": 1e38},        # diverges: NaN loss
+               {**ok, "head.units": 12000},          # a 12000x12000 layer: over the memory limit
+               {**ok, "head.units": 9}]              # killed from outside while training
+    search = Search(SPACE_OBJ(), study_name="iso", storage=storage, tracking_uri=uri, pruner="none", seed=0,
+                    max_trials=3, isolate=True, memory_limit_mb=900, enqueue=enqueue, patience=None, verbose=False)
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_trial_process_when, args=("iso", storage, 4, stop), daemon=True)
+    killer.start()
+    try:
+        result = search.fit(data=digits_small, epochs=25)
+    finally:
+        stop.set()
+    study = result.study
+    by_number = {t.number: t for t in study.trials}
+    assert [by_number[i].state for i in range(1, 5)] == [TrialState.FAIL] * 4
+    reasons = [by_number[i].user_attrs["fail_reason"] for i in range(1, 5)]
+    assert "rate" in reasons[0].lower()
+    assert "non-finite" in reasons[1]
+    assert "memory limit of 900 MB" in reasons[2]
+    assert "SIGKILL" in reasons[3]
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+    _, children, _ = _assert_mlflow_consistent(uri, study)
+    killed = [children[by_number[i].user_attrs["mlflow_run_id"]] for i in (3, 4)]
+    assert [r.info.status for r in killed] == ["KILLED", "KILLED"]
+    assert all("automl.fail_reason" in r.data.tags for r in killed)
+    assert result.best_model().predict(digits_small.x_val[:2], verbose=0).shape == (2, 10)
+
+
+def SPACE_OBJ():
+    from automl.space import SearchSpace
+
+    return SearchSpace.from_dict(SPACE, source="killable")
