@@ -36,6 +36,25 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
+HEARTBEAT_SECONDS, GRACE_SECONDS = 60, 180  # a worker silent for 3 minutes is dead
+
+
+def _rdb_storage(rdb_storage, url: str, attempts: int = 5):
+    """Workers started together race to create the tables of a new database; the losers retry."""
+    import random
+    import time
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return rdb_storage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+
+
 def open_storage(url: str | None = None):
     """An Optuna storage: an RDB URL (sqlite/postgresql/mysql) or a journal file path."""
     import optuna
@@ -46,8 +65,7 @@ def open_storage(url: str | None = None):
     scheme = url.split("://", 1)[0] if "://" in url else None
     try:
         if scheme in RDB_SCHEMES:
-            return RDBStorage(url, heartbeat_interval=60, grace_period=180,
-                              failed_trial_callback=None)
+            return _rdb_storage(RDBStorage, url)
         if scheme in (None, "file", "journal"):
             path = Path(url.split("://", 1)[1] if scheme else url)
             path.parent.mkdir(parents=True, exist_ok=True)
