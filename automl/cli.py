@@ -102,6 +102,78 @@ def trials(
 
 
 @app.command()
+def export(
+    study: str = typer.Option(..., "--study", help="Study name."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the files, export_report.json and REPORT.md."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Trial number (default: the best trial)."),
+    pareto: bool = typer.Option(False, "--pareto", help="Export every trial on the objective/weights Pareto front."),
+    formats: str = typer.Option("all", "--formats", help="Comma-separated: keras, saved_model, float32, float16, dynamic_int8, int8, tflite (the four), all."),
+    representative_samples: int = typer.Option(200, "--representative-samples", help="Training rows that calibrate full-integer int8."),
+    int8_io: bool = typer.Option(False, "--int8-io", help="Full-integer int8 file takes and returns int8 (default float)."),
+    select_int8: Optional[int] = typer.Option(None, "--select-int8", help="Rank the top K trials by int8 TFLite score and export the winner."),
+    distill: bool = typer.Option(False, "--distill", help="Also distil a smaller student (smallest Pareto trial) and export it."),
+    student: Optional[int] = typer.Option(None, "--student", help="Trial whose architecture the student uses (implies --distill)."),
+    distill_epochs: Optional[int] = typer.Option(None, "--distill-epochs", help="Student epochs (default: the search's)."),
+    data: Optional[str] = typer.Option(None, "--data", help="The search's data (default: the built-in set the study records)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Target column of a CSV file."),
+    validation_split: Optional[float] = typer.Option(None, "--validation-split", help="As in the search (default: the recorded split)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="As in the search (default: the recorded seed)."),
+    space: Optional[str] = typer.Option(None, "--space", help="The search's space, to rebuild trials without a stored model."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the study's)."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Register the export in the MLflow Model Registry."),
+    registered_name: Optional[str] = typer.Option(None, "--registered-name", help="Registry name (default: the study name)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size of the throughput measurement."),
+    eval_samples: Optional[int] = typer.Option(None, "--eval-samples", help="Held-out samples to score (default: all)."),
+    latency_runs: int = typer.Option(100, "--latency-runs", help="Single-sample calls timed per file."),
+    threads: int = typer.Option(1, "--threads", help="LiteRT interpreter threads."),
+):
+    """Export a trial to .keras, SavedModel and TFLite (float32/float16/int8) and measure every file."""
+    import optuna
+
+    from .data import DataError, load_data
+    from .export import ExportError, parse_formats, recorded_split, run_params
+    from .results import load_result
+    from .space import SpaceError
+    from .stores import StoreError, open_storage
+
+    if trial is not None and (pareto or select_int8):
+        _fail("--trial cannot be combined with --pareto or --select-int8")
+    try:
+        parse_formats(formats)  # a typo fails before anything loads
+        result = load_result(study, storage, tracking_uri)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+    except (ExportError, StoreError) as exc:
+        _fail(str(exc))
+    try:
+        dataset = None
+        if data:
+            split, recorded_seed = recorded_split(run_params(result))
+            dataset = load_data(data, target, validation_split=validation_split or split,
+                                seed=recorded_seed if seed is None else seed)
+        report = result.export(out_dir, trial="pareto" if pareto else trial, data=dataset, formats=formats,
+                               representative_samples=representative_samples, int8_io=int8_io,
+                               select_int8_top_k=select_int8, distill=distill, student=student,
+                               distill_epochs=distill_epochs, space=space, register=register,
+                               registered_name=registered_name, batch_size=batch_size, eval_samples=eval_samples,
+                               latency_runs=latency_runs, threads=threads)
+    except (ExportError, DataError, SpaceError, StoreError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130)
+    for rep in ([report] if not pareto else [_Rep(d) for d in report.extra["pareto"].values()]):
+        _print_export(rep)
+        if "student" in rep.extra:
+            _print_export(_Rep(rep.extra["student"]))
+    registered = report.meta.get("registered")
+    err.print(f"\nFiles, export_report.json and REPORT.md in {out_dir}; logged to MLflow run {result.mlflow_run_id}"
+              + (f"; registered as {registered['name']} version {registered['version']}" if registered else ""))
+
+
+@app.command()
 def spaces():
     """List the shipped search spaces."""
     import yaml
@@ -130,6 +202,43 @@ def ui(
         cmd += ["--default-artifact-root", artifacts]
     err.print(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(cmd))
+
+
+class _Rep:
+    """A report read back from its dict (Pareto members, students) for printing."""
+
+    def __init__(self, d: dict):
+        self.__dict__.update(d)
+
+
+def _print_export(report):
+    """One row per exported file; reasons for unsupported variants below the table."""
+    from rich import box
+    from rich.table import Table
+
+    m = report.metric
+    table = Table(title=report.meta.get("title"), box=box.SIMPLE_HEAD)
+    for col in ("variant", "KB", "size", m[:3], "agree", "p50 ms", "p95 ms", "per s"):
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
+    base = report.variants.get("float32", {}).get("size_bytes")
+    notes = []
+
+    def num(v, digits):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    for name, v in report.variants.items():
+        size = v.get("size_bytes")
+        ratio = f"{size / base:.0%}" if size and base and v["format"] == "tflite" else ""
+        label = name + (" *" if name == report.recommended else "" if v["status"] == "ok" else f" ({v['status']})")
+        table.add_row(label, num(size / 1024 if size else None, 1), ratio, num(v.get(m), 4), num(v.get("agreement"), 3),
+                      num(v.get("latency_p50_ms"), 3), num(v.get("latency_p95_ms"), 3), num(v.get("throughput_per_s"), 0))
+        if v["status"] != "ok":
+            notes.append(f"{name}: {v['reason']}")
+    out.print(table)
+    for note in notes:
+        out.print(f"  {note}", soft_wrap=True)
+    if report.recommended:
+        out.print(f"  * recommended for phones: {report.variants[report.recommended]['file']}")
 
 
 def _print_leaderboard(study, k: int | None):

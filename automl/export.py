@@ -585,14 +585,11 @@ class _Evaluator:
                "max_abs_diff": float(np.max(np.abs(pred - self.reference)))}
         if self.task == "classification":
             row["agreement"] = float(np.mean(_classes(pred) == _classes(self.reference)))
-            if self.y is not None:
-                row["accuracy"] = float(np.mean(_classes(pred) == self.y.reshape(-1)))
         else:
             diff = np.abs(pred - self.reference).reshape(len(x), -1).max(axis=1)
             row["agreement"] = float(np.mean(diff <= self.regression_tolerance))
-            if self.y is not None:
-                err = pred.reshape(len(x), -1)[:, 0] - self.y.reshape(len(x), -1)[:, 0].astype("float32")
-                row["mae"], row["rmse"] = float(np.mean(np.abs(err))), float(np.sqrt(np.mean(err ** 2)))
+        if self.y is not None:
+            row.update(score(self.task, self.y, pred))
         return row
 
 
@@ -612,3 +609,378 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return path.stat().st_size
+
+
+# ---------------------------------------------------------------- exporting a search's trials
+
+
+def export_result(result, out_dir: str | Path, *, trial: int | str | None = None, data=None,
+                  formats: str | Iterable[str] | None = None, representative_samples: int = 200,
+                  int8_io: bool = False, select_int8_top_k: int | None = None, distill: bool = False,
+                  student: int | dict | Any | None = None, distill_epochs: int | None = None,
+                  space=None, register: bool = True, registered_name: str | None = None,
+                  batch_size: int = 32, eval_samples: int | None = None, latency_runs: int = 100,
+                  threads: int | None = 1, verbose: bool = True) -> ExportReport:
+    """Export a search's best trial (or trial number `trial`, or `trial="pareto"`: every member of the
+    accuracy/size Pareto front) with `export_model`, log it to the search's MLflow parent run
+    under `export/` and register it in the MLflow Model Registry (name: the study's, or
+    `registered_name`).
+
+    `data` is the search's `Dataset` (default: the one the result was fitted on, or the built-in
+    set the study records); its fingerprint must match the study's. `select_int8_top_k=k` ranks
+    the k best trials by their full-integer int8 TFLite score on the held-out data and exports the
+    winner. `distill=True` trains a smaller `student` (default: the smallest trial of the Pareto
+    front; a trial number; a parameter dict for the search space; or a `keras.Model`) on the
+    chosen model's soft targets and exports it to `out_dir/student`. A trial without a stored
+    model is rebuilt from its parameters and retrained with the search's settings (needs the space:
+    the recorded path, or `space`).
+    """
+    formats = parse_formats(formats)
+    if select_int8_top_k is not None and select_int8_top_k < 1:
+        raise ExportError(f"select_int8_top_k must be at least 1, not {select_int8_top_k}")
+    if select_int8_top_k and trial is not None:
+        raise ExportError("give either a trial or int8 selection of the top trials, not both")
+    data = search_data(result, data)
+    source = _TrialModels(result, data, space, verbose)
+    common = dict(data=data, formats=formats, representative_samples=representative_samples, int8_io=int8_io,
+                  batch_size=batch_size, eval_samples=eval_samples, latency_runs=latency_runs, threads=threads,
+                  verbose=verbose, seed=source.seed)
+    out = Path(out_dir)
+    if trial == "pareto":
+        members = pareto_front(result.study)
+        reports = [_export_trial(source, t, out / f"trial-{t.number:03d}", common) for t in members]
+        summary = ExportReport(str(out), data.task, reports[0].metric, reports[0].eval_samples, batch_size, threads,
+                               meta={"title": f"{result.study.study_name}: Pareto front (objective vs weights)",
+                                     "study": result.study.study_name, "members": ", ".join(str(t.number) for t in members)})
+        summary.extra["pareto"] = {str(r.meta["trial"]): r.to_dict() for r in reports}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "export_report.json").write_text(json.dumps(summary.to_dict(), indent=2, default=_json_default))
+        (out / "REPORT.md").write_text(_pareto_markdown(summary, reports))
+        if register:
+            for r in reports:
+                r.meta["registered"] = _register(result, r, registered_name, f"export/trial-{r.meta['trial']:03d}")
+                r.write()
+        _log_to_mlflow(result, out, {f"trial{r.meta['trial']}": r for r in reports})
+        return summary
+
+    selection = None
+    if select_int8_top_k:
+        selection = select_by_int8(source, select_int8_top_k, representative_samples, int8_io, eval_samples)
+        chosen = result.study.trials[selection["chosen"]]
+    elif trial is None:
+        chosen = result.study.best_trial
+    else:
+        chosen = _get_trial(result.study, trial)
+    report = _export_trial(source, chosen, out, common)
+    if selection:
+        report.extra["selection"] = selection
+    if distill or student is not None:
+        from .distill import distill_student
+
+        student_model, student_meta = distill_student(source, source.model(chosen), student, epochs=distill_epochs,
+                                                      exclude=chosen.number)
+        s_report = export_model(student_model, out / "student", meta=student_meta, **common)
+        report.extra["student"] = s_report.to_dict()
+    if register:
+        report.meta["registered"] = _register(result, report, registered_name, "export")
+    report.write()
+    parts = {"": report}
+    if "student" in report.extra:
+        parts["student"] = s_report
+    _log_to_mlflow(result, out, parts)
+    return report
+
+
+def _export_trial(source: "_TrialModels", t, out: Path, common: dict) -> ExportReport:
+    model = source.model(t)
+    meta = {"title": f"{source.result.study.study_name} trial {t.number}", "study": source.result.study.study_name,
+            "trial": t.number, "objective": source.result.objective, "value": t.value,
+            "model_source": source.origin.get(t.number, "stored"), "params": dict(t.user_attrs.get("params", t.params))}
+    return export_model(model, out, meta=meta, **common)
+
+
+def _get_trial(study, number: int):
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise ExportError(f"study {study.study_name!r} has no trial {number} (trials 0-{max(trials, default=-1)})")
+    t = trials[number]
+    if t.state.name != "COMPLETE":
+        raise ExportError(f"trial {number} is {t.state.name}, not COMPLETE: only completed trials can be exported")
+    return t
+
+
+def pareto_front(study) -> list:
+    """Completed trials no other trial beats on both the objective and the weight count, smallest first.
+
+    A multi-objective study's own front (`study.best_trials`) when it has several objectives."""
+    import optuna
+
+    if len(study.directions) > 1:
+        front = study.best_trials
+    else:
+        done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get("param_count") is not None]
+        if not done:
+            raise ExportError(f"study {study.study_name!r} has no completed trial with a weight count")
+        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+
+        def beats(a, b):
+            va, vb, sa, sb = sign * a.value, sign * b.value, a.user_attrs["param_count"], b.user_attrs["param_count"]
+            return va >= vb and sa <= sb and (va > vb or sa < sb)
+
+        front = [t for t in done if not any(beats(o, t) for o in done)]
+    return sorted(front, key=lambda t: (t.user_attrs.get("param_count") or 0, t.number))
+
+
+def _pareto_markdown(summary: ExportReport, reports: list[ExportReport]) -> str:
+    lines = [f"# Export report — {summary.meta['title']}", ""]
+    for r in reports:
+        lines += [f"## Trial {r.meta['trial']} ({r.meta['objective']} {_fmt(r.meta['value'])}, "
+                  f"{r.meta['param_count']} weights) — `trial-{r.meta['trial']:03d}/`", "", *variant_table(r), ""]
+    return "\n".join(lines)
+
+
+def search_data(result, data=None):
+    """The search's data: given, kept on the result, or the built-in set the study records.
+
+    Checked against the study's data fingerprint, so files are never scored on other data."""
+    from .data import BUILTIN, load_data
+
+    data = data if data is not None else result.dataset
+    params = run_params(result)
+    if data is None:
+        name = params.get("data")
+        if name not in BUILTIN:
+            raise ExportError(f"exporting study {result.study.study_name!r} needs its data to evaluate and calibrate "
+                              f"the files: pass data=Dataset (CLI: --data ...); the study was run on {name!r}")
+        split, seed = recorded_split(params)
+        data = load_data(name, validation_split=split, seed=seed)
+    expected = result.study.user_attrs.get("data_fingerprint")
+    if expected and data.fingerprint() != expected:
+        raise ExportError(f"data {data.name!r} is not the data study {result.study.study_name!r} was run on "
+                          f"(fingerprint {data.fingerprint()} != {expected}); use the same file, "
+                          f"--validation-split and --seed as the search")
+    return data
+
+
+def run_params(result) -> dict[str, str]:
+    """Settings the search logged on its MLflow parent run (space path, data name, seed, epochs...)."""
+    if not result.mlflow_run_id:
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return dict(MlflowClient(result.tracking_uri).get_run(result.mlflow_run_id).data.params)
+    except Exception:  # noqa: BLE001 - a missing run only costs the recorded defaults
+        return {}
+
+
+def recorded_split(params: dict[str, str]) -> tuple[float, int]:
+    """(validation_split, seed) that reproduce the search's split of its data."""
+    seed = int(params["seed"]) if params.get("seed") not in (None, "None") else 0
+    try:
+        n_train, n_val = int(params["train_samples"]), int(params["val_samples"])
+        return n_val / (n_train + n_val), seed
+    except (KeyError, ValueError):
+        return 0.2, seed
+
+
+class _TrialModels:
+    """Trained models of a search's trials: downloaded from MLflow, or rebuilt and retrained."""
+
+    def __init__(self, result, data, space=None, verbose: bool = True):
+        self.result, self.data, self.verbose = result, data, verbose
+        self.params = run_params(result)
+        self.seed = recorded_split(self.params)[1]
+        self._space, self._space_arg = None, space
+        self.origin: dict[int, str] = {}
+        self._cache: dict[int, Any] = {}
+
+    @property
+    def space(self):
+        from .space import load_space
+
+        if self._space is None:
+            spec = self._space_arg or self.params.get("space")
+            if spec is None:
+                raise ExportError("the search's space is not recorded: pass space=PATH (CLI: --space)")
+            try:
+                space = load_space(spec)
+            except Exception as exc:  # noqa: BLE001
+                raise ExportError(f"cannot load the search's space {spec!r} to rebuild a trial: {exc}; "
+                                  f"pass space=PATH (CLI: --space)") from None
+            expected = self.result.study.user_attrs.get("space_fingerprint")
+            if expected and space.fingerprint() != expected:
+                raise ExportError(f"space {spec!r} has changed since study {self.result.study.study_name!r} ran "
+                                  f"(fingerprint {space.fingerprint()} != {expected}); pass the original as space=PATH")
+            self._space = space
+        return self._space
+
+    def model(self, t):
+        """The trial's trained model: its stored `.keras` artifact, else retrained from its parameters."""
+        import keras
+
+        if t.number in self._cache:
+            return self._cache[t.number]
+        artifact = t.user_attrs.get("model_artifact")
+        if artifact and t.user_attrs.get("mlflow_run_id"):
+            from mlflow.tracking import MlflowClient
+
+            dst = tempfile.mkdtemp(prefix="automl-model-")
+            path = MlflowClient(self.result.tracking_uri).download_artifacts(t.user_attrs["mlflow_run_id"], artifact, dst)
+            model = keras.saving.load_model(path, safe_mode=True)
+            self.origin[t.number] = "stored"
+        else:
+            model = self.retrain(t)
+            self.origin[t.number] = "retrained"
+        self._cache[t.number] = model
+        return model
+
+    def config(self, t):
+        import optuna
+
+        return self.space.sample(optuna.trial.FixedTrial(dict(t.params)))
+
+    def retrain(self, t):
+        """Only best-so-far trials keep a model; others are rebuilt and trained again the same way
+        (same seed, epochs and early stopping), so the model matches the trial up to nondeterminism."""
+        import keras
+
+        from .builder import build_model
+        from .training import training_settings
+        from .trial import TrialSettings, fit_model
+
+        try:
+            config = self.config(t)
+        except ExportError as exc:
+            raise ExportError(f"trial {t.number} has no stored model (only trials that were best so far keep one) "
+                              f"and cannot be rebuilt: {exc}") from None
+        if self.verbose:
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False).print(f"trial {t.number} has no stored model: retraining it "
+                                                        f"from its parameters")
+        p = self.params
+        seed = None if p.get("seed") in (None, "None") else int(p["seed"])
+        patience = None if p.get("patience") in (None, "None") else int(p["patience"])
+        keras.backend.clear_session()
+        if seed is not None:
+            keras.utils.set_random_seed(seed + t.number)
+        settings = TrialSettings(objective=self.result.objective, direction=self.result.study.direction.name.lower(),
+                                 epochs=int(p.get("epochs", t.user_attrs.get("epochs_run") or 10)),
+                                 patience=patience, seed=seed)
+        model = build_model(config.architecture, self.data)
+        fit_model(model, self.data, training_settings(config.training), settings, [])
+        return model
+
+
+def select_by_int8(source: _TrialModels, k: int, representative_samples: int = 200, int8_io: bool = False,
+                   eval_samples: int | None = None) -> dict[str, Any]:
+    """Rank the k best completed trials by their full-integer int8 TFLite score on held-out data
+    (quantization can reorder close trials); returns the table and the chosen trial number."""
+    import optuna
+
+    study, data = source.result.study, source.data
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        raise ExportError(f"study {study.study_name!r} has no completed trial")
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    top = sorted(done, key=lambda t: (-t.value if maximize else t.value, t.number))[:k]
+    rng = np.random.default_rng(source.seed)
+    x_eval, y_eval = data.x_val, data.y_val
+    if eval_samples and len(x_eval) > eval_samples:
+        keep = np.sort(rng.choice(len(x_eval), eval_samples, replace=False))
+        x_eval, y_eval = x_eval[keep], y_eval[keep]
+    rep = data.x_train[rng.choice(len(data.x_train), min(representative_samples, len(data.x_train)), replace=False)]
+    metric = "accuracy" if data.task == "classification" else "mae"
+    rows = []
+    for t in top:
+        model = source.model(t)
+        row = {"trial": t.number, "value": t.value}
+        with tempfile.TemporaryDirectory(prefix="automl-select-") as tmp:
+            saved = Path(tmp) / "saved_model"
+            _export_saved_model(model, saved)
+            src, _ = _convertible_source(model, saved, Path(tmp))
+            for variant in ("float32", "int8"):
+                try:
+                    runner = TFLiteRunner(content=convert_tflite(src, variant, rep, int8_io=int8_io))
+                    pred = np.concatenate([runner(x_eval[i:i + 256]) for i in range(0, len(x_eval), 256)])
+                    row[variant] = score(data.task, y_eval, pred)[metric]
+                except Exception as exc:  # noqa: BLE001 - a trial that cannot be quantized ranks last
+                    row[variant], row[f"{variant}_reason"] = None, _short_error(exc)
+        rows.append(row)
+        if source.verbose:
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False).print(
+                f"int8 selection: trial {t.number} value {t.value:.4f} int8 {metric} {_fmt(row['int8'])}")
+    ranked = [r for r in rows if r["int8"] is not None]
+    if not ranked:
+        raise ExportError(f"none of the top {k} trials converts to full-integer int8: {rows[0].get('int8_reason')}")
+    better = max if metric == "accuracy" else min
+    best = better(r["int8"] for r in ranked)
+    chosen = next(r for r in ranked if r["int8"] == best)  # ties: the better float trial
+    return {"ranked_by": f"int8 TFLite {metric}", "candidates": rows, "chosen": chosen["trial"]}
+
+
+def score(task: str, y, pred: np.ndarray) -> dict[str, float]:
+    """The task metric of predictions against labels: accuracy, or MAE and RMSE."""
+    y = np.asarray(y)
+    if task == "classification":
+        return {"accuracy": float(np.mean(_classes(pred) == y.reshape(-1)))}
+    err = pred.reshape(len(pred), -1)[:, 0] - y.reshape(len(y), -1)[:, 0].astype("float32")
+    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2)))}
+
+
+# ---------------------------------------------------------------- MLflow
+
+
+def _log_to_mlflow(result, out: Path, reports: dict[str, ExportReport]):
+    """Files, reports and figures onto the search's parent run (metrics `export.[part.]variant.key`)."""
+    if not result.mlflow_run_id:
+        return
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    for part, rep in reports.items():
+        prefix = f"export.{part}." if part else "export."
+        for name, v in rep.variants.items():
+            for key in ("size_bytes", rep.metric, "agreement", "max_abs_diff", "latency_p50_ms", "latency_p95_ms",
+                        "throughput_per_s"):
+                if v.get(key) is not None:
+                    metrics[f"{prefix}{name}.{key}"] = float(v[key])
+            tags[f"automl.{prefix}{name}"] = v["status"] if v["status"] == "ok" else f"{v['status']}: {v['reason']}"
+        if rep.recommended:
+            tags[f"automl.{prefix}recommended"] = rep.variants[rep.recommended]["file"]
+    client, now = MlflowClient(result.tracking_uri), int(time.time() * 1000)
+    items = [Metric(k, v, now, 0) for k, v in metrics.items()]
+    for i in range(0, len(items), 1000):
+        client.log_batch(result.mlflow_run_id, metrics=items[i:i + 1000])
+    client.log_batch(result.mlflow_run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+    client.log_artifacts(result.mlflow_run_id, str(out), "export")
+
+
+def _register(result, report: ExportReport, name: str | None, artifact_path: str) -> dict[str, Any] | None:
+    """A Model Registry version whose source is the exported folder on the parent run."""
+    if not result.mlflow_run_id:
+        return None
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(result.tracking_uri)
+    name = name or result.study.study_name
+    try:
+        client.create_registered_model(name, description="automl exports: .keras, SavedModel and TFLite variants")
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise
+    tags = {"automl.study": result.study.study_name, "automl.trial": str(report.meta.get("trial")),
+            "automl.recommended": report.variants[report.recommended]["file"] if report.recommended else "none"}
+    if report.recommended:
+        tags[f"automl.{report.metric}"] = str(report.variants[report.recommended].get(report.metric))
+    version = client.create_model_version(name, source=f"runs:/{result.mlflow_run_id}/{artifact_path}",
+                                          run_id=result.mlflow_run_id, tags=tags,
+                                          description=f"trial {report.meta.get('trial')} exported by automl")
+    return {"name": name, "version": int(version.version)}

@@ -81,6 +81,13 @@ class SearchResult:
 
         return keras.saving.load_model(self.best_model_path(), safe_mode=True)
 
+    def export(self, out_dir: str | Path, **options):
+        """Export the best trial (or `trial=N`, `trial="pareto"`) to `.keras`, SavedModel and TFLite,
+        measure every file and log it to MLflow; see `automl.export.export_result` for the options."""
+        from .export import export_result
+
+        return export_result(self, out_dir, **options)
+
     def __repr__(self):
         return f"SearchResult(study={self.study.study_name!r}, trials={len(self.study.trials)})"
 

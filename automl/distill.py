@@ -1,0 +1,154 @@
+"""Knowledge distillation: train a smaller student on a teacher's soft targets.
+
+Classification: loss = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T), with
+both softmax outputs softened at temperature T (log-probabilities / T, so the models need no logit
+output). Regression: alpha * MSE(targets) + (1 - alpha) * MSE(teacher's predictions). The teacher's
+outputs are computed once, then packed beside the labels, so training is a plain `model.fit`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .export import ExportError, pareto_front
+
+
+def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 0.1, epochs: int = 10,
+            training: dict | None = None, patience: int | None = 3, verbose: int = 0):
+    """Fit `student` (a fresh `keras.Model` with the teacher's input and output shapes) on `data`
+    (an `automl.Dataset`) against the teacher's soft targets; returns it with its best weights
+    (early stopping on validation accuracy, or validation loss for regression)."""
+    import keras
+    from keras import ops
+
+    from .training import make_optimizer, training_settings
+
+    if tuple(student.outputs[0].shape[1:]) != tuple(teacher.outputs[0].shape[1:]):
+        raise ExportError(f"student output shape {tuple(student.outputs[0].shape[1:])} differs from the teacher's "
+                          f"{tuple(teacher.outputs[0].shape[1:])}")
+    if tuple(student.inputs[0].shape[1:]) != tuple(teacher.inputs[0].shape[1:]):
+        raise ExportError(f"student input shape {tuple(student.inputs[0].shape[1:])} differs from the teacher's "
+                          f"{tuple(teacher.inputs[0].shape[1:])}")
+    if not (temperature > 0 and 0 <= alpha <= 1 and epochs >= 1):
+        raise ExportError(f"distillation needs temperature > 0, 0 <= alpha <= 1, epochs >= 1 "
+                          f"(got {temperature}, {alpha}, {epochs})")
+    settings = training_settings(training or {})
+    classification = data.task == "classification"
+
+    def targets(x, y):
+        p = np.asarray(teacher.predict(x, batch_size=256, verbose=0), "float32")
+        if classification:
+            logits = np.log(np.clip(p, 1e-7, 1.0)) / temperature
+            soft = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p = soft / soft.sum(axis=1, keepdims=True)
+        return np.concatenate([np.asarray(y, "float32").reshape(len(y), 1), p.reshape(len(y), -1)], axis=1)
+
+    t = float(temperature)
+
+    def distillation_loss(y_true, y_pred):
+        if classification:
+            hard = ops.cast(y_true[:, 0], "int32")
+            soft = y_true[:, 1:]
+            ce = keras.losses.sparse_categorical_crossentropy(hard, y_pred)
+            log_student = ops.log_softmax(ops.log(ops.clip(y_pred, 1e-7, 1.0)) / t, axis=-1)
+            kl = ops.sum(soft * (ops.log(ops.clip(soft, 1e-7, 1.0)) - log_student), axis=-1)
+            return alpha * ce + (1 - alpha) * t * t * kl
+        pred = ops.reshape(y_pred, (-1,))
+        return alpha * ops.square(y_true[:, 0] - pred) + (1 - alpha) * ops.square(y_true[:, 1] - pred)
+
+    def hard_accuracy(y_true, y_pred):
+        return ops.cast(ops.equal(ops.argmax(y_pred, axis=-1), ops.cast(y_true[:, 0], "int64")), "float32")
+
+    def hard_mae(y_true, y_pred):
+        return ops.abs(y_true[:, 0] - ops.reshape(y_pred, (-1,)))
+
+    metric = hard_accuracy if classification else hard_mae
+    batch = int(settings["batch_size"])
+    steps = epochs * math.ceil(len(data.x_train) / batch)
+    student.compile(optimizer=make_optimizer(settings, steps), loss=distillation_loss, metrics=[metric])
+    callbacks = []
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=f"val_{metric.__name__}",
+                                                       mode="max" if classification else "min",
+                                                       patience=patience, restore_best_weights=True))
+    history = student.fit(data.x_train, targets(data.x_train, data.y_train),
+                          validation_data=(data.x_val, targets(data.x_val, data.y_val)),
+                          epochs=epochs, batch_size=batch, callbacks=callbacks, verbose=verbose)
+    student.distill_history = history.history  # read by distill_student for the report
+    return student
+
+
+def distill_student(source, teacher, student=None, *, epochs: int | None = None, exclude: int | None = None,
+                    temperature: float = 4.0, alpha: float = 0.1) -> tuple[Any, dict[str, Any]]:
+    """Pick, build and distil a student for a search (`source`: export's `_TrialModels`).
+
+    `student`: None (the smallest Pareto trial with fewer weights than the teacher), a trial
+    number (its architecture and training settings, fresh weights), a parameter dict for the
+    search space, or a `keras.Model`. Returns (trained student, facts for the report)."""
+    import keras
+    import optuna
+
+    from .builder import build_model
+
+    study, data = source.result.study, source.data
+    facts: dict[str, Any] = {}
+    training = None
+    if isinstance(student, keras.Model):
+        model, facts["student"] = student, "given model"
+    else:
+        if student is None:
+            student_trial = _smallest_student(study, teacher.count_params(), exclude)
+            config = source.config(student_trial)
+            facts["student"] = f"architecture of trial {student_trial.number} (smallest on the Pareto front)"
+        elif isinstance(student, (int, np.integer)):
+            trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+            if int(student) not in trials:
+                raise ExportError(f"study {study.study_name!r} has no trial {student} to use as the student")
+            config = source.config(trials[int(student)])
+            facts["student"] = f"architecture of trial {int(student)}"
+        elif isinstance(student, dict):
+            try:
+                config = source.space.sample(optuna.trial.FixedTrial(dict(student)))
+            except ValueError as exc:
+                raise ExportError(f"student parameters do not fit the search space: {exc}") from None
+            facts["student"] = "given parameters"
+        else:
+            raise ExportError(f"student must be a trial number, a parameter dict or a keras.Model, "
+                              f"not {type(student).__name__}")
+        keras.utils.set_random_seed(source.seed)
+        model, training = build_model(config.architecture, data), config.training
+        facts["student_params"] = dict(config.params)
+    p = source.params
+    epochs = epochs or int(p.get("epochs") or 10)
+    patience = None if p.get("patience") in ("None",) else int(p.get("patience") or 3)
+    if source.verbose:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(
+            f"distilling: student {facts['student']}, {model.count_params()} weights "
+            f"(teacher {teacher.count_params()}), up to {epochs} epochs")
+    distill(teacher, model, data, temperature=temperature, alpha=alpha, epochs=epochs, training=training,
+            patience=patience)
+    facts.update({"title": f"{study.study_name} student distilled from trial {exclude}", "study": study.study_name,
+                  "teacher_trial": exclude, "teacher_param_count": int(teacher.count_params()),
+                  "param_count": int(model.count_params()), "temperature": temperature, "alpha": alpha,
+                  "epochs_run": len(model.distill_history.get("loss", []))})
+    return model, facts
+
+
+def _smallest_student(study, teacher_weights: int, exclude: int | None):
+    import optuna
+
+    front = [t for t in pareto_front(study)
+             if t.number != exclude and (t.user_attrs.get("param_count") or 0) < teacher_weights]
+    if front:
+        return front[0]
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.number != exclude and (t.user_attrs.get("param_count") or math.inf) < teacher_weights]
+    if not done:
+        raise ExportError(f"no completed trial of study {study.study_name!r} is smaller than the teacher "
+                          f"({teacher_weights} weights): pass student=TRIAL or a parameter dict")
+    return min(done, key=lambda t: t.user_attrs["param_count"])
+
