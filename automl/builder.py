@@ -3,7 +3,9 @@
 The architecture section is applied in order: each stage is a block (`{block: conv, ...}`) or a
 list of blocks (a repeat). Top-level plain values (e.g. `activation: gelu`) are defaults for every
 block that accepts them. Preprocessing learnt from the data goes in front, the task head at the end,
-so the model takes raw inputs and is exported whole.
+so the model takes raw inputs (pixels, table columns, strings, padded sequences) and is exported
+whole. Text and table inputs go through an input block (`text`, `tabular`): the space's first
+stage, or the kind's default input block when the space starts with another block.
 """
 from __future__ import annotations
 
@@ -14,31 +16,61 @@ from .space.space import Group, Repeat
 from .training import TRAINING_DEFAULTS
 
 
+def model_inputs(data) -> "keras.KerasTensor | dict":
+    """One input per table column (raw values, named as the columns), a string input for text,
+    else one tensor of the data's per-sample shape."""
+    import keras
+
+    if data.columns is not None:
+        return {c.name: keras.Input(shape=(), dtype="float32" if c.kind == "numeric" else "string", name=c.name)
+                for c in data.columns}
+    if data.kind == "text":
+        return keras.Input(shape=(), dtype="string", name="text")
+    return keras.Input(shape=data.input_shape, name="input")
+
+
 def build_model(architecture: dict[str, Any], data) -> "keras.Model":
     import keras
     from keras import layers
 
-    from .blocks import apply_block
+    from .blocks import INPUT_BLOCKS, apply_block, default_input_block
 
-    inputs = keras.Input(shape=data.input_shape, name="input")
-    x = inputs
-    if data.pixel_scale is not None:
-        x = layers.Rescaling(data.pixel_scale, name="rescale")(x)
-    if data.feature_mean is not None:
-        x = layers.Normalization(mean=data.feature_mean, variance=data.feature_var, name="normalize")(x)
+    inputs = model_inputs(data)
     defaults = {k: v for k, v in architecture.items() if not isinstance(v, (dict, list))}
-    for stage in architecture.values():
-        for cfg in (stage if isinstance(stage, list) else [stage]):
-            if isinstance(cfg, dict):
-                x = apply_block(x, cfg["block"], {**defaults, **cfg})
-    if len(x.shape) > 2:
-        x = layers.GlobalAveragePooling2D()(x) if len(x.shape) == 4 else layers.Flatten()(x)
+    stages = [cfg for stage in architecture.values() for cfg in (stage if isinstance(stage, list) else [stage])
+              if isinstance(cfg, dict)]
+    x = inputs
+    if not stages or stages[0]["block"] not in INPUT_BLOCKS:
+        x = _default_input(x, data, defaults, default_input_block(data.kind), apply_block)
+    for cfg in stages:
+        x = apply_block(x, cfg["block"], {**defaults, **cfg}, data)
+    if len(x.shape) == 3:
+        x = layers.GlobalAveragePooling1D()(x)  # mask-aware: padded steps do not count
+    elif len(x.shape) == 4:
+        x = layers.GlobalAveragePooling2D()(x)
+    elif len(x.shape) > 4:
+        x = layers.Flatten()(x)
     if data.task == "classification":
         outputs = layers.Dense(data.num_classes, activation="softmax", name="output")(x)
     else:
         x = layers.Dense(1, name="output_raw")(x)
         outputs = layers.Rescaling(data.target_std, offset=data.target_mean, name="output")(x)
     return keras.Model(inputs, outputs)
+
+
+def _default_input(x, data, defaults: dict, input_block: str | None, apply_block):
+    """Raw input -> tensor when the space does not start with an input block."""
+    from keras import layers
+
+    if input_block is not None:
+        return apply_block(x, input_block, defaults, data)
+    if data.masked:
+        x = layers.Masking(mask_value=0.0, name="mask_padding")(x)
+    if data.pixel_scale is not None:
+        x = layers.Rescaling(data.pixel_scale, name="rescale")(x)
+    if data.feature_mean is not None:
+        x = layers.Normalization(mean=data.feature_mean, variance=data.feature_var, name="normalize")(x)
+    return x
 
 
 def validate_space(space: SearchSpace) -> None:

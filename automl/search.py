@@ -22,7 +22,7 @@ from .isolation import IsolatedTrialRunner
 from .recovery import reap_dead_trials
 from .trial import TrialFailed, TrialRunner, TrialSettings
 
-DEFAULT_SPACES = {"image": "image_cnn", "tabular": "tabular_mlp"}
+DEFAULT_SPACES = {"image": "image_cnn", "tabular": "tabular_mlp", "text": "text_cnn_rnn", "sequence": "sequence_rnn"}
 BUDGET_POLL_SECONDS = 1.0
 
 
@@ -69,13 +69,13 @@ class Search:
 
     def fit(self, x=None, y=None, *, data: Dataset | None = None, validation_data=None,
             validation_split: float = 0.2, epochs: int = 10, task: str | None = None,
-            name: str = "arrays") -> SearchResult:
+            name: str = "arrays", kind: str | None = None) -> SearchResult:
         """Run trials until `max_trials` are finished or `timeout` passes; returns the result."""
         if data is None:
-            if x is None or y is None:
+            if x is None:  # y may be None for a folder or a tf.data.Dataset: make_dataset checks
                 raise SearchError("fit needs x and y (or data=Dataset)")
             data = make_dataset(x, y, validation_data=validation_data, validation_split=validation_split,
-                                task=task, name=name, seed=self.seed or 0)
+                                task=task, kind=kind, name=name, seed=self.seed or 0)
         if epochs < 1:
             raise SearchError(f"epochs must be at least 1, not {epochs}")
         space = self.space or load_space(DEFAULT_SPACES[data.kind])

@@ -55,7 +55,7 @@ def test_npz_with_validation_arrays(tmp_path):
     (np.zeros((10, 3)), np.arange(10) % 2, {"validation_data": (np.zeros((4, 3)), np.array([0, 1, 2, 7]))},
      "validation labels [2, 7] do not occur"),
     (np.zeros((10, 3)), np.arange(10) % 2, {"validation_data": (np.zeros((4, 5)), np.array([0, 1, 0, 1]))},
-     "validation x has shape (5,)"),
+     "validation data: x has shape (5,) per sample"),
     ([["a", "b"]] * 10, np.arange(10) % 2, {}, "x must be numeric"),
     (np.zeros((10, 3)), np.arange(10) % 2, {"task": "ranking"}, "task must be one of"),
 ])

@@ -1,0 +1,83 @@
+"""Tables: per-column preprocessing learnt from the training split, so the model takes raw columns.
+
+Numeric columns are standardised, a missing value (NaN) becomes the column mean plus a 1 in an
+indicator feature (for columns with gaps in training); categorical columns go through a
+`StringLookup` on their training vocabulary (unseen values share one out-of-vocabulary slot, a
+missing value `""` is its own category when training had any) and then one-hot or a learnt
+embedding. A plain numeric matrix is just standardised.
+"""
+import re
+
+import keras
+from keras import layers, ops
+
+from .registry import register
+
+ENCODINGS = ("one_hot", "embedding")
+
+
+@keras.saving.register_keras_serializable(package="automl")
+class NumericColumns(layers.Layer):
+    """(x - mean) / std per column; NaN -> 0 (the mean) plus, for `indicators`, a missing-flag feature."""
+
+    def __init__(self, mean, std, indicators=(), **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std, self.indicators = list(map(float, mean)), list(map(float, std)), list(indicators)
+
+    def call(self, x):
+        missing = ops.not_equal(x, x)  # NaN != NaN (LiteRT has no IsNan op)
+        z = (x - ops.convert_to_tensor(self.mean, x.dtype)) / ops.convert_to_tensor(self.std, x.dtype)
+        z = ops.where(missing, ops.zeros_like(z), z)
+        if not self.indicators:
+            return z
+        flags = ops.cast(ops.take(missing, ops.convert_to_tensor(self.indicators, "int32"), axis=1), x.dtype)
+        return ops.concatenate([z, flags], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] + len(self.indicators))
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std, "indicators": self.indicators}
+
+
+@register("tabular", input_for="tabular")
+def tabular(x, data, categorical: str = "one_hot", embedding_dim: int = 8, max_categories: int = 64):
+    """Raw table input -> one feature vector. `categorical` encodes text columns as `one_hot` or an
+    `embedding` of `embedding_dim` (capped by the vocabulary size); only the `max_categories`
+    most frequent values of a column get their own slot."""
+    if data is None or data.kind != "tabular":
+        raise ValueError(f"the tabular block takes raw table columns; this data is {getattr(data, 'kind', None)} input")
+    if categorical not in ENCODINGS:
+        raise ValueError(f"tabular categorical must be one of {ENCODINGS}, not {categorical!r}")
+    if data.columns is None:
+        return layers.Normalization(mean=data.feature_mean, variance=data.feature_var, name="normalize")(x)
+    parts, names = [], layer_names([c.name for c in data.columns])
+    numeric = [c for c in data.columns if c.kind == "numeric"]
+    if numeric:
+        cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numeric]
+        joined = layers.Concatenate(name="numeric_columns")(cols) if len(cols) > 1 else cols[0]
+        parts.append(NumericColumns([c.mean for c in numeric], [c.std for c in numeric],
+                                    [i for i, c in enumerate(numeric) if c.missing], name="standardize")(joined))
+    for c in data.columns:
+        if c.kind != "categorical":
+            continue
+        vocabulary = c.vocabulary[:max(1, max_categories)]
+        if categorical == "one_hot":
+            parts.append(layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot",
+                                             name=f"{names[c.name]}_one_hot")(x[c.name]))
+        else:
+            ids = layers.StringLookup(vocabulary=vocabulary, name=f"{names[c.name]}_lookup")(x[c.name])
+            size = len(vocabulary) + 1
+            parts.append(layers.Embedding(size, min(embedding_dim, size), name=f"{names[c.name]}_embedding")(ids))
+    return layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
+
+
+def layer_names(columns: list[str]) -> dict[str, str]:
+    """Column name -> a unique layer-name stem (letters, digits, `_.-`; Keras names take no '/')."""
+    out, used = {}, set()
+    for i, name in enumerate(columns):
+        stem = re.sub(r"[^0-9A-Za-z_.-]", "_", name) or f"column{i}"
+        stem = stem if stem not in used else f"{stem}_{i}"
+        out[name] = stem
+        used.add(stem)
+    return out
