@@ -67,8 +67,8 @@ class EpochMonitor(keras.callbacks.Callback):
 def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list):
     """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py."""
     steps = settings.epochs * math.ceil(len(data.x_train) / int(training["batch_size"]))
-    loss, metrics = loss_and_metrics(data.task)
-    model.compile(optimizer=make_optimizer(training, steps), loss=loss, metrics=metrics)
+    loss, metrics = loss_and_metrics(data.task, training)
+    model.compile(optimizer=make_optimizer(training, steps, model), loss=loss, metrics=metrics)
     if settings.patience:
         callbacks = [*callbacks, keras.callbacks.EarlyStopping(
             monitor=settings.objective, mode="max" if settings.direction == "maximize" else "min",
