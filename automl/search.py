@@ -85,8 +85,9 @@ class Search:
 
         if self.verbose:  # our progress lines replace Optuna's per-trial log lines
             optuna.logging.set_verbosity(optuna.logging.ERROR)
-        storage = open_storage(self.storage)
         study_name = self.study_name or f"{space.name}-{data.name}".replace(":", "-")
+        tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)  # fails before the study changes
+        storage = open_storage(self.storage)
         seed = None if self.seed is None else self.seed + self.worker
         study_args = dict(study_name=study_name, storage=storage, direction=direction,
                           sampler=make_sampler(self.sampler, seed, self.max_trials), pruner=make_pruner(self.pruner))
@@ -97,7 +98,6 @@ class Search:
         self._check_or_record_study(study, space, data, objective, direction)
         for params in self.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
-        tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)
         study.set_user_attr("tracking_uri", tracker.tracking_uri)
         settings_params = {"space": space.source or space.name, "space_name": space.name, **data.describe(),
                            "objective": objective, "direction": direction, "sampler": self.sampler,

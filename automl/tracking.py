@@ -35,6 +35,18 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def _probe_server(uri: str, timeout: float = 10.0):
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except urllib.error.HTTPError:
+        pass  # it answered: a server without /health is still a server
+    except (urllib.error.URLError, OSError) as exc:
+        raise StoreError(f"cannot reach the MLflow tracking server {uri}: {getattr(exc, 'reason', exc)}") from None
+
+
 class Tracker:
     """Creates and ends the MLflow runs of one search."""
 
@@ -44,6 +56,8 @@ class Tracker:
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.flush_seconds = flush_seconds
+        if self.tracking_uri.startswith(("http://", "https://")):
+            _probe_server(self.tracking_uri)  # MLflow's own retries take minutes to give up
         try:
             self.client = _client(self.tracking_uri)
             self.experiment_id = self._experiment(experiment)

@@ -1,0 +1,84 @@
+"""Bad input never loses data: each mistake gets one clear `error:` line and exit code 2, and the
+study and MLflow runs that already exist are left exactly as they were. README's table of bad
+inputs lists these cases."""
+import sqlite3
+import subprocess
+import threading
+
+import numpy as np
+import optuna
+import pytest
+
+from conftest import mlflow_runs
+from test_cli import run
+
+MLP = ("name: mlp\narchitecture:\n  hidden: {block: dense, units: [8, 16]}\n"
+       "training:\n  learning_rate: {type: float, low: 0.001, high: 0.03, log: true}\n")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished 2-trial study in the embedded store, to be kept intact."""
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "mlp.yaml").write_text(MLP)
+    (tmp / "other.yaml").write_text(MLP.replace("[8, 16]", "[4, 32]"))
+    (tmp / "unknown_block.yaml").write_text(MLP.replace("dense", "nosuch"))
+    (tmp / "bad_yaml.yaml").write_text("architecture: [unclosed\n")
+    np.savez(tmp / "mismatch.npz", x=np.zeros((10, 3)), y=np.zeros(9, int))
+    np.savez(tmp / "empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int))
+    np.savez(tmp / "labels.npz", x=np.zeros((10, 3)), y=np.arange(10) % 2,
+             x_val=np.zeros((4, 3)), y_val=np.array([0, 1, 2, 7]))
+    result = run(["search", "mlp.yaml", "--data", "wine", "--trials", "2", "--epochs", "1", "--study", "keep"], tmp)
+    assert result.returncode == 0, result.stderr
+    return tmp
+
+
+def _snapshot(tmp):
+    from automl.stores import open_storage
+
+    storage = open_storage(str(tmp / "mlruns" / "optuna.journal"))
+    studies = {s.study_name: [(t.number, t.state, t.value) for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
+               for s in optuna.get_all_study_summaries(storage)}
+    _, runs = mlflow_runs(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    return studies, sorted((r.info.run_id, r.info.status) for r in runs)
+
+
+CASES = [
+    (["search", "unknown_block.yaml", "--data", "wine"], "architecture.hidden.block: unknown block 'nosuch'"),
+    (["search", "bad_yaml.yaml", "--data", "wine"], "not valid YAML"),
+    (["search", "mlp.yaml", "--data", "mismatch.npz"], "x has 10 samples but y has 9"),
+    (["search", "mlp.yaml", "--data", "empty.npz"], "x is empty"),
+    (["search", "mlp.yaml", "--data", "labels.npz"], "validation labels [2, 7] do not occur"),
+    (["search", "image_cnn", "--data", "wine"], "the space is for image input but the data is tabular"),
+    (["search", "other.yaml", "--data", "wine", "--study", "keep"], "was run with a different space"),
+    (["search", "mlp.yaml", "--data", "wine", "--storage", "postgresql://nobody:x@127.0.0.1:1/none"],
+     "cannot open Optuna storage"),
+    (["search", "mlp.yaml", "--data", "wine", "--tracking-uri", "http://127.0.0.1:1"],
+     "cannot reach the MLflow tracking server"),
+    (["search", "mlp.yaml", "--data", "wine", "--epochs", "0"], "epochs must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("args, message", CASES, ids=[c[1][:40] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_keeps_the_study(finished, args, message):
+    before = _snapshot(finished)
+    result = run(args, finished, timeout=180)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert _snapshot(finished) == before
+
+
+def test_locked_database_is_a_clear_error(finished):
+    db = finished / "locked.db"
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE hold (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        result = run(["search", "mlp.yaml", "--data", "wine", "--storage", f"sqlite:///{db}"], finished, timeout=180)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cannot open Optuna storage" in result.stderr and "locked" in result.stderr
