@@ -1,0 +1,70 @@
+"""Resident memory over a long search: does it keep growing from trial to trial?
+
+100 small trials (the default, in-process mode) on digits; the search process's resident memory is
+read after every trial and printed after every 10th. Goal: growth <= 50 MB from trial 10 to trial 100
+(KerasTuner users' top complaint is memory that grows until the machine swaps).
+
+    .venv/bin/python bench/memory.py                 # 100 trials, ~3 min
+    .venv/bin/python bench/memory.py --trials 40 --isolate
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+import automl  # noqa: F401
+from automl import Search
+from automl.data import load_data
+from automl.space import SearchSpace
+
+
+def space() -> SearchSpace:
+    return SearchSpace.from_dict({
+        "name": "memory",
+        "architecture": {
+            "blocks": {"repeat": {"type": "int", "low": 1, "high": 2},
+                       "each": {"block": "conv", "filters": {"type": "int", "low": 8, "high": 32},
+                                "kernel_size": 3, "pooling": ["max", "avg"]}},
+            "pool": {"block": "global_pool", "mode": "avg"},
+            "head": {"block": "dense", "units": {"type": "int", "low": 16, "high": 64}},
+        },
+        "training": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}, "batch_size": 128},
+    })
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--isolate", action="store_true", help="train each trial in a child process")
+    args = ap.parse_args()
+
+    proc = psutil.Process()
+    rss: list[float] = []
+    start = time.perf_counter()
+
+    def record(study, trial):
+        rss.append(proc.memory_info().rss / 2**20)
+        if len(rss) % 10 == 0:
+            print(f"after trial {len(rss):>4}: {rss[-1]:8.1f} MB resident  ({time.perf_counter() - start:6.1f} s)",
+                  flush=True)
+
+    data = load_data("digits", seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        Search(space(), study_name="memory", storage=str(Path(tmp) / "optuna.journal"),
+               tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}", sampler="random", pruner="none", seed=0,
+               max_trials=args.trials, patience=None, verbose=False, on_trial=record,
+               isolate=args.isolate).fit(data=data, epochs=args.epochs)
+    if len(rss) >= 100:
+        growth = rss[99] - rss[9]
+        print(f"growth from trial 10 to 100: {growth:+.1f} MB (goal <= 50 MB): {'met' if growth <= 50 else 'NOT met'}")
+    elif len(rss) >= 20:
+        print(f"growth from trial 10 to {len(rss)}: {rss[-1] - rss[9]:+.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
