@@ -18,6 +18,8 @@ _LAZY = {
     "Fixed": "automl.space", "Repeat": "automl.space",
     "Dataset": "automl.data", "DataError": "automl.data", "make_dataset": "automl.data", "load_data": "automl.data",
     "build_model": "automl.builder",
+    "ImageClassifier": "automl.tasks", "TextClassifier": "automl.tasks", "SequenceClassifier": "automl.tasks",
+    "TabularClassifier": "automl.tasks", "TabularRegressor": "automl.tasks",
 }
 __all__ = sorted(_LAZY)
 

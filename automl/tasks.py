@@ -1,0 +1,162 @@
+"""Task-level classes in the AutoKeras style, on top of `automl.Search`.
+
+Each is a `Search` fixed to one kind of input and task, with that kind's default space:
+`fit` checks and splits the data and runs the trials (every trial is logged to MLflow by the
+search), then `predict` / `evaluate` / `best_model` / `export` use the best trial's model.
+Predictions come back in the user's own label values.
+
+    clf = automl.TextClassifier(max_trials=5, seed=0)
+    clf.fit(texts, labels, validation_split=0.2)
+    clf.predict(["a new text"])            # -> array(['positive'])
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import DataError, Dataset, encode_targets, make_dataset, model_inputs
+from .search import DEFAULT_SPACES, Search
+
+
+class _Task:
+    kind = ""
+    task = "classification"
+
+    def __init__(self, max_trials: int = 10, timeout: float | None = None, seed: int | None = None,
+                 study_name: str | None = None, *, space=None, epochs: int = 10, **search_options: Any):
+        """`space`: a space file, shipped space name or `SearchSpace` (default: the kind's shipped
+        space); `epochs`: the most epochs per trial; other keywords go to `automl.Search`
+        (storage, tracking_uri, experiment, sampler, pruner, objective, patience, verbose...)."""
+        self.search = Search(space if space is not None else DEFAULT_SPACES[self.kind], study_name=study_name,
+                             max_trials=max_trials, timeout=timeout, seed=seed, **search_options)
+        self.epochs = epochs
+        self.data: Dataset | None = None
+        self.result = None
+        self._model = None
+
+    def fit(self, x, y=None, *, validation_data=None, validation_split: float = 0.2, epochs: int | None = None,
+            **read_options: Any):
+        """Search on (x, y); returns the `SearchResult` (also kept as `self.result`).
+
+        Without `validation_data`, `validation_split` of the samples are held out (stratified for
+        classes). `read_options` go to `make_dataset` (e.g. `image_size=(h, w)` for a folder).
+        Fitting the same data again resumes its study up to `max_trials`.
+        """
+        named = isinstance(x, (str, Path))
+        self.data = make_dataset(x, y, validation_data=validation_data, validation_split=validation_split,
+                                 task=self.task, kind=self.kind, name=Path(x).name if named else self.kind,
+                                 seed=self.search.seed or 0, **read_options)
+        if not named:  # a study per data set: a refit resumes, other data starts a new study
+            self.data.name = f"{self.kind}-{self.data.fingerprint()[:8]}"
+        self.result = self.search.fit(data=self.data, epochs=epochs or self.epochs)
+        self._model = None
+        return self.result
+
+    def best_model(self):
+        """The best trial's trained Keras model (takes raw inputs: strings, columns, padded sequences)."""
+        self._check_fitted()
+        if self._model is None:
+            from . import blocks  # noqa: F401 - registers the custom layers a saved model refers to
+
+            self._model = self.result.best_model()
+        return self._model
+
+    def predict(self, x) -> np.ndarray:
+        """Class labels (the values `y` held) or regression targets, one per sample."""
+        out = self.best_model().predict(self._inputs(x), verbose=0)
+        if self.task == "regression":
+            return out[:, 0]
+        return np.asarray(self.data.class_names)[out.argmax(axis=1)]
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Class probabilities, columns in the order of `classes_`."""
+        if self.task != "classification":
+            raise TypeError("predict_proba is for classifiers")
+        return self.best_model().predict(self._inputs(x), verbose=0)
+
+    @property
+    def classes_(self) -> list | None:
+        self._check_fitted()
+        return self.data.class_names
+
+    def evaluate(self, x, y) -> dict[str, float]:
+        """Loss and metrics (accuracy, or mae for regression) of the best model on (x, y)."""
+        from .training import loss_and_metrics
+
+        model = self.best_model()
+        targets = encode_targets(self.data, y)
+        inputs = self._inputs(x)
+        if len(targets) != _length(inputs):
+            raise DataError(f"x has {_length(inputs)} samples but y has {len(targets)}")
+        loss, metrics = loss_and_metrics(self.task)
+        model.compile(loss=loss, metrics=metrics)  # a fresh compile: evaluation only
+        return {k: float(v) for k, v in model.evaluate(inputs, targets, verbose=0, return_dict=True).items()}
+
+    def export(self, out_dir: str | Path, **options: Any):
+        """Write the best model as `.keras`, SavedModel and TFLite files, each measured on the
+        validation split (`SearchResult.export`: report, MLflow logging, model registry).
+
+        A table model with one input per column is not handled there yet: it is written as
+        `model.keras`, `saved_model/` and `model_float32.tflite`, and a dict of those paths returned.
+        """
+        model = self.best_model()
+        if len(model.inputs) == 1:
+            options.setdefault("verbose", self.search.verbose)
+            return self.result.export(out_dir, data=self.data, **options)
+        return _export_multi_input(model, Path(out_dir))
+
+    def _inputs(self, x):
+        self._check_fitted()
+        return model_inputs(self.data, x)
+
+    def _check_fitted(self):
+        if self.result is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(x, y) first")
+
+
+def _length(inputs) -> int:
+    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+
+
+def _export_multi_input(model, out: Path) -> dict[str, Path]:
+    from .export import convert_tflite
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"keras": out / "model.keras", "saved_model": out / "saved_model", "float32": out / "model_float32.tflite"}
+    model.save(paths["keras"])
+    model.export(str(paths["saved_model"]), format="tf_saved_model", verbose=False)
+    paths["float32"].write_bytes(convert_tflite(paths["saved_model"], "float32"))
+    return paths
+
+
+class ImageClassifier(_Task):
+    """Images: (n, h, w[, c]) arrays or a folder with one sub-folder per class."""
+
+    kind = "image"
+
+
+class TextClassifier(_Task):
+    """Texts: a list/array of strings, or a folder / `.txt` file per class. The model takes raw strings."""
+
+    kind = "text"
+
+
+class SequenceClassifier(_Task):
+    """Sequences: padded (n, steps[, features]) arrays or a list of variable-length arrays (masked)."""
+
+    kind = "sequence"
+
+
+class TabularClassifier(_Task):
+    """Tables: numeric arrays, DataFrames or a CSV path (`y` = target column name); categorical
+    columns and missing values are handled inside the model."""
+
+    kind = "tabular"
+
+
+class TabularRegressor(TabularClassifier):
+    """Like `TabularClassifier`, predicting a number (trained on the standardised target)."""
+
+    task = "regression"
