@@ -92,6 +92,14 @@ class TrialRunner:
             self.gate(trial)
         return self.run(trial, self.space.sample(trial))
 
+    def build(self, config):
+        """The trial's model; a KerasTuner hypermodel builds its own (keras_tuner.py)."""
+        return build_model(config.architecture, self.data)
+
+    def train(self, model, training: dict, monitor: EpochMonitor):
+        """Fit with `monitor` among the callbacks; a hypermodel's own `fit` may replace this."""
+        fit_model(model, self.data, training, self.settings, [monitor])
+
     def run(self, trial: optuna.Trial, config) -> float:
         """Train one sampled configuration (here, or in a child process: see isolation.py)."""
         keras.backend.clear_session(free_memory=True)
@@ -105,10 +113,10 @@ class TrialRunner:
         model = None
         try:
             training = training_settings(config.training)
-            model = build_model(config.architecture, self.data)
+            model = self.build(config)
             metrics["param_count"] = model.count_params()
             monitor = EpochMonitor(trial, self.settings, run)
-            fit_model(model, self.data, training, self.settings, [monitor])
+            self.train(model, training, monitor)
             metrics["train_seconds"] = time.perf_counter() - started
             metrics["epochs_run"] = len(monitor.history)
             if monitor.nan_epoch is not None:
