@@ -70,8 +70,9 @@ def learning_rate_schedule(settings: dict, total_steps: int):
     if settings["schedule"] == "cosine":
         return keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps)
     if settings["schedule"] == "warmup":
+        # step s < warm runs at lr * (s + 1) / (warm + 1): linear from ~0, and no step at exactly 0
         warm = max(1, round(float(settings["warmup_fraction"]) * steps))
-        return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, steps - warm),
+        return keras.optimizers.schedules.CosineDecay(lr / (warm + 1), decay_steps=max(1, steps - warm),
                                                       warmup_target=lr, warmup_steps=warm)
     return lr
 

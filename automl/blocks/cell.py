@@ -17,10 +17,12 @@ OPS = ("conv", "residual", "mbconv")
 def cell(x, op: str = "conv", filters: int = 32, kernel_size: int = 3, depth: int = 1, downsample: bool = False,
          skip: bool = True, activation: str = "relu", separable: bool = False, bottleneck: bool = False,
          expand_ratio: int = 4, se_ratio: float = 0.25):
-    """One stage of width `filters`, halving the map when `downsample`; `skip` adds the stage's input
-    to its output wherever the shapes allow (same size and width).
+    """One stage of width `filters`, halving the map when `downsample`.
 
-    Operation-specific: `separable` (conv), `bottleneck` (residual), `expand_ratio`, `se_ratio` (mbconv).
+    Operation-specific: `skip`, `separable` (conv), `bottleneck` (residual), `expand_ratio`, `se_ratio`
+    (mbconv). `skip` adds a conv cell's input to its output wherever the shapes allow (same size and
+    width); residual cells always have a shortcut (projected when the shape changes) and mbconv
+    cells one where the shapes match.
     """
     feature_map(x, "cell")
     strides = 2 if downsample else 1
@@ -35,6 +37,6 @@ def cell(x, op: str = "conv", filters: int = 32, kernel_size: int = 3, depth: in
                    se_ratio=se_ratio, strides=strides, activation=activation)
     else:
         raise ValueError(f"cell op must be one of {OPS}, not {op!r}")
-    if skip and tuple(y.shape[1:]) == tuple(x.shape[1:]):
+    if op == "conv" and skip and tuple(y.shape[1:]) == tuple(x.shape[1:]):
         y = layers.Add()([x, y])
     return y
