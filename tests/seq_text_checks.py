@@ -86,12 +86,26 @@ def tflite_convert(model, select_tf_ops=False) -> bytes:
     return converter.convert()
 
 
+def tflite_convert_batch1(model, tmp_path) -> bytes:
+    """Convert through a SavedModel whose signature takes one sample: recurrent loops then lower to
+    LiteRT built-in ops without unrolling."""
+    import tensorflow as tf
+
+    saved = tmp_path / "saved_batch1"
+    spec = [tf.TensorSpec((1, *t.shape[1:]), t.dtype) for t in model.inputs]
+    model.export(str(saved), format="tf_saved_model", verbose=False, input_signature=spec)
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
+
+
 def tflite_predict(content: bytes, x) -> np.ndarray:
-    """Run a `.tflite` flatbuffer with the LiteRT interpreter on a batch (dict of columns or one array)."""
+    """Run a `.tflite` flatbuffer with the LiteRT interpreter on a batch (dict of columns or one array);
+    a file with a fixed batch size of 1 is run sample by sample."""
     from ai_edge_litert.interpreter import Interpreter
 
     signature = Interpreter(model_content=content).get_signature_runner()  # names -> tensor indices
     inputs, (output,) = signature.get_input_details(), signature.get_output_details().values()
+    if all(d["shape_signature"][0] == 1 for d in inputs.values()) and len(_rows(x)) > 1:
+        return np.concatenate([tflite_predict(content, _rows(x, i)) for i in range(len(_rows(x)))])
     interpreter = Interpreter(model_content=content)  # a runner holds tensor views that block resizing
     feed = x if isinstance(x, dict) else {next(iter(inputs)): x}
     assert set(feed) == set(inputs), f"TFLite inputs {sorted(inputs)} != {sorted(feed)}"
@@ -104,3 +118,9 @@ def tflite_predict(content: bytes, x) -> np.ndarray:
         interpreter.set_tensor(detail["index"], value)
     interpreter.invoke()
     return interpreter.get_tensor(output["index"])
+
+
+def _rows(x, i=None):
+    if i is None:
+        return next(iter(x.values())) if isinstance(x, dict) else x
+    return {k: v[i:i + 1] for k, v in x.items()} if isinstance(x, dict) else x[i:i + 1]

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 from seq_text_checks import (TEXT_SELECT_OPS, check_round_trip, sequence_data, table_data, text_data,
-                             tflite_convert, tflite_predict)
+                             tflite_convert, tflite_convert_batch1, tflite_predict)
 
 from automl.builder import build_model, validate_space
 from automl.space import SearchSpace, SpaceError
@@ -95,8 +95,6 @@ def _padded(seq, steps, front):
 
 
 def test_stacked_bidirectional_lstm_skips_padding_and_converts_at_a_fixed_batch(seqs, tmp_path):
-    import tensorflow as tf
-
     model = build_model({"rnn": {"block": "lstm", "units": 6, "depth": 2, "bidirectional": True}}, seqs)
     assert len(_layer(model, keras.layers.Bidirectional)) == 2 and seqs.masked
     expected = check_round_trip(model, seqs, tmp_path)
@@ -111,18 +109,17 @@ def test_stacked_bidirectional_lstm_skips_padding_and_converts_at_a_fixed_batch(
     with pytest.raises(Exception, match="Lowering tensor list ops is failed"):
         tflite_convert(model)
     # ...but a batch-1 signature converts to built-in ops
-    saved = tmp_path / "saved"
-    model.export(str(saved), format="tf_saved_model", verbose=False,
-                 input_signature=[tf.TensorSpec((1, *seqs.input_shape), tf.float32)])
-    content = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
-    got = np.concatenate([tflite_predict(content, seqs.x_val[i:i + 1]) for i in range(4)])
+    got = tflite_predict(tflite_convert_batch1(model, tmp_path), seqs.x_val[:4])
     np.testing.assert_allclose(got, expected[:4], atol=1e-5)
 
 
 def test_unrolled_gru_converts_at_any_batch_size(seqs, tmp_path):
-    model = build_model({"rnn": {"block": "gru", "units": 6, "unroll": True, "dropout": 0.1}}, seqs)
+    model = build_model({"rnn": {"block": "gru", "units": 6, "depth": 2, "unroll": True, "dropout": 0.1}}, seqs)
     expected = check_round_trip(model, seqs, tmp_path)
     np.testing.assert_allclose(tflite_predict(tflite_convert(model), seqs.x_val), expected, atol=1e-5)
+    # an unrolled backward layer misplaces its masked outputs in Keras 3.15: refused with the reason
+    with pytest.raises(ValueError, match="unroll with bidirectional layers that return sequences"):
+        build_model({"rnn": {"block": "lstm", "bidirectional": True, "unroll": True, "depth": 2}}, seqs)
 
 
 def test_conv1d_stack_halves_time_and_converts_to_tflite(seqs, tmp_path):

@@ -13,6 +13,10 @@ warnings.filterwarnings("ignore", message=r"Layer 'conv1d\w*' \(of type Conv1D\)
 def _recurrent(cell, x, units, depth, bidirectional, dropout, return_sequences, unroll):
     if len(x.shape) != 3:
         raise ValueError(f"recurrent blocks need a sequence (batch, steps, features), got shape {tuple(x.shape)}")
+    if unroll and bidirectional and (return_sequences or depth > 1):
+        # Keras 3.15 zeroes an unrolled backward layer's masked outputs at unreversed positions
+        raise ValueError("unroll with bidirectional layers that return sequences gives wrong outputs on padded "
+                         "input (a Keras masking bug); use unroll only for one-way or last-state layers")
     for i in range(depth):
         layer = cell(units, return_sequences=return_sequences or i < depth - 1, dropout=dropout, unroll=unroll)
         x = (layers.Bidirectional(layer) if bidirectional else layer)(x)
