@@ -235,6 +235,7 @@ def _print_export(report):
         if v["status"] != "ok":
             notes.append(f"{name}: {v['reason']}")
     out.print(table)
+    notes += [f"TFLite: {note}" for note in report.extra.get("tflite_notes", [])]
     for note in notes:
         out.print(f"  {note}", soft_wrap=True)
     if report.recommended:

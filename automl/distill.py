@@ -23,7 +23,7 @@ def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 
     import keras
     from keras import ops
 
-    from .training import make_optimizer, training_settings
+    from .training import loss_and_metrics, make_optimizer, training_settings
 
     if tuple(student.outputs[0].shape[1:]) != tuple(teacher.outputs[0].shape[1:]):
         raise ExportError(f"student output shape {tuple(student.outputs[0].shape[1:])} differs from the teacher's "
@@ -76,6 +76,8 @@ def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 
     history = student.fit(data.x_train, targets(data.x_train, data.y_train),
                           validation_data=(data.x_val, targets(data.x_val, data.y_val)),
                           epochs=epochs, batch_size=batch, callbacks=callbacks, verbose=verbose)
+    loss, metrics = loss_and_metrics(data.task)  # a plain compile config, so the saved file loads anywhere
+    student.compile(optimizer=student.optimizer, loss=loss, metrics=metrics)
     student.distill_history = history.history  # read by distill_student for the report
     return student
 

@@ -18,8 +18,10 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -99,6 +101,7 @@ class ExportReport:
                       "throughput batch size": self.batch_size, "interpreter threads": self.threads or "default"})
         lines += [f"- {k}: {v}" for k, v in facts.items()]
         lines += ["", *variant_table(self), ""]
+        lines += [f"TFLite: {note}." for note in self.extra.get("tflite_notes", [])]
         if self.recommended:
             lines.append(f"Recommended for phones: `{self.variants[self.recommended]['file']}` "
                          f"(smallest TFLite file within {QUANT_ACCURACY_TOLERANCE * 100:.1f} points of float32).")
@@ -132,7 +135,7 @@ def variant_table(report: ExportReport) -> list[str]:
         rows.append(f"| {name} | {v.get('file') or ''} | {_fmt(size / 1024 if size else None, 1)} | {ratio} | "
                     f"{_fmt(v.get(m))} | {_fmt(v.get('agreement'))} | {_fmt(v.get('max_abs_diff'), sci=True)} | "
                     f"{_fmt(v.get('latency_p50_ms'), 3)} | {_fmt(v.get('latency_p95_ms'), 3)} | "
-                    f"{_fmt(v.get('throughput_per_s'), 0)} | {note.replace('|', '/')[:300]} |")
+                    f"{_fmt(v.get('throughput_per_s'), 0)} | {note.replace('|', '/')[:600]} |")
     return rows
 
 
@@ -179,7 +182,8 @@ def export_model(model, out_dir: str | Path, *, data=None, x_eval=None, y_eval=N
     `data` (an `automl.Dataset`) supplies the held-out set (`x_val`, `y_val`), the representative
     sample for int8 calibration (`representative_samples` rows of `x_train`) and the task. Without
     it pass `x_eval`, `y_eval` (labels optional: without them only agreement is measured) and
-    `x_representative`. Returns the `ExportReport`; it is also written as `export_report.json`
+    `x_representative`; inputs are arrays, or dicts of column arrays for a model with one input
+    per table column. Returns the `ExportReport`; it is also written as `export_report.json`
     and `REPORT.md` in `out_dir`.
     """
     import keras
@@ -187,9 +191,8 @@ def export_model(model, out_dir: str | Path, *, data=None, x_eval=None, y_eval=N
     formats = parse_formats(formats)
     if not isinstance(model, keras.Model):
         raise ExportError(f"model must be a keras.Model, not {type(model).__name__}")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ExportError(f"export handles models with one input and one output; this one has "
-                          f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
+    if len(model.outputs) != 1:
+        raise ExportError(f"export handles models with one output; this one has {len(model.outputs)}")
     if batch_size < 1 or latency_runs < 1 or representative_samples < 1:
         raise ExportError("batch_size, latency_runs and representative_samples must be at least 1 "
                           f"(got {batch_size}, {latency_runs}, {representative_samples})")
@@ -200,22 +203,21 @@ def export_model(model, out_dir: str | Path, *, data=None, x_eval=None, y_eval=N
         task = task or data.task
     if x_eval is None:
         raise ExportError("export needs held-out inputs to evaluate the files: pass data=Dataset or x_eval")
-    x_eval = _as_input(x_eval)
-    in_shape = tuple(model.inputs[0].shape[1:])
-    _check_shape(x_eval, in_shape, "x_eval")
+    x_eval = check_inputs(model, x_eval, "x_eval")
+    n_eval = _n(x_eval)
     if y_eval is not None:
         y_eval = np.asarray(y_eval)
-        if len(y_eval) != len(x_eval):
-            raise ExportError(f"y_eval has {len(y_eval)} samples but x_eval has {len(x_eval)}")
+        if len(y_eval) != n_eval:
+            raise ExportError(f"y_eval has {len(y_eval)} samples but x_eval has {n_eval}")
     rng = np.random.default_rng(seed)
-    if eval_samples and len(x_eval) > eval_samples:
-        keep = np.sort(rng.choice(len(x_eval), eval_samples, replace=False))
-        x_eval, y_eval = x_eval[keep], (y_eval[keep] if y_eval is not None else None)
+    if eval_samples and n_eval > eval_samples:
+        keep = np.sort(rng.choice(n_eval, eval_samples, replace=False))
+        x_eval, y_eval = _rows(x_eval, keep), (y_eval[keep] if y_eval is not None else None)
     if x_representative is not None:
-        x_representative = _as_input(x_representative)
-        _check_shape(x_representative, in_shape, "x_representative")
-        if len(x_representative) > representative_samples:
-            x_representative = x_representative[rng.choice(len(x_representative), representative_samples, replace=False)]
+        x_representative = check_inputs(model, x_representative, "x_representative")
+        if _n(x_representative) > representative_samples:
+            keep = rng.choice(_n(x_representative), representative_samples, replace=False)
+            x_representative = _rows(x_representative, keep)
     out_units = model.outputs[0].shape[-1]
     task = task or ("classification" if out_units and out_units > 1 else "regression")
 
@@ -224,7 +226,7 @@ def export_model(model, out_dir: str | Path, *, data=None, x_eval=None, y_eval=N
     for name in formats:  # a rerun must not leave a stale file of a variant that now fails
         stale = out / FILES[name]
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
-    report = ExportReport(str(out), task, "accuracy" if task == "classification" else "mae", len(x_eval),
+    report = ExportReport(str(out), task, "accuracy" if task == "classification" else "mae", _n(x_eval),
                           batch_size, threads, meta=dict(meta or {}))
     report.meta.setdefault("param_count", int(model.count_params()))
     reference = _predict_keras(model, x_eval, batch_size)
@@ -248,10 +250,17 @@ def export_model(model, out_dir: str | Path, *, data=None, x_eval=None, y_eval=N
                 report.variants["saved_model"] = ev.run("saved_model", "saved_model", saved, _SavedModelRunner(saved), out)
             say(report.variants["saved_model"])
         tflite = [v for v in formats if v in TFLITE_VARIANTS]
-        source, note = saved, None
+        plan = _TFLitePlan(saved)
         if tflite and not saved_error:
-            source, note = _convertible_source(model, saved, Path(tmp))
-        flex_reason = None
+            plan = _tflite_plan(model, saved, Path(tmp), out)
+            if plan.prepare:  # token ids in: score the files on the tokenized held-out texts
+                ev = _Evaluator(task, y_eval, reference, plan.prepare(x_eval), batch_size, latency_runs)
+                x_representative = plan.prepare(x_representative) if x_representative is not None else None
+            if plan.text_input:
+                report.extra["text_input"] = plan.text_input
+            if plan.notes:
+                report.extra["tflite_notes"] = plan.notes
+        source, flex_reason = plan.source, None
         for variant in tflite:
             path = out / FILES[variant]
             if saved_error:
@@ -264,32 +273,71 @@ def export_model(model, out_dir: str | Path, *, data=None, x_eval=None, y_eval=N
                     content = convert_tflite(source, variant, x_representative, int8_io=int8_io)
                 except Exception as exc:  # noqa: BLE001 - the converter's reason goes into the report
                     if flex_reason is None:
-                        flex_reason = _flex_probe(source, x_eval[:1])
+                        flex_reason = _flex_probe(source, _rows(ev.x, slice(0, 1)))
                     row = _not_done(variant, "unsupported", _converter_reason(exc, flex_reason))
                 else:
                     path.write_bytes(content)
                     row = ev.run(variant, "tflite", path, None, out, threads=threads)
-                    if note and row["status"] == "ok":
-                        row["reason"] = note
             report.variants[variant] = row
             say(row)
+    _note_int8_loss(report)
     report.recommended = _recommend(report)
     report.write()
     return report
 
 
-def _as_input(x) -> np.ndarray:
-    """Text as an object array of str (what Keras takes), everything else as is."""
+def _note_int8_loss(report: ExportReport):
+    """Say why full-integer int8 lost accuracy when it did: its first op quantizes the raw inputs."""
+    base, row = report.variants.get("float32", {}), report.variants.get("int8", {})
+    if report.metric != "accuracy" or row.get("accuracy") is None or base.get("accuracy") is None:
+        return
+    loss = base["accuracy"] - row["accuracy"]
+    if loss > QUANT_ACCURACY_TOLERANCE:
+        row["reason"] = "; ".join(filter(None, [row.get("reason"), (
+            f"{loss * 100:.1f} points below float32: full-integer int8 quantizes the inputs and every activation "
+            f"with one scale per tensor, which loses inputs whose features span very different ranges; "
+            f"dynamic_int8 keeps activations in float")]))
+
+
+def check_inputs(model, x, what: str):
+    """Inputs as the model takes them: an array, or a dict with one array per model input (table
+    columns, by input name); text as an object array of str. Raises ExportError naming the fault."""
+    names = [t.name for t in model.inputs]
+    if isinstance(x, dict):
+        missing = [n for n in names if n not in x]
+        if missing:
+            raise ExportError(f"{what} has no input {missing[0]!r} (the model takes {', '.join(names)})")
+        x = {t.name: _check_shape(_as_array(x[t.name]), t.shape, f"{what}[{t.name!r}]") for t in model.inputs}
+        lengths = {len(v) for v in x.values()}
+        if len(lengths) > 1:
+            raise ExportError(f"{what}: the inputs have different numbers of samples ({sorted(lengths)})")
+        return x
+    if len(names) > 1:
+        raise ExportError(f"the model takes {len(names)} inputs ({', '.join(names)}): pass {what} as a dict of arrays")
+    return _check_shape(_as_array(x), model.inputs[0].shape, what)
+
+
+def _as_array(x) -> np.ndarray:
     x = np.asarray(x)
     return x.astype(object) if x.dtype.kind in "US" else x
 
 
-def _check_shape(x: np.ndarray, shape: tuple, what: str):
+def _check_shape(x: np.ndarray, shape: tuple, what: str) -> np.ndarray:
     if x.ndim < 1 or len(x) == 0:
         raise ExportError(f"{what} is empty")
-    got = tuple(x.shape[1:])
+    shape, got = tuple(shape[1:]), tuple(x.shape[1:])
     if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
         raise ExportError(f"{what} has shape {got} per sample but the model takes {shape}")
+    return x
+
+
+def _n(x) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _rows(x, index):
+    """The same rows (a slice or index array) of an array or of every array of a dict."""
+    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
 
 
 def _printer(verbose: bool):
@@ -338,35 +386,120 @@ def _export_saved_model(model, path: Path):
     model.export(str(path), format="tf_saved_model", verbose=False)
 
 
-def _convertible_source(model, saved: Path, tmp: Path) -> tuple[Path, str | None]:
-    """The SavedModel to convert: recurrent layers unrolled (same weights) when lengths are fixed."""
+@dataclass
+class _TFLitePlan:
+    """What the TFLite converter gets: a SavedModel, why it differs from the model, input preparation."""
+
+    source: Path
+    notes: list[str] = field(default_factory=list)
+    prepare: Any = None                 # raw inputs -> what the TFLite file takes (token ids)
+    text_input: dict | None = None
+
+
+def _tflite_plan(model, saved: Path, tmp: Path, out: Path) -> _TFLitePlan:
+    """Make the model LiteRT-friendly without changing what it computes.
+
+    In-graph `TextVectorization` needs TensorFlow string ops LiteRT lacks: when the whole model does
+    not convert, the TFLite files start at the token ids (the vocabulary is written beside them for
+    the app's tokenizer). Recurrent layers are unrolled (same weights) where the sequence length is
+    fixed, since LiteRT has no TensorList ops for their loops."""
+    plan, target = _TFLitePlan(saved), model
+    split = _text_vectorizer_split(model)
+    if split:
+        vectorizer, tokens_model = split
+        try:  # the vectorizer alone: its converter error is the precise reason
+            import keras
+
+            _export_saved_model(keras.Model(model.inputs[0], vectorizer.output), tmp / "vectorizer")
+            convert_tflite(tmp / "vectorizer", "float32")
+        except Exception as exc:  # noqa: BLE001 - expected: no string ops in LiteRT
+            target = tokens_model
+            plan.prepare = lambda x: _tokenize(vectorizer, x)
+            plan.text_input = _write_vectorizer(vectorizer, out)
+            shape = (None, *tokens_model.inputs[0].shape[1:])
+            plan.notes.append(f"takes token ids {shape} ({tokens_model.inputs[0].dtype}) from vocabulary.txt: the "
+                              f"in-graph TextVectorization does not convert ({_short_error(exc)}); "
+                              f"latency excludes tokenization")
+    target = _unroll_rnns(target, plan.notes)
+    if target is not model:
+        plan.source = tmp / "tflite_source"
+        _export_saved_model(target, plan.source)
+    return plan
+
+
+def _text_vectorizer_split(model):
+    """(vectorizer, model from its token ids to the output) when a TextVectorization reads the input."""
     import keras
 
-    rnn = [l for l in _all_layers(model) if isinstance(l, (keras.layers.RNN, keras.layers.Bidirectional))]
-    if not rnn:
-        return saved, None
-    if model.inputs[0].shape[1] is None:
-        return saved, None  # unknown sequence length: cannot unroll; the converter says why
+    if len(model.inputs) != 1:
+        return None
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.TextVectorization):
+            try:
+                if layer.input is model.inputs[0] or layer.input.name == model.inputs[0].name:
+                    return layer, keras.Model(layer.output, model.outputs[0])
+            except (AttributeError, ValueError):
+                return None
+    return None
+
+
+def _tokenize(vectorizer, x) -> np.ndarray:
+    import tensorflow as tf
+
+    x = np.asarray(x).astype(str)
+    return np.concatenate([np.asarray(vectorizer(tf.constant(x[i:i + 4096]))) for i in range(0, len(x), 4096)])
+
+
+def _write_vectorizer(vectorizer, out: Path) -> dict[str, Any]:
+    """`vocabulary.txt` (token id = line number) and `text_vectorization.json` for the app's tokenizer."""
+    vocabulary = [str(t) for t in vectorizer.get_vocabulary()]
+    (out / "vocabulary.txt").write_text("\n".join(t.replace("\n", " ") for t in vocabulary) + "\n")
+    config = {k: v for k, v in vectorizer.get_config().items()
+              if k in ("standardize", "split", "ngrams", "output_mode", "output_sequence_length", "max_tokens")}
+    info = {**config, "vocabulary_file": "vocabulary.txt", "vocabulary_size": len(vocabulary),
+            "ids": "line number in vocabulary.txt; 0 is padding, 1 an unknown token"}
+    (out / "text_vectorization.json").write_text(json.dumps(info, indent=2, default=str))
+    return info
+
+
+def _unroll_rnns(model, notes: list[str]):
+    """A copy with recurrent layers unrolled (same weights) where their sequence length is fixed."""
+    import keras
+
+    steps: set[int] = set()
+
+    def fixed_length(layer) -> int | None:
+        try:
+            x = layer.input
+            return (x[0] if isinstance(x, (list, tuple)) else x).shape[1]  # [x, mask] after a masking layer
+        except (AttributeError, ValueError, IndexError):
+            return None
 
     def unroll(layer):
-        if isinstance(layer, keras.layers.RNN) and not layer.unroll:
+        if isinstance(layer, keras.layers.RNN) and not layer.unroll and fixed_length(layer):
+            steps.add(fixed_length(layer))
             return layer.__class__.from_config({**layer.get_config(), "unroll": True})
-        if isinstance(layer, keras.layers.Bidirectional):
+        if isinstance(layer, keras.layers.Bidirectional) and fixed_length(layer):
+            steps.add(fixed_length(layer))
             cfg = layer.get_config()
             for key in ("layer", "backward_layer"):
-                if key in cfg and cfg[key]:
+                if cfg.get(key):
                     cfg[key]["config"]["unroll"] = True
             return keras.layers.Bidirectional.from_config(cfg)
         return layer  # shared, weights and state included
 
+    if not any(isinstance(l, (keras.layers.RNN, keras.layers.Bidirectional)) for l in _all_layers(model)):
+        return model
     try:
         clone = keras.models.clone_model(model, clone_function=unroll)
+        if not steps:
+            return model  # unknown sequence lengths: the converter will say why
         clone.set_weights(model.get_weights())
-        path = tmp / "unrolled"
-        _export_saved_model(clone, path)
-    except Exception as exc:  # noqa: BLE001 - fall back to the original graph
-        return saved, f"recurrent layers kept rolled ({type(exc).__name__}: {exc})"[:300]
-    return path, f"recurrent layers unrolled over {model.inputs[0].shape[1]} steps for LiteRT"
+    except Exception as exc:  # noqa: BLE001 - convert the rolled graph; the converter will say why
+        notes.append(f"recurrent layers kept rolled ({type(exc).__name__}: {str(exc)[:200]})")
+        return model
+    notes.append(f"recurrent layers unrolled over {'/'.join(map(str, sorted(steps)))} steps for LiteRT")
+    return clone
 
 
 def _all_layers(model) -> list:
@@ -391,25 +524,47 @@ def convert_tflite(saved_model_dir: str | Path, variant: str, x_representative=N
     if variant == "float16":
         c.target_spec.supported_types = [tf.float16]
     if variant == "int8":
-        if x_representative is None or len(x_representative) == 0:
+        if x_representative is None or _n(x_representative) == 0:
             raise ExportError("int8 conversion needs x_representative (rows of training data)")
-        sample = np.asarray(x_representative)
-        float_input = np.issubdtype(sample.dtype, np.floating)
+        sample = x_representative
+        arrays = list(sample.values()) if isinstance(sample, dict) else [sample]
+        float_input = all(np.issubdtype(a.dtype, np.floating) for a in arrays)
+
+        def one(a, i):
+            row = a[i:i + 1]
+            return row.astype("float32") if np.issubdtype(a.dtype, np.floating) else row.astype(str).astype(bytes) \
+                if a.dtype.kind in "OU" else row
 
         def representative():
-            for row in sample:
-                yield [row[None].astype("float32") if float_input else row[None]]
+            for i in range(_n(sample)):
+                yield {k: one(a, i) for k, a in sample.items()} if isinstance(sample, dict) else [one(sample, i)]
 
         c.representative_dataset = representative
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
-            if float_input:
+            if float_input and not isinstance(sample, dict):
                 c.inference_input_type = tf.int8
             c.inference_output_type = tf.int8
     if select_tf_ops:
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
         c._experimental_lower_tensor_list_ops = False
-    return c.convert()
+    with _native_stderr_quiet():
+        return c.convert()
+
+
+@contextmanager
+def _native_stderr_quiet():
+    """The converter and LiteRT print diagnostics from C++ straight to file descriptor 2; the
+    exception the converter raises holds the same text, so it is dropped here."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _flex_probe(saved: Path, x_sample: np.ndarray) -> str | None:
@@ -448,44 +603,71 @@ def _converter_reason(exc: Exception, flex: str | None) -> str:
 # ---------------------------------------------------------------- running the files
 
 
-def _interpreter(path: Path | None = None, content: bytes | None = None, threads: int | None = None):
-    from ai_edge_litert.interpreter import Interpreter
+def _interpreter(path: Path | None = None, content: bytes | None = None, threads: int | None = None,
+                 xnnpack: bool = True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    if path is not None:
-        return Interpreter(model_path=str(path), num_threads=threads)
-    return Interpreter(model_content=content, num_threads=threads)
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with _native_stderr_quiet():
+        if path is not None:
+            return Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        return Interpreter(model_content=content, num_threads=threads, experimental_op_resolver_type=resolver)
 
 
 class TFLiteRunner:
-    """Runs a `.tflite` file with the LiteRT interpreter: float in, float out, any batch size."""
+    """Runs a `.tflite` file with the LiteRT interpreter: float (or str) in, float out, any batch size.
 
-    def __init__(self, path: str | Path | None = None, threads: int | None = 1, content: bytes | None = None):
-        self.interp = _interpreter(Path(path) if path else None, content, threads=threads)
-        self.input = self.interp.get_input_details()[0]
-        self.output = self.interp.get_output_details()[0]
-        self.fixed_batch = int(self.input["shape_signature"][0]) != -1
+    `x` is an array, or a dict keyed by the model's input names (table columns)."""
+
+    def __init__(self, path: str | Path | None = None, threads: int | None = 1, content: bytes | None = None,
+                 xnnpack: bool = True):
+        self.interp = _interpreter(Path(path) if path else None, content, threads=threads, xnnpack=xnnpack)
+        if self.interp.get_signature_list():
+            runner = self.interp.get_signature_runner()
+            self.inputs, output = runner.get_input_details(), runner.get_output_details()
+            self.output = output[sorted(output)[0]]
+        else:
+            self.inputs = {d["name"]: d for d in self.interp.get_input_details()}
+            self.output = self.interp.get_output_details()[0]
+        fixed = [int(d["shape_signature"][0]) for d in self.inputs.values() if int(d["shape_signature"][0]) != -1]
+        self.fixed_batch = fixed[0] if fixed else None
         self.batch = None
-        if self.fixed_batch:
-            self.interp.allocate_tensors()
-            self.batch = int(self.input["shape"][0])
 
     def _resize(self, n: int):
         if n != self.batch:
-            self.interp.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
+            if not self.fixed_batch:
+                for d in self.inputs.values():
+                    self.interp.resize_tensor_input(d["index"], [n, *d["shape"][1:]])
             self.interp.allocate_tensors()
             self.batch = n
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.fixed_batch and len(x) != self.batch:
-            return np.concatenate([self(x[i:i + self.batch]) for i in range(0, len(x), self.batch)])
-        self._resize(len(x))
-        dtype = self.input["dtype"]
-        scale, zero = self.input["quantization"]
-        if scale and np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(np.asarray(x, "float32") / scale + zero), info.min, info.max)
-        x = np.asarray(x)
-        self.interp.set_tensor(self.input["index"], x.astype(str).astype(bytes) if x.dtype.kind in "OU" else x.astype(dtype))
+    def __call__(self, x) -> np.ndarray:
+        n = _n(x)
+        if self.fixed_batch and n != self.fixed_batch:
+            step = self.fixed_batch
+            return np.concatenate([self(_rows(x, slice(i, i + step))) for i in range(0, n, step)])
+        self._resize(n)
+        if isinstance(x, dict):
+            missing = [k for k in self.inputs if k not in x]
+            if missing:
+                raise ExportError(f"the TFLite file takes inputs {', '.join(self.inputs)}; {missing[0]!r} is missing")
+            values = {k: x[k] for k in self.inputs}
+        else:
+            if len(self.inputs) != 1:
+                raise ExportError(f"the TFLite file takes {len(self.inputs)} inputs ({', '.join(self.inputs)}): pass a dict")
+            values = {next(iter(self.inputs)): x}
+        for key, value in values.items():
+            d = self.inputs[key]
+            dtype, (scale, zero) = d["dtype"], d["quantization"]
+            value = np.asarray(value)
+            if value.dtype.kind in "OU":
+                value = value.astype(str).astype(bytes)
+            elif scale and np.issubdtype(dtype, np.integer):
+                info = np.iinfo(dtype)
+                value = np.clip(np.round(value.astype("float32") / scale + zero), info.min, info.max).astype(dtype)
+            else:
+                value = value.astype(dtype)
+            self.interp.set_tensor(d["index"], value)
         self.interp.invoke()
         y = self.interp.get_tensor(self.output["index"])
         scale, zero = self.output["quantization"]
@@ -499,8 +681,22 @@ class TFLiteRunner:
         for t in self.interp.get_tensor_details():
             name = np.dtype(t["dtype"]).name
             counts[name] = counts.get(name, 0) + 1
-        return {"input_dtype": np.dtype(self.input["dtype"]).name, "output_dtype": np.dtype(self.output["dtype"]).name,
+        inputs = sorted({np.dtype(d["dtype"]).name for d in self.inputs.values()})
+        return {"input_dtype": "/".join(inputs), "output_dtype": np.dtype(self.output["dtype"]).name,
                 "tensor_types": dict(sorted(counts.items()))}
+
+
+def _tensor_input(x):
+    """Numpy string arrays (which `model.predict` rejects) as string tensors, in arrays and dicts."""
+    if isinstance(x, dict):  # Keras takes no mix of arrays and tensors in one dict
+        import tensorflow as tf
+
+        return {k: tf.constant(v.astype(str) if v.dtype.kind in "OUS" else v) for k, v in x.items()}
+    if x.dtype.kind in "OUS":
+        import tensorflow as tf
+
+        return tf.constant(x.astype(str))
+    return x
 
 
 class _KerasRunner:
@@ -508,16 +704,7 @@ class _KerasRunner:
         self.model = model
 
     def __call__(self, x):
-        return np.asarray(self.model.predict(_keras_input(x), batch_size=max(len(x), 1), verbose=0), "float32")
-
-
-def _keras_input(x: np.ndarray):
-    """`model.predict` takes no numpy string arrays; a string tensor works."""
-    if x.dtype.kind in "OUS":
-        import tensorflow as tf
-
-        return tf.constant(x.astype(str))
-    return x
+        return np.asarray(self.model.predict(_tensor_input(x), batch_size=max(_n(x), 1), verbose=0), "float32")
 
 
 class _SavedModelRunner:
@@ -527,16 +714,20 @@ class _SavedModelRunner:
         self.tf, self.loaded = tf, tf.saved_model.load(str(path))  # keep it: `serve` needs its variables
 
     def __call__(self, x):
-        return np.asarray(self.loaded.serve(self.tf.constant(x.astype(str) if x.dtype.kind in "OUS" else x)), "float32")
+        x = _tensor_input(x)
+        if isinstance(x, dict):
+            x = {k: self.tf.constant(v) for k, v in x.items()}
+        return np.asarray(self.loaded.serve(self.tf.constant(x) if not isinstance(x, dict) else x), "float32")
 
 
 def _predict_keras(model, x, batch_size: int) -> np.ndarray:
-    return np.asarray(model.predict(_keras_input(x), batch_size=batch_size, verbose=0), "float32")
+    return np.asarray(model.predict(_tensor_input(x), batch_size=batch_size, verbose=0), "float32")
 
 
 def _keras_call_latency(model, x, runs: int) -> dict[str, float]:
     """A direct `model(x)` call, the cheapest way to run one sample in Keras (for comparison)."""
-    times = _time_calls(lambda i: model(_keras_input(x[i % len(x)][None]), training=False), runs)
+    n = _n(x)
+    times = _time_calls(lambda i: model(_tensor_input(_rows(x, slice(i % n, i % n + 1))), training=False), runs)
     return {"latency_call_p50_ms": float(np.median(times)), "latency_call_p95_ms": float(np.percentile(times, 95))}
 
 
@@ -567,26 +758,33 @@ class _Evaluator:
             if runner is None:
                 runner = TFLiteRunner(path, threads)
                 row.update(runner.facts())
-            row.update(self._measure(runner))
+            try:
+                row.update(self._measure(runner))
+            except RuntimeError as exc:
+                if not isinstance(runner, TFLiteRunner) or "XNNPACK" not in str(exc):
+                    raise
+                row.update(self._measure(TFLiteRunner(path, threads, xnnpack=False)))
+                row["reason"] = (f"the XNNPACK delegate refused the file ({str(exc).strip()[:120]}); measured "
+                                 f"with LiteRT's built-in kernels")
         except Exception as exc:  # noqa: BLE001 - the file exists but cannot run: say so, keep going
             row.update(status="failed", reason=f"running the file: {type(exc).__name__}: {str(exc)[:400]}")
         return row
 
     def _measure(self, runner) -> dict[str, Any]:
-        x, bs = self.x, self.batch_size
-        runner(_pad(x[:bs], bs))  # warm-up: allocation, tracing
+        x, bs, n = self.x, self.batch_size, _n(self.x)
+        runner(_pad(_rows(x, slice(0, bs)), bs))  # warm-up: allocation, tracing
         start = time.perf_counter()
-        preds = [runner(_pad(x[i:i + bs], bs))[:len(x[i:i + bs])] for i in range(0, len(x), bs)]
+        preds = [runner(_pad(_rows(x, slice(i, i + bs)), bs))[:min(bs, n - i)] for i in range(0, n, bs)]
         seconds = time.perf_counter() - start
         pred = np.concatenate(preds).reshape(self.reference.shape)
-        times = _time_calls(lambda i: runner(x[i % len(x)][None]), self.latency_runs)
+        times = _time_calls(lambda i: runner(_rows(x, slice(i % n, i % n + 1))), self.latency_runs)
         row = {"latency_p50_ms": float(np.median(times)), "latency_p95_ms": float(np.percentile(times, 95)),
-               "throughput_per_s": len(x) / seconds,
+               "throughput_per_s": n / seconds,
                "max_abs_diff": float(np.max(np.abs(pred - self.reference)))}
         if self.task == "classification":
             row["agreement"] = float(np.mean(_classes(pred) == _classes(self.reference)))
         else:
-            diff = np.abs(pred - self.reference).reshape(len(x), -1).max(axis=1)
+            diff = np.abs(pred - self.reference).reshape(n, -1).max(axis=1)
             row["agreement"] = float(np.mean(diff <= self.regression_tolerance))
         if self.y is not None:
             row.update(score(self.task, self.y, pred))
@@ -598,11 +796,13 @@ def _classes(p: np.ndarray) -> np.ndarray:
     return (p[:, 0] > 0.5).astype(int) if p.shape[1] == 1 else p.argmax(axis=1)
 
 
-def _pad(x: np.ndarray, n: int) -> np.ndarray:
+def _pad(x, n: int):
     """A full batch: the last short batch is padded with its own rows (outputs are cut back)."""
-    if len(x) >= n:
+    if isinstance(x, dict):
+        return {k: _pad(v, n) for k, v in x.items()}
+    if len(x) >= n or not len(x):
         return x
-    return np.concatenate([x, np.resize(x, (n - len(x), *x.shape[1:]))]) if len(x) else x
+    return np.concatenate([x, np.resize(x, (n - len(x), *x.shape[1:]))])
 
 
 def _size(path: Path) -> int:
@@ -888,10 +1088,11 @@ def select_by_int8(source: _TrialModels, k: int, representative_samples: int = 2
     top = sorted(done, key=lambda t: (-t.value if maximize else t.value, t.number))[:k]
     rng = np.random.default_rng(source.seed)
     x_eval, y_eval = data.x_val, data.y_val
-    if eval_samples and len(x_eval) > eval_samples:
-        keep = np.sort(rng.choice(len(x_eval), eval_samples, replace=False))
-        x_eval, y_eval = x_eval[keep], y_eval[keep]
-    rep = data.x_train[rng.choice(len(data.x_train), min(representative_samples, len(data.x_train)), replace=False)]
+    if eval_samples and len(y_eval) > eval_samples:
+        keep = np.sort(rng.choice(len(y_eval), eval_samples, replace=False))
+        x_eval, y_eval = _rows(x_eval, keep), y_eval[keep]
+    n_train = len(data.y_train)
+    rep = _rows(data.x_train, rng.choice(n_train, min(representative_samples, n_train), replace=False))
     metric = "accuracy" if data.task == "classification" else "mae"
     rows = []
     for t in top:
@@ -900,11 +1101,13 @@ def select_by_int8(source: _TrialModels, k: int, representative_samples: int = 2
         with tempfile.TemporaryDirectory(prefix="automl-select-") as tmp:
             saved = Path(tmp) / "saved_model"
             _export_saved_model(model, saved)
-            src, _ = _convertible_source(model, saved, Path(tmp))
+            plan = _tflite_plan(model, saved, Path(tmp), Path(tmp))
+            prep = plan.prepare or (lambda x: x)
             for variant in ("float32", "int8"):
                 try:
-                    runner = TFLiteRunner(content=convert_tflite(src, variant, rep, int8_io=int8_io))
-                    pred = np.concatenate([runner(x_eval[i:i + 256]) for i in range(0, len(x_eval), 256)])
+                    runner = TFLiteRunner(content=convert_tflite(plan.source, variant, prep(rep), int8_io=int8_io))
+                    xs = prep(x_eval)
+                    pred = np.concatenate([runner(_rows(xs, slice(i, i + 256))) for i in range(0, len(y_eval), 256)])
                     row[variant] = score(data.task, y_eval, pred)[metric]
                 except Exception as exc:  # noqa: BLE001 - a trial that cannot be quantized ranks last
                     row[variant], row[f"{variant}_reason"] = None, _short_error(exc)
