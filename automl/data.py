@@ -567,6 +567,9 @@ def _labels(y, what: str) -> np.ndarray:
         bad = [i for i, v in enumerate(y) if _is_missing(v)]
         if bad:
             raise DataError(f"{what}: y has {len(bad)} missing labels (first at sample {bad[0]})")
+        types = {type(v.decode() if isinstance(v, bytes) else v).__name__ for v in y}
+        if "str" in types and len(types) > 1:
+            raise DataError(f"{what}: labels mix types ({', '.join(sorted(types))}); use all numbers or all strings")
         y = np.array([v.decode() if isinstance(v, bytes) else v for v in y])
     if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
         raise DataError(f"{what}: y contains NaN or infinite values (first at sample {int(np.argmax(~np.isfinite(y)))})")
@@ -753,7 +756,7 @@ def encode_targets(ds: Dataset, y) -> np.ndarray:
         _check_task_labels(y, "regression", "y")
         return y.astype("float32")
     classes = np.asarray(ds.class_names)
-    unknown = [v for v in np.unique(y) if v not in set(classes.tolist())]
+    unknown = [v for v in np.unique(y).tolist() if v not in set(classes.tolist())]
     if unknown:
         raise DataError(f"y: labels {unknown[:5]} are not among the trained classes {ds.class_names}")
     return np.searchsorted(classes, y).astype("int32")

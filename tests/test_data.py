@@ -1,8 +1,10 @@
-"""Inputs: built-in sets, CSV, npz, arrays; every bad input gets a clear error."""
+"""Inputs of every kind: built-in sets, arrays, CSV, npz, DataFrames, tf.data, image and text folders,
+texts, ragged and padded sequences; every bad input gets a clear error before any trial runs."""
 import numpy as np
+import pandas as pd
 import pytest
 
-from automl.data import DataError, load_data, make_dataset
+from automl.data import DataError, encode_targets, load_data, make_dataset, model_inputs
 
 
 def test_digits_are_images_with_raw_pixels_and_a_scale():
@@ -70,7 +72,8 @@ def test_bad_files_get_clear_errors(tmp_path):
     csv.write_text("a,b,label\n1,x,0\n2,y,1\n")
     with pytest.raises(DataError, match="no column 'target'"):
         load_data(str(csv), target="target")
-    with pytest.raises(DataError, match="column 'b' is not numeric"):
+    csv.write_text("a,when,label\n1,2024-01-01,0\n2,2024-01-02,1\n3,,\n")
+    with pytest.raises(DataError, match="target column 'label' has 1 missing values"):
         load_data(str(csv), target="label")
     with pytest.raises(DataError, match="--target COLUMN is required"):
         load_data(str(csv))
@@ -80,3 +83,263 @@ def test_bad_files_get_clear_errors(tmp_path):
     np.savez(npz, inputs=np.zeros((3, 2)))
     with pytest.raises(DataError, match="no array 'x'"):
         load_data(str(npz))
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _frame(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"size": rng.normal(10, 2, n), "colour": rng.choice(["red", "green", "blue"], n, p=[.5, .3, .2]),
+                       "rooms": rng.integers(1, 5, n).astype(float), "label": np.arange(n) % 2})
+    df.loc[[1, 5, 9], "size"] = np.nan
+    df.loc[[2, 3], "colour"] = None
+    return df
+
+
+def test_dataframe_columns_are_detected_with_missing_values_and_learnt_from_the_training_split():
+    df = _frame()
+    assert str(df["colour"].dtype) == "str"  # pandas 3 text dtype, not object
+    ds = make_dataset(df, "label", validation_split=0.25, seed=0)
+    assert ds.kind == "tabular" and ds.task == "classification" and ds.input_shape == (3,)
+    cols = {c.name: c for c in ds.columns}
+    assert [c.kind for c in ds.columns] == ["numeric", "categorical", "numeric"]
+    train_size = ds.x_train["size"]
+    assert cols["size"].missing == bool(np.isnan(train_size).any())
+    assert cols["size"].mean == pytest.approx(np.nanmean(train_size), rel=1e-5)
+    assert cols["size"].std == pytest.approx(np.nanstd(train_size), rel=1e-4)
+    assert not cols["rooms"].missing
+    # vocabulary: training values, most frequent first; a missing value is the category ""
+    values, counts = np.unique(ds.x_train["colour"], return_counts=True)
+    assert sorted(cols["colour"].vocabulary) == sorted(values.tolist())
+    assert cols["colour"].vocabulary[0] == values[counts.argmax()]
+    assert ds.x_train["colour"].dtype == object and ds.x_train["size"].dtype == np.float32
+    assert len(ds.x_train["size"]) == ds.num_train == 30 and ds.num_val == 10
+    assert "2 numeric + 1 categorical columns" in ds.summary() and ds.describe()["columns"]
+
+
+def test_a_numeric_dataframe_without_gaps_is_a_plain_matrix_and_new_frames_are_reordered():
+    df = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) ** 2, "y": np.arange(20) % 2})
+    ds = make_dataset(df.drop(columns="y"), df["y"], seed=0)
+    assert ds.columns is None and ds.x_train.shape == (16, 2) and ds.feature_mean.shape == (2,)
+    new = pd.DataFrame({"b": [4.0], "extra": ["ignored"], "a": [2.0]})
+    np.testing.assert_array_equal(model_inputs(ds, new), [[2.0, 4.0]])
+    with pytest.raises(DataError, match="no column 'b'"):
+        model_inputs(ds, pd.DataFrame({"a": [1.0]}))
+
+
+def test_new_rows_for_a_column_model_are_checked_and_converted():
+    ds = make_dataset(_frame(), "label", seed=0)
+    rows = model_inputs(ds, pd.DataFrame({"rooms": [2, None], "colour": ["red", None], "size": [9.5, 11.0]}))
+    assert list(rows) == ["size", "colour", "rooms"]
+    assert rows["colour"].tolist() == ["red", ""] and np.isnan(rows["rooms"][1])
+    with pytest.raises(DataError, match="no column 'colour'"):
+        model_inputs(ds, {"size": [1.0], "rooms": [1.0]})
+    with pytest.raises(DataError, match="column 'size' is numeric in the training data but holds text"):
+        model_inputs(ds, {"size": ["big"], "colour": ["red"], "rooms": [1.0]})
+    assert encode_targets(ds, [1, 0, 1]).tolist() == [1, 0, 1]
+    with pytest.raises(DataError, match=r"labels \[7\] are not among the trained classes"):
+        encode_targets(ds, [7])
+
+
+def test_csv_with_categorical_columns_and_missing_values(tmp_path):
+    path = tmp_path / "houses.csv"
+    _frame().to_csv(path, index=False)
+    assert ",," in path.read_text()  # missing cells are empty
+    ds = load_data(str(path), target="label", seed=0)
+    assert ds.name == "houses.csv:label" and [c.name for c in ds.columns] == ["size", "colour", "rooms"]
+    assert ds.task == "classification" and ds.num_classes == 2
+
+
+@pytest.mark.parametrize("frame, message", [
+    (pd.DataFrame({"t": pd.to_datetime(["2024-01-01"] * 4), "y": [0, 1, 0, 1]}), "column 't' has dtype datetime64"),
+    (pd.DataFrame({"a": [np.nan] * 4, "b": [1.0, 2, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has no values"),
+    (pd.DataFrame({"a": [1.0, np.inf, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has infinite values (row 1)"),
+    (pd.DataFrame({"y": [0, 1, 0, 1]}), "the table has no feature columns"),
+    (pd.DataFrame({"a": [1.0, 2, 3, 4], "y": [0, 1, None, 1]}), "target column 'y' has 1 missing values"),
+])
+def test_bad_dataframes_get_clear_errors(frame, message):
+    with pytest.raises(DataError) as info:
+        make_dataset(frame, "y")
+    assert message in str(info.value)
+    with pytest.raises(DataError, match="no column 'target'"):
+        make_dataset(frame, "target")
+
+
+# ---------------------------------------------------------------- tf.data
+
+
+def test_tf_data_elements_batches_texts_and_feature_dicts_are_read():
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype("float32")
+    y = np.arange(30) % 3
+    elements = make_dataset(tf.data.Dataset.from_tensor_slices((x, y)), seed=0)
+    batches = make_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(7), seed=0)
+    arrays = make_dataset(x, y, seed=0)
+    assert elements.fingerprint() == batches.fingerprint() == arrays.fingerprint()
+    texts = tf.data.Dataset.from_tensor_slices((["good", "bad", "fine", "awful"] * 5, ["p", "n"] * 10)).batch(4)
+    ds = make_dataset(texts, seed=0)
+    assert ds.kind == "text" and ds.class_names == ["n", "p"] and isinstance(ds.x_train[0], str)
+    table = tf.data.Dataset.from_tensor_slices(({"rooms": np.arange(20.0), "city": ["a", "b"] * 10}, np.arange(20) % 2))
+    ds = make_dataset(table, seed=0)
+    assert ds.kind == "tabular" and [c.kind for c in ds.columns] == ["numeric", "categorical"]
+    ragged = tf.data.Dataset.from_generator(lambda: ((np.ones((n, 2), "float32"), n % 2) for n in range(1, 9)),
+                                            output_signature=(tf.TensorSpec((None, 2)), tf.TensorSpec((), tf.int64)))
+    ds = make_dataset(ragged.padded_batch(3), kind="sequence", seed=0)
+    assert ds.input_shape == (8, 2) and ds.masked
+
+
+def test_bad_tf_data_gets_clear_errors():
+    import tensorflow as tf
+
+    pairs = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2)), [0, 1, 0, 1]))
+    with pytest.raises(DataError, match="holds its own labels"):
+        make_dataset(pairs, [0, 1, 0, 1])
+    with pytest.raises(DataError, match="infinite"):
+        make_dataset(pairs.repeat())
+    with pytest.raises(DataError, match=r"must be \(x, y\) pairs"):
+        make_dataset(tf.data.Dataset.from_tensor_slices(np.zeros((4, 2))))
+    with pytest.raises(DataError, match="x is empty"):
+        make_dataset(pairs.take(0))
+    with pytest.raises(DataError, match="not one-hot rows|labels have shape"):
+        make_dataset(tf.data.Dataset.from_tensor_slices((np.zeros((4, 2)), np.eye(4)[:, :2])).batch(2))
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def _png(path, h, w, c=3, value=0):
+    import tensorflow as tf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.full((h, w, c), value, np.uint8)
+    pixels[0, 0] = 255
+    path.write_bytes(tf.io.encode_png(pixels).numpy())
+
+
+def test_image_folder_per_class(tmp_path):
+    for i in range(4):
+        _png(tmp_path / "imgs" / "cat" / f"{i}.png", 6, 5, value=10 * i)
+        _png(tmp_path / "imgs" / "dog" / f"{i}.png", 6, 5, c=1, value=200)  # grayscale joins as RGB
+    ds = load_data(str(tmp_path / "imgs"), validation_split=0.25, seed=0)
+    assert ds.kind == "image" and ds.input_shape == (6, 5, 3) and ds.class_names == ["cat", "dog"]
+    assert ds.pixel_scale == pytest.approx(1 / 255) and ds.name == "imgs"
+    _png(tmp_path / "imgs" / "dog" / "big.png", 12, 10)
+    with pytest.raises(DataError, match=r"big.png: image is 10x12 but .* is 5x6; pass image_size"):
+        make_dataset(tmp_path / "imgs")
+    resized = make_dataset(tmp_path / "imgs", image_size=(4, 4), seed=0)
+    assert resized.input_shape == (4, 4, 3) and resized.num_train + resized.num_val == 9
+    (tmp_path / "imgs" / "dog" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken.png: cannot decode as an image"):
+        make_dataset(tmp_path / "imgs", image_size=(4, 4))
+    (tmp_path / "imgs" / "bird").mkdir()
+    with pytest.raises(DataError, match="bird: class folder is empty"):
+        make_dataset(tmp_path / "imgs")
+    with pytest.raises(DataError, match="labels of .* are its class folder names"):
+        make_dataset(tmp_path / "imgs", ["cat"])
+
+
+# ---------------------------------------------------------------- texts
+
+
+def test_texts_from_lists_arrays_bytes_and_folders(tmp_path):
+    texts = ["good film", "bad plot", "great cast", "awful"] * 3
+    labels = ["pos", "neg", "pos", "neg"] * 3
+    from_list = make_dataset(texts, labels, seed=0)
+    assert from_list.kind == "text" and from_list.input_shape == () and from_list.x_train.dtype == object
+    assert make_dataset(np.array(texts), labels, seed=0).fingerprint() == from_list.fingerprint()
+    assert make_dataset([t.encode() for t in texts], labels, seed=0).fingerprint() == from_list.fingerprint()
+    assert make_dataset(texts, labels, seed=0).fingerprint() != make_dataset(texts[:-1] + ["x"], labels, seed=0).fingerprint()
+    for i, (t, lab) in enumerate(zip(texts, labels)):  # a folder per class, a file per sample
+        (tmp_path / "reviews" / lab).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "reviews" / lab / f"{i}.txt").write_text(t)
+    ds = load_data(str(tmp_path / "reviews"), seed=0)
+    assert ds.kind == "text" and ds.class_names == ["neg", "pos"] and ds.num_train + ds.num_val == 12
+    (tmp_path / "lines").mkdir()  # a .txt file per class, a sample per line
+    (tmp_path / "lines" / "spam.txt").write_text("win money\n\nfree prize now\ncheap pills\n")
+    (tmp_path / "lines" / "ham.txt").write_text("see you at lunch\nminutes attached\nthanks!\n")
+    ds = make_dataset(tmp_path / "lines", validation_split=0.34, seed=0)
+    assert sorted(ds.x_train.tolist() + ds.x_val.tolist()) == sorted(
+        ["win money", "free prize now", "cheap pills", "see you at lunch", "minutes attached", "thanks!"])
+
+
+def test_bad_texts_get_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="text sample 1 is None"):
+        make_dataset(["good", None, "bad", "ok"], [0, 1, 0, 1])
+    with pytest.raises(DataError, match="every text is empty"):
+        make_dataset(["", " ", "", ""], [0, 1, 0, 1])
+    with pytest.raises(DataError, match="expected text .* got an array of shape"):
+        make_dataset(np.zeros((4, 3)), [0, 1, 0, 1], kind="text")
+    with pytest.raises(DataError, match="expected sequence input, got strings"):
+        make_dataset(["a", "b", "c", "d"], [0, 1, 0, 1], kind="sequence")
+    (tmp_path / "t" / "a").mkdir(parents=True)
+    (tmp_path / "t" / "a" / "x.txt").write_bytes(b"\xff\xfe bad")
+    with pytest.raises(DataError, match="x.txt: not UTF-8 text"):
+        make_dataset(tmp_path / "t")
+    (tmp_path / "t" / "a" / "x.txt").write_text("fine")
+    (tmp_path / "t" / "a" / "notes.md").write_text("?")
+    with pytest.raises(DataError, match="only images .* or only .txt files; found '.md'"):
+        make_dataset(tmp_path / "t")
+    (tmp_path / "none").mkdir()
+    with pytest.raises(DataError, match="expected one sub-folder per class"):
+        make_dataset(tmp_path / "none")
+
+
+# ---------------------------------------------------------------- sequences
+
+
+def test_ragged_sequences_are_padded_masked_and_standardised_on_real_steps():
+    seqs = [np.full((n, 2), n, "float32") for n in (2, 5, 3, 4, 1, 5, 2, 3)]
+    ds = make_dataset(seqs, [0, 1] * 4, validation_split=0.25, seed=0)
+    assert ds.kind == "sequence" and ds.input_shape == (5, 2) and ds.masked
+    real = [s for s in ds.x_train.reshape(-1, 2) if s.any()]
+    np.testing.assert_allclose(ds.feature_mean, np.mean(real, axis=0))
+    univariate = make_dataset([[1, 2, 3], [1, 2], [4], [5, 6, 7, 8]], [0, 1, 0, 1], validation_split=0.5)
+    assert univariate.input_shape == (4, 1)
+    padded = make_dataset(np.arange(24.0).reshape(4, 6) + 1, [0, 1, 0, 1], kind="sequence", validation_split=0.5)
+    assert padded.input_shape == (6, 1) and not padded.masked
+    # validation sequences longer than the training ones: both padded to the longest
+    ds = make_dataset([np.ones((3, 2))] * 4, [0, 1] * 2, validation_data=([np.ones((6, 2))] * 2, [0, 1]),
+                      kind="sequence")  # equal-length 2-D samples would otherwise be grayscale images
+    assert ds.x_train.shape == (4, 6, 2) and ds.x_val.shape == (2, 6, 2) and ds.masked
+    assert model_inputs(ds, [np.ones((2, 2))]).shape == (1, 6, 2)
+    with pytest.raises(DataError, match="sequences have 9 steps; the model takes at most 6"):
+        model_inputs(ds, [np.ones((9, 2))])
+
+
+def test_ragged_tensor_input():
+    import tensorflow as tf
+
+    ragged = tf.ragged.constant([[1.0, 2.0], [3.0], [4.0, 5.0, 6.0], [7.0]])
+    ds = make_dataset(ragged, [0, 1, 0, 1], validation_split=0.5)
+    assert ds.kind == "sequence" and ds.input_shape == (3, 1)
+
+
+@pytest.mark.parametrize("x, message", [
+    ([np.ones((3, 2)), np.ones((0, 2)), np.ones((2, 2)), np.ones((4, 2))], "sequence 1 is empty"),
+    ([np.ones((3, 2)), np.ones((2, 3)), np.ones((2, 2)), np.ones((4, 2))], "sequence 1 has 3 features per step, sequence 0 has 2"),
+    ([np.ones((3, 2)), np.ones((2, 2)), [[1.0, np.nan]], np.ones((4, 2))], "sequence 2 contains NaN"),
+    ([np.ones((3, 2, 2)), np.ones((2, 2, 2)), np.ones((1, 2, 2)), np.ones((4, 2, 2))], "sequence 0 has shape (3, 2, 2)"),
+])
+def test_bad_sequences_get_clear_errors(x, message):
+    with pytest.raises(DataError) as info:
+        make_dataset(x, [0, 1, 0, 1])
+    assert message in str(info.value)
+
+
+# ---------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize("y, kwargs, message", [
+    (np.eye(2)[np.arange(10) % 2], {}, "not one-hot rows"),
+    (np.linspace(0, 1, 10), {"task": "classification"}, "fractional values such as"),
+    (np.array(["a", "b"] * 5), {"task": "regression"}, "regression targets must be numbers"),
+    (np.array(["a", None] * 5, dtype=object), {}, "y has 5 missing labels (first at sample 1)"),
+    (np.array([1, "1"] * 5, dtype=object), {}, "labels mix types"),
+    (np.array([0.5, np.nan] * 5), {}, "y contains NaN"),
+])
+def test_bad_labels_get_clear_errors(y, kwargs, message):
+    with pytest.raises(DataError) as info:
+        make_dataset(np.zeros((10, 3)), y, **kwargs)
+    assert message in str(info.value)
