@@ -76,6 +76,8 @@ def test_residual_stops_downsampling_at_one_pixel():
     model = _block_model((2, 2, 4), "residual", filters=4, strides=2, depth=1)
     deeper = keras.Model(model.inputs, BLOCKS["residual"](model.output, filters=4, strides=2))
     assert deeper.output.shape == (None, 1, 1, 4)
+    strides = [c.strides for c in _layers(deeper, keras.layers.Conv2D)]
+    assert strides.count((2, 2)) == 2 and len(strides) == 5  # first unit: strided conv + projection; second: identity
 
 
 def test_mbconv_squeeze_excite_residual_and_stochastic_depth_in_training_only():
