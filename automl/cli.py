@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -32,13 +32,19 @@ def search(
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: SPACE-DATA); same name resumes."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage: journal file path or sqlite:// / postgresql:// URL."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random"),
-    pruner: str = typer.Option("median", "--pruner", help="median | none"),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | grid | cmaes | qmc | nsga2 | gp | kt-random | kt-bayesian | kt-hyperband"),
+    pruner: str = typer.Option("median", "--pruner", help="median | percentile | successive-halving | hyperband | patient | none"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the sampler, data split and weights."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="Metric to optimise (default val_accuracy / val_loss)."),
+    objective: Optional[List[str]] = typer.Option(None, "--objective", help="Metric to optimise (default val_accuracy / val_loss); repeat for several objectives, e.g. --objective val_accuracy --objective latency_ms (costs: param_count, model_size_bytes, tflite_size_bytes, latency_ms; NAME:max / NAME:min sets the direction)."),
+    constraint: Optional[List[str]] = typer.Option(None, "--constraint", help="NAME<=NUMBER, e.g. tflite_size_bytes<=200000; repeatable. Infeasible trials never win."),
+    max_epochs_total: Optional[int] = typer.Option(None, "--max-epochs-total", help="Budget of epochs over all trials."),
+    enqueue: Optional[Path] = typer.Option(None, "--enqueue", help="YAML/JSON file with a list of configurations (flat parameter names) to try first."),
+    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Another study (same storage) whose top-k configurations are tried first."),
+    top_k: int = typer.Option(5, "--top-k", help="How many configurations --warm-start takes."),
+    continue_from: Optional[str] = typer.Option(None, "--continue-from", help="Another study with the same space whose finished trials seed the sampler."),
     direction: Optional[str] = typer.Option(None, "--direction", help="maximize | minimize (default: from the objective)."),
     validation_split: float = typer.Option(0.2, "--validation-split", help="Share of the data held out for validation."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the leaderboard."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or trial lines: print only the leaderboard (scripts)."),
     isolate: bool = typer.Option(False, "--isolate", help="Train each trial in a child process: a crash or kill of it fails only that trial."),
     memory_limit: Optional[float] = typer.Option(None, "--memory-limit", help="MB of resident memory a trial process may use before it is killed (implies --isolate)."),
     retry_dead: bool = typer.Option(False, "--retry-dead", help="Enqueue again the configurations of trials whose worker died."),
@@ -60,7 +66,10 @@ def search(
         from .search import Search, SearchError
 
         result = Search(space_obj, study_name=study, storage=storage, tracking_uri=tracking_uri,
-                        sampler=sampler, pruner=pruner, seed=seed, objective=objective, direction=direction,
+                        sampler=sampler, pruner=pruner, seed=seed, direction=direction,
+                        objectives=list(objective) if objective else None, constraints=constraint,
+                        max_epochs_total=max_epochs_total, enqueue=_read_enqueue(enqueue), warm_start=warm_start,
+                        warm_start_top_k=top_k, continue_from=continue_from,
                         max_trials=trials, timeout=timeout, verbose=not quiet, isolate=isolate,
                         memory_limit_mb=memory_limit, retry_dead=retry_dead, worker=worker,
                         ).fit(data=dataset, epochs=epochs)
@@ -204,6 +213,71 @@ def ui(
     raise typer.Exit(subprocess.call(cmd))
 
 
+@app.command()
+def report(
+    study: str = typer.Option(..., "--study", help="Study name."),
+    out_file: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write (one self-contained file)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the study's)."),
+    export_dir: Optional[Path] = typer.Option(None, "--export-dir", help="Folder of an `automl export` (default: the export logged on the search's MLflow run)."),
+    top: int = typer.Option(20, "--top", help="Leaderboard rows (0: all)."),
+    model_summary: bool = typer.Option(True, "--model-summary/--no-model-summary", help="Keras summary of the best model (loads TensorFlow)."),
+):
+    """Write a search's report as one HTML file: leaderboard, plots, best architecture, export table."""
+    from .stores import StoreError
+
+    if out_file.is_dir() or not out_file.parent.is_dir():
+        _fail(f"--out {out_file}: " + ("is a folder; give a file name" if out_file.is_dir()
+                                       else f"folder {out_file.parent} does not exist"))
+    if export_dir is not None and not (export_dir / "export_report.json").is_file():
+        _fail(f"--export-dir {export_dir}: no export_report.json there (run `automl export --out {export_dir}` first)")
+    from .report import build_report
+
+    try:
+        rep = build_report(study, storage, tracking_uri, export_dir=export_dir, top=top or None,
+                           model_summary=model_summary)
+    except StoreError as exc:
+        _fail(str(exc))
+    except KeyError:
+        _no_study(study, storage)
+    rep.write_html(out_file)
+    err.print(f"report of {rep.study} ({sum(rep.counts.values())} trials, {len(rep.plots)} plots"
+              f"{', export table' if rep.export is not None else ''}) written to {out_file}")
+
+
+@app.command()
+def dashboard(
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 127.0.0.1 keeps it private."),
+    port: int = typer.Option(8080, "--port"),
+):
+    """Open optuna-dashboard on the Optuna storage (optional extra: pip install 'automl\\[dashboard]')."""
+    from .stores import StoreError, default_storage_url, open_storage
+
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        _fail("optuna-dashboard is not installed: pip install 'automl\\[dashboard]' (or optuna-dashboard)")
+    url = storage or default_storage_url()
+    if "://" not in url and not Path(url).is_file():
+        _fail(f"{url}: no Optuna journal file here (run a search first, or pass --storage)")
+    try:
+        opened = open_storage(url)
+    except StoreError as exc:
+        _fail(str(exc))
+    err.print(f"optuna-dashboard on http://{host}:{port} for {url}  (Ctrl-C to stop)")
+    run_server(opened, host=host, port=port)
+
+
+def _no_study(study: str, storage: str | None):
+    import optuna
+
+    from .stores import open_storage
+
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+    _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+
+
 class _Rep:
     """A report read back from its dict (Pareto members, students) for printing."""
 
@@ -246,15 +320,17 @@ def _print_leaderboard(study, k: int | None):
     """Core columns per trial, then the best configuration spelt out."""
     from rich.table import Table
 
-    from .results import leaderboard
+    from .results import leaderboard, objective_names
 
     df = leaderboard(study, k)
     if df.empty:
         out.print("no trials yet")
         return
-    table = Table(title=f"{study.study_name}: {study.user_attrs.get('objective', 'value')} "
-                        f"({study.direction.name.lower()})")
-    shown = ["trial", "state", "value", "epochs", "params_count", "seconds"]
+    names = objective_names(study)
+    goal = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions))
+    table = Table(title=f"{study.study_name}: {goal}")
+    measured = [c for c in df.columns if c in names[1:] or c in ("tflite_size_bytes", "latency_ms", "feasible")]
+    shown = ["trial", "state", "value", *measured, "epochs", "params_count", "seconds"]
     for col in shown:
         table.add_column(col.replace("params_count", "weights"), justify="right")
     table.add_column("note", overflow="fold")
@@ -270,6 +346,23 @@ def _print_leaderboard(study, k: int | None):
         for c in params:
             if _present(row[c]):
                 out.print(f"  {c} = {_fmt(row[c])}")
+
+
+def _read_enqueue(path: Path | None) -> list[dict] | None:
+    """Configurations to try first, from YAML or JSON: a list of {flat_name: value} mappings."""
+    if path is None:
+        return None
+    import yaml
+
+    from .space import SpaceError
+
+    try:
+        items = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpaceError([("", f"cannot read configurations to enqueue: {exc}")], str(path)) from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise SpaceError([("", "must hold a list of mappings of parameter names to values")], str(path))
+    return items
 
 
 def _present(v) -> bool:

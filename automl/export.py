@@ -868,7 +868,11 @@ def export_result(result, out_dir: str | Path, *, trial: int | str | None = None
         selection = select_by_int8(source, select_int8_top_k, representative_samples, int8_io, eval_samples)
         chosen = result.study.trials[selection["chosen"]]
     elif trial is None:
-        chosen = result.study.best_trial
+        try:
+            chosen = result.best_trial  # feasible; refuses a multi-objective study with the reason
+        except ValueError as exc:
+            raise ExportError(f"{exc}; or export trial=N (CLI: --trial N) or every Pareto member "
+                              f"(trial='pareto', CLI: --pareto)") from None
     else:
         chosen = _get_trial(result.study, trial)
     report = _export_trial(source, chosen, out, common)
@@ -894,7 +898,7 @@ def export_result(result, out_dir: str | Path, *, trial: int | str | None = None
 def _export_trial(source: "_TrialModels", t, out: Path, common: dict) -> ExportReport:
     model = source.model(t)
     meta = {"title": f"{source.result.study.study_name} trial {t.number}", "study": source.result.study.study_name,
-            "trial": t.number, "objective": source.result.objective, "value": t.value,
+            "trial": t.number, "objective": source.result.objective, "value": t.values[0] if t.values else None,
             "model_source": source.origin.get(t.number, "stored"), "params": dict(t.user_attrs.get("params", t.params))}
     return export_model(model, out, meta=meta, **common)
 
@@ -919,7 +923,8 @@ def pareto_front(study) -> list:
         front = study.best_trials
     else:
         done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if t.user_attrs.get("param_count") is not None]
+                if t.user_attrs.get("param_count") is not None
+                and all(c <= 0 for c in t.user_attrs.get("constraints", []))]  # feasible only
         if not done:
             raise ExportError(f"study {study.study_name!r} has no completed trial with a weight count")
         sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
@@ -1066,7 +1071,7 @@ class _TrialModels:
         keras.backend.clear_session()
         if seed is not None:
             keras.utils.set_random_seed(seed + t.number)
-        settings = TrialSettings(objective=self.result.objective, direction=self.result.study.direction.name.lower(),
+        settings = TrialSettings(objective=self.result.objective, direction=self.result.study.directions[0].name.lower(),
                                  epochs=int(p.get("epochs", t.user_attrs.get("epochs_run") or 10)),
                                  patience=patience, seed=seed)
         model = build_model(config.architecture, self.data)
@@ -1084,8 +1089,9 @@ def select_by_int8(source: _TrialModels, k: int, representative_samples: int = 2
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not done:
         raise ExportError(f"study {study.study_name!r} has no completed trial")
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    top = sorted(done, key=lambda t: (-t.value if maximize else t.value, t.number))[:k]
+    done = [t for t in done if all(c <= 0 for c in t.user_attrs.get("constraints", []))]  # feasible only
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    top = sorted(done, key=lambda t: (-t.values[0] if maximize else t.values[0], t.number))[:k]
     rng = np.random.default_rng(source.seed)
     x_eval, y_eval = data.x_val, data.y_val
     if eval_samples and len(y_eval) > eval_samples:
@@ -1097,7 +1103,7 @@ def select_by_int8(source: _TrialModels, k: int, representative_samples: int = 2
     rows = []
     for t in top:
         model = source.model(t)
-        row = {"trial": t.number, "value": t.value}
+        row = {"trial": t.number, "value": t.values[0]}
         with tempfile.TemporaryDirectory(prefix="automl-select-") as tmp:
             saved = Path(tmp) / "saved_model"
             _export_saved_model(model, saved)
@@ -1116,7 +1122,7 @@ def select_by_int8(source: _TrialModels, k: int, representative_samples: int = 2
             from rich.console import Console
 
             Console(stderr=True, highlight=False).print(
-                f"int8 selection: trial {t.number} value {t.value:.4f} int8 {metric} {_fmt(row['int8'])}")
+                f"int8 selection: trial {t.number} value {t.values[0]:.4f} int8 {metric} {_fmt(row['int8'])}")
     ranked = [r for r in rows if r["int8"] is not None]
     if not ranked:
         raise ExportError(f"none of the top {k} trials converts to full-integer int8: {rows[0].get('int8_reason')}")

@@ -54,7 +54,7 @@ def _child_main(conn, job: ChildJob):
 
     try:
         study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage_url),
-                                  pruner=make_pruner(job.pruner))
+                                  pruner=make_pruner(job.pruner, job.settings.epochs))
         trial = optuna.Trial(study, job.trial_id)
         tracker = Tracker.attach(job.tracking_uri, job.experiment_id, job.parent_run_id)
         runner = TrialRunner(job.space, job.data, job.settings, tracker, job.study_name)

@@ -413,7 +413,7 @@ class KerasTunerSampler(optuna.samplers.BaseSampler):
         warm = self._checkpoint(values.get("tuner/trial_id"))
         start = values.get("tuner/initial_epoch", 0) if warm and os.path.exists(warm) else 0
         return {"epochs": max(1, values["tuner/epochs"] - start), "warm_from": warm if start else None,
-                "save_to": self._checkpoint(proposed.trial_id)}
+                "save_to": self._checkpoint(proposed.trial_id), "from_trial": values.get("tuner/trial_id")}
 
     def _checkpoint(self, tuner_trial_id) -> str | None:
         return os.path.join(self.tuner.get_trial_dir(tuner_trial_id), "checkpoint.weights.h5") if tuner_trial_id else None
@@ -435,7 +435,7 @@ class TunerRunner(TrialRunner):
         self.settings = dataclasses.replace(base, epochs=plan["epochs"])
         self.warm_from, self.save_to = plan["warm_from"], plan["save_to"]
         if self.warm_from:
-            trial.set_user_attr("warm_started_from", trial.user_attrs.get("tuner/trial_id"))
+            trial.set_user_attr("warm_started_from", plan["from_trial"])
         try:
             return super().run(trial, config)
         finally:

@@ -138,7 +138,7 @@ th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 pre { background: #f7f7f7; padding: .8rem; overflow-x: auto; font-size: .8rem; }
-.note { color: #777; font-size: .85rem; } .facts td { text-align: left; }
+.note { color: #777; font-size: .85rem; } .facts td { text-align: left; } .scroll { overflow-x: auto; }
 """
 
 
@@ -146,7 +146,8 @@ def _table(df: pd.DataFrame, table_id: str) -> str:
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else v
 
-    return df.map(fmt).to_html(index=False, na_rep="-", border=0, table_id=table_id, escape=True)
+    table = df.map(fmt).to_html(index=False, na_rep="-", border=0, table_id=table_id, escape=True)
+    return f'<div class="scroll">{table}</div>'  # wide leaderboards scroll on their own
 
 
 def _facts(items: dict) -> str:

@@ -12,12 +12,13 @@ from optuna.trial import TrialState
 
 from .builder import validate_space
 from .data import Dataset, make_dataset
-from .results import FINISHED, SearchResult, leaderboard
+from .results import COPIED_ATTR, FINISHED, SearchResult, leaderboard, leaderboard_trials, pareto_trials
 from .space import SearchSpace, SpaceError, load_space
 from .stores import open_storage
-from .strategies import make_pruner, make_sampler
+from .objectives import ObjectiveError, parse_objectives
+from .strategies import check_names, make_pruner, make_sampler
 from .tracking import Tracker
-from .training import default_objective, infer_direction, metric_names
+from .training import default_objective, metric_names
 from .isolation import IsolatedTrialRunner
 from .recovery import reap_dead_trials
 from .trial import TrialFailed, TrialRunner, TrialSettings
@@ -48,7 +49,10 @@ class Search:
                  timeout: float | None = None, patience: int | None = 3, max_consecutive_failures: int = 10,
                  enqueue: list[dict[str, Any]] | None = None, verbose: bool = True,
                  on_trial: Callable | None = None, isolate: bool = False, memory_limit_mb: float | None = None,
-                 retry_dead: bool = False, worker: int = 0):
+                 retry_dead: bool = False, worker: int = 0, objectives: list[str] | None = None,
+                 constraints: dict[str, float] | list[str] | None = None, max_epochs_total: int | None = None,
+                 warm_start: str | None = None, warm_start_top_k: int = 5, continue_from: str | None = None,
+                 hypermodel=None, fit_kwargs: dict | None = None):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
         if timeout is not None and timeout <= 0:
@@ -65,7 +69,16 @@ class Search:
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
         self.isolate, self.memory_limit_mb, self.retry_dead = isolate or bool(memory_limit_mb), memory_limit_mb, retry_dead
         self.worker = worker  # several workers with one --seed: each samples its own sequence
-        make_sampler(sampler), make_pruner(pruner)  # fail on bad names now, not later
+        self.objectives, self.constraints, self.max_epochs_total = objectives, constraints, max_epochs_total
+        self.warm_start, self.warm_start_top_k, self.continue_from = warm_start, warm_start_top_k, continue_from
+        if max_epochs_total is not None and max_epochs_total < 1:
+            raise SearchError(f"max_epochs_total must be at least 1, not {max_epochs_total}")
+        check_names(sampler, pruner)  # fail on bad names now, not later
+        self.hypermodel = None  # a KerasTuner build_model(hp) / HyperModel in the place of a space
+        if hypermodel is not None or fit_kwargs or sampler.startswith("kt-"):
+            from .keras_tuner import check_search  # KerasTuner compatibility, both ways
+
+            self.hypermodel = check_search(self, hypermodel, fit_kwargs)
 
     def fit(self, x=None, y=None, *, data: Dataset | None = None, validation_data=None,
             validation_split: float = 0.2, epochs: int = 10, task: str | None = None,
@@ -74,14 +87,18 @@ class Search:
         if data is None:
             if x is None:  # y may be None for a folder or a tf.data.Dataset: make_dataset checks
                 raise SearchError("fit needs x and y (or data=Dataset)")
-            data = make_dataset(x, y, validation_data=validation_data, validation_split=validation_split,
-                                task=task, kind=kind, name=name, seed=self.seed or 0)
+            data = (self.hypermodel.dataset if self.hypermodel else make_dataset)(
+                x, y, validation_data=validation_data, validation_split=validation_split,
+                task=task, kind=kind, name=name, seed=self.seed or 0)
         if epochs < 1:
             raise SearchError(f"epochs must be at least 1, not {epochs}")
-        space = self.space or load_space(DEFAULT_SPACES[data.kind])
-        validate_space(space)
-        self._check_space_fits(space, data)
-        objective, direction = self._objective(data.task)
+        space = self.hypermodel or self.space or load_space(DEFAULT_SPACES[data.kind])
+        if not self.hypermodel:
+            validate_space(space)
+            self._check_space_fits(space, data)
+        objs = self._objectives(data.task)
+        objective, direction = objs.primary, objs.directions[objs.names.index(objs.primary)]
+        pruner = "none" if objs.multi else self.pruner  # Optuna cannot prune multi-objective trials
 
         if self.verbose:  # our progress lines replace Optuna's per-trial log lines
             optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -89,34 +106,50 @@ class Search:
         tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)  # fails before the study changes
         storage = open_storage(self.storage)
         seed = None if self.seed is None else self.seed + self.worker
-        study_args = dict(study_name=study_name, storage=storage, direction=direction,
-                          sampler=make_sampler(self.sampler, seed, self.max_trials), pruner=make_pruner(self.pruner))
+        if self.sampler.startswith("kt-"):  # KerasTuner's tuners as samplers: keras_tuner.py
+            from .keras_tuner import make_sampler as keras_tuner_sampler
+
+            sampler = keras_tuner_sampler(self.sampler, space, objective, direction, seed, self.max_trials, epochs)
+        else:
+            sampler = make_sampler(self.sampler, seed, self.max_trials, space=space)
+        study_args = dict(study_name=study_name, storage=storage, directions=objs.directions, sampler=sampler,
+                          pruner=make_pruner(pruner, epochs))
         try:  # the worker that creates the study creates its MLflow parent run; the others join it
             study, created = optuna.create_study(**study_args), True
         except optuna.exceptions.DuplicatedStudyError:
             study, created = optuna.create_study(**study_args, load_if_exists=True), False
-        self._check_or_record_study(study, space, data, objective, direction)
-        for params in self.enqueue:
-            study.enqueue_trial(params, skip_if_exists=True)
+        self._check_or_record_study(study, space, data, objs)
+        self._warm_start(study, storage, space, created)
         study.set_user_attr("tracking_uri", tracker.tracking_uri)
         settings_params = {"space": space.source or space.name, "space_name": space.name, **data.describe(),
                            "objective": objective, "direction": direction, "sampler": self.sampler,
-                           "pruner": self.pruner, "seed": self.seed, "epochs": epochs, "patience": self.patience}
+                           "pruner": pruner, "seed": self.seed, "epochs": epochs, "patience": self.patience,
+                           "objectives": ",".join(f"{n}:{d[:3]}" for n, d in zip(objs.names, objs.directions)),
+                           "constraints": ",".join(f"{k}<={v:g}" for k, v in objs.constraints.items()) or None,
+                           "max_trials": self.max_trials, "timeout": self.timeout,
+                           "max_epochs_total": self.max_epochs_total}
         run_id = tracker.start_search(study, settings_params, {"automl.study": study_name}, join=not created)
         result = SearchResult(study, tracker.tracking_uri, run_id, objective, data)
 
         deadline = time.time() + self.timeout if self.timeout else None
         settings = TrialSettings(objective=objective, direction=direction, epochs=epochs,
-                                 patience=self.patience, seed=self.seed, deadline=deadline)
-        if self.isolate:
-            runner = IsolatedTrialRunner(space, data, settings, tracker, study_name, self.storage, self.pruner,
+                                 patience=self.patience, seed=self.seed, deadline=deadline,
+                                 objectives=objs if (objs.multi or objs.constraints or objs.costs) else None)
+        if self.hypermodel or self.sampler == "kt-hyperband":  # keras_tuner.py
+            from .keras_tuner import make_runner
+
+            runner = make_runner(self.hypermodel, space, data, settings, tracker, study_name)
+        elif self.isolate:
+            runner = IsolatedTrialRunner(space, data, settings, tracker, study_name, self.storage, pruner,
                                          self.memory_limit_mb)
         else:
             runner = TrialRunner(space, data, settings, tracker, study_name)
         runner.gate = lambda trial: self._wait_for_budget(trial, tracker)
         done = _count(study, FINISHED)
+        goal = ", ".join(f"{n} ({d})" for n, d in zip(objs.names, objs.directions))
         self._say(f"[bold]study[/] {study_name}: {done} of {self.max_trials} trials finished before this run; "
-                  f"{data.summary()}; objective {objective} ({direction})")
+                  f"{data.summary()}; objective {goal}"
+                  + (f"; constraints {settings_params['constraints']}" if objs.constraints else ""))
         status = "FINISHED"
         try:
             self._run_trials(study, runner, tracker, objective)
@@ -129,15 +162,13 @@ class Search:
 
     # ------------------------------------------------------------ checks
 
-    def _objective(self, task: str) -> tuple[str, str]:
-        objective, direction = default_objective(task)
-        if self.objective:
-            known = metric_names(task)
-            if self.objective not in known:
-                raise SearchError(f"objective {self.objective!r} is not logged for {task} "
-                                  f"(choose from {', '.join(known)})")
-            objective, direction = self.objective, infer_direction(self.objective)
-        return objective, self.direction or direction
+    def _objectives(self, task: str):
+        known, default = self.hypermodel.metrics() if self.hypermodel else (metric_names(task), default_objective(task))
+        try:
+            return parse_objectives(self.objectives or self.objective, known, default,
+                                    self.direction, self.constraints)
+        except ObjectiveError as exc:
+            raise SearchError(str(exc)) from None
 
     @staticmethod
     def _check_space_fits(space: SearchSpace, data: Dataset):
@@ -148,13 +179,14 @@ class Search:
                                         f"(shape {data.input_shape})")], space.source)
 
     @staticmethod
-    def _check_or_record_study(study: optuna.Study, space: SearchSpace, data: Dataset, objective: str, direction: str):
+    def _check_or_record_study(study: optuna.Study, space: SearchSpace, data: Dataset, objs):
         expected = {"space_fingerprint": space.fingerprint(), "data_fingerprint": data.fingerprint(),
-                    "objective": objective}
+                    "objective": objs.primary, "objectives": objs.names, "constraints": objs.constraints}
         attrs = study.user_attrs
-        if study.direction.name.lower() != direction:
-            raise SearchError(f"study {study.study_name!r} was created to {study.direction.name.lower()}; "
-                              f"this search would {direction}. Use another --study name.")
+        had = [d.name.lower() for d in study.directions]
+        if had != objs.directions:
+            raise SearchError(f"study {study.study_name!r} was created to {', '.join(had)}; "
+                              f"this search would {', '.join(objs.directions)}. Use another --study name.")
         for key, value in expected.items():
             if key in attrs and attrs[key] != value:
                 what = key.split("_")[0]
@@ -164,6 +196,41 @@ class Search:
             if key not in attrs:
                 study.set_user_attr(key, value)
 
+    def _warm_start(self, study: optuna.Study, storage, space: SearchSpace, created: bool):
+        """Known-good configurations first: given ones, then another study's top-k; and, for a new
+        study, the finished trials of another study so the sampler starts from what it learnt."""
+        for params in self.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+        for name, what in ((self.warm_start, "warm_start"), (self.continue_from, "continue_from")):
+            if name and name == study.study_name:
+                raise SearchError(f"{what} names this study itself ({name!r})")
+        if self.warm_start:
+            other = self._other_study(self.warm_start, storage, "warm_start")
+            for t in leaderboard_trials(other)[:self.warm_start_top_k]:
+                study.enqueue_trial(t.params, user_attrs={"warm_start_from": f"{other.study_name}#{t.number}"},
+                                    skip_if_exists=True)
+        if self.continue_from and created:
+            other = self._other_study(self.continue_from, storage, "continue_from")
+            if other.user_attrs.get("space_fingerprint") != space.fingerprint():
+                raise SearchError(f"continue_from: study {other.study_name!r} was run with another space; "
+                                  "its trials cannot teach this one (use warm_start to enqueue its best instead)")
+            if [d.name for d in other.directions] != [d.name for d in study.directions]:
+                raise SearchError(f"continue_from: study {other.study_name!r} has other objectives")
+            copied = [optuna.trial.create_trial(params=t.params, distributions=t.distributions, values=t.values,
+                                                user_attrs={**t.user_attrs, COPIED_ATTR: f"{other.study_name}#{t.number}"},
+                                                intermediate_values=t.intermediate_values)
+                      for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+            study.add_trials(copied)
+            self._say(f"continued from {other.study_name}: {len(copied)} finished trials copied in "
+                      "(they teach the sampler and do not count towards max_trials)")
+
+    @staticmethod
+    def _other_study(name: str, storage, what: str) -> optuna.Study:
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            raise SearchError(f"{what}: no study {name!r} in the storage") from None
+
     # ------------------------------------------------------------ the trial loop
 
     def _run_trials(self, study: optuna.Study, runner, tracker: Tracker, objective: str):
@@ -171,7 +238,7 @@ class Search:
         too many fail in a row. Other workers may share the study: the budget is the study's."""
         started = time.time()
         self._stopping = None
-        callbacks = [self._progress(objective), self._failure_guard()]
+        callbacks = [self._progress(objective, study), self._failure_guard()]
         while self._stopping is None:
             self._reap(study, tracker)
             finished = _count(study, FINISHED)
@@ -180,6 +247,13 @@ class Search:
             if self.timeout is not None and time.time() - started >= self.timeout:
                 self._say(f"[yellow]stopping: the timeout of {self.timeout:g} s is reached[/]")
                 break
+            if self.max_epochs_total is not None:
+                used = sum(t.user_attrs.get("epochs_run", 0) for t in study.get_trials(deepcopy=False)
+                           if COPIED_ATTR not in t.user_attrs)
+                if used >= self.max_epochs_total:
+                    self._say(f"[yellow]stopping: {used} epochs trained, max_epochs_total is {self.max_epochs_total}[/]")
+                    break
+                runner.settings.epochs_left = self.max_epochs_total - used
             if finished + _count(study, (TrialState.RUNNING,)) >= self.max_trials:
                 time.sleep(BUDGET_POLL_SECONDS)  # the rest of the budget is in flight on other workers
                 continue
@@ -210,22 +284,20 @@ class Search:
 
     # ------------------------------------------------------------ callbacks
 
-    def _progress(self, objective: str):
+    def _progress(self, objective: str, study: optuna.Study):
+        """`on_trial`, then the progress bar / one line per finished trial (automl.progress)."""
+        from .plots import prewarm
+        from .progress import SearchProgress
+
+        prewarm()  # the end-of-search plots' imports load while trials train
+        self._bar = SearchProgress(self.max_trials, objective, timeout=self.timeout, title=study.study_name,
+                                   done_before=_count(study, FINISHED)) if self.verbose else None
+
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial):
             if self.on_trial:
                 self.on_trial(study, trial)
-            if not self.verbose:
-                return
-            n = _count(study, FINISHED)
-            value = f"{objective}={trial.value:.4f}" if trial.value is not None else ""
-            reason = trial.user_attrs.get("fail_reason", "")[:160]
-            try:
-                best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
-            except ValueError:
-                best = "no complete trial yet"
-            color = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}.get(trial.state.name, "white")
-            self._say(f"trial {trial.number:>3} [{color}]{trial.state.name:<8}[/] {value} {reason} "
-                      f"| {n}/{self.max_trials} finished | {best}")
+            if self._bar is not None:
+                self._bar.trial_finished(study, trial)
         return report
 
     def _failure_guard(self):
@@ -243,6 +315,9 @@ class Search:
         return guard
 
     def _finish(self, tracker: Tracker, result: SearchResult, objective: str, status: str):
+        if getattr(self, "_bar", None) is not None:
+            self._bar, bar = None, self._bar
+            bar.close()
         study = result.study
         counts = {s.name.lower(): _count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         metrics = {f"trials_{k}": v for k, v in counts.items()}
@@ -251,9 +326,14 @@ class Search:
             table = Path(tmp) / "trials.csv"
             leaderboard(study, None).to_csv(table, index=False)
             artifacts[""] = str(table)
-            if counts["complete"]:
-                metrics[f"best_{objective}"] = study.best_value
-                best = study.best_trial
+            if len(study.directions) > 1:
+                front = result.pareto_front()
+                front.to_csv(Path(tmp) / "pareto_front.csv", index=False)
+                artifacts["pareto"] = str(Path(tmp) / "pareto_front.csv")
+                metrics["pareto_front_size"] = len(front)
+            elif leaderboard_trials(study):
+                best = leaderboard_trials(study)[0]
+                metrics[f"best_{objective}"] = best.value
                 (Path(tmp) / "best_params.json").write_text(json.dumps(
                     {"trial": best.number, "value": best.value, "params": best.user_attrs.get("params", best.params)},
                     indent=2, default=str))
@@ -262,17 +342,36 @@ class Search:
                     artifacts["best_model"] = str(result.best_model_path(Path(tmp) / "model"))
                 except (FileNotFoundError, OSError, Exception) as exc:  # noqa: BLE001 - report, keep the rest
                     self._say(f"[yellow]best model not attached to the search run: {exc}[/]")
+            self._plots(tracker, study, Path(tmp) / "plots")
             others_running = _count(study, (TrialState.RUNNING,)) > 0  # other workers, still at work
             tracker.finish_search(status, metrics, artifacts, terminate=not others_running)
         self._say(f"search {study.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
                   f"{counts['fail']} failed; MLflow run {tracker.parent_run_id}")
 
+    def _plots(self, tracker: Tracker, study: optuna.Study, out: Path):
+        """Plots onto the parent run under `plots/` (automl.plots); a plot that fails is reported and
+        the search goes on."""
+        try:
+            from .plots import log_search_plots
+
+            problems = log_search_plots(study, tracker.tracking_uri, tracker.parent_run_id, out).failed
+        except Exception as exc:  # noqa: BLE001 - plots are never worth failing a search for
+            problems = {"plots": f"{type(exc).__name__}: {exc}"}
+        for name, why in problems.items():
+            if self.verbose:
+                self._say(f"[yellow]plot {name} not made: {why}[/]")
+            else:
+                import warnings
+
+                warnings.warn(f"plot {name} not made: {why}", RuntimeWarning, stacklevel=2)
+
     def _say(self, text: str):
         if self.verbose:
-            from rich.console import Console
+            from .progress import say
 
-            Console(stderr=True, highlight=False).print(text)
+            say(text, getattr(self, "_bar", None))
 
 
 def _count(study: optuna.Study, states) -> int:
-    return len(study.get_trials(deepcopy=False, states=states))
+    """Trials of this study in `states`, not counting trials copied in from another study."""
+    return sum(COPIED_ATTR not in t.user_attrs for t in study.get_trials(deepcopy=False, states=states))

@@ -96,16 +96,11 @@ class _Task:
 
     def export(self, out_dir: str | Path, **options: Any):
         """Write the best model as `.keras`, SavedModel and TFLite files, each measured on the
-        validation split (`SearchResult.export`: report, MLflow logging, model registry).
-
-        A table model with one input per column is not handled there yet: it is written as
-        `model.keras`, `saved_model/` and `model_float32.tflite`, and a dict of those paths returned.
-        """
-        model = self.best_model()
-        if len(model.inputs) == 1:
-            options.setdefault("verbose", self.search.verbose)
-            return self.result.export(out_dir, data=self.data, **options)
-        return _export_multi_input(model, Path(out_dir))
+        validation split, logged to MLflow and registered (`SearchResult.export`, whose options
+        apply: formats, register, latency_runs...). Returns the export report."""
+        self._check_fitted()
+        options.setdefault("verbose", self.search.verbose)
+        return self.result.export(out_dir, data=self.data, **options)
 
     def _inputs(self, x):
         self._check_fitted()
@@ -118,17 +113,6 @@ class _Task:
 
 def _length(inputs) -> int:
     return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
-
-
-def _export_multi_input(model, out: Path) -> dict[str, Path]:
-    from .export import convert_tflite
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"keras": out / "model.keras", "saved_model": out / "saved_model", "float32": out / "model_float32.tflite"}
-    model.save(paths["keras"])
-    model.export(str(paths["saved_model"]), format="tf_saved_model", verbose=False)
-    paths["float32"].write_bytes(convert_tflite(paths["saved_model"], "float32"))
-    return paths
 
 
 class ImageClassifier(_Task):

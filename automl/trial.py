@@ -31,6 +31,12 @@ class TrialSettings:
     seed: int | None = None
     deadline: float | None = None  # time.time() after which training stops after the epoch in flight
     verbose: int = 0
+    objectives: object = None      # automl.objectives.Objectives when there are several, or constraints
+    epochs_left: int | None = None  # what remains of the search's max_epochs_total
+
+    @property
+    def prune(self) -> bool:  # Optuna cannot prune multi-objective trials
+        return not (self.objectives is not None and self.objectives.multi)
 
 
 class EpochMonitor(keras.callbacks.Callback):
@@ -42,6 +48,7 @@ class EpochMonitor(keras.callbacks.Callback):
         self.history: list[dict] = []
         self.nan_epoch = self.pruned_epoch = None
         self.stopped_by_deadline = False
+        self.stopped_by: str | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -55,12 +62,18 @@ class EpochMonitor(keras.callbacks.Callback):
         if value is None:
             raise TrialFailed(f"objective {self.settings.objective!r} is not among the logged metrics "
                               f"({', '.join(logs)})")
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
-            self.pruned_epoch = epoch
-            self.model.stop_training = True
-        elif self.settings.deadline is not None and time.time() >= self.settings.deadline:
+        if self.settings.prune:
+            self.trial.report(value, epoch)
+            if self.trial.should_prune():
+                self.pruned_epoch = epoch
+                self.model.stop_training = True
+                return
+        if self.settings.deadline is not None and time.time() >= self.settings.deadline:
             self.stopped_by_deadline = True
+            self.stopped_by = "timeout"
+            self.model.stop_training = True
+        elif self.settings.epochs_left is not None and len(self.history) >= self.settings.epochs_left:
+            self.stopped_by = "max_epochs_total"
             self.model.stop_training = True
 
 
@@ -124,18 +137,21 @@ class TrialRunner:
             values = [h[self.settings.objective] for h in monitor.history]
             best = max(values) if self.settings.direction == "maximize" else min(values)
             metrics[f"best_{self.settings.objective}"] = best
+            result = best
+            if self.settings.objectives is not None:  # several objectives, or constraints
+                result = self._objective_values(trial, model, monitor.history[values.index(best)], metrics, tags)
             metrics.update({f"final_{k}": v for k, v in monitor.history[-1].items()})
             trial.set_user_attr("epochs_run", len(monitor.history))
             trial.set_user_attr("param_count", metrics["param_count"])
             if monitor.pruned_epoch is not None:
                 state, tags = "PRUNED", {"automl.pruned_at_epoch": monitor.pruned_epoch + 1}
                 raise optuna.TrialPruned(f"pruned at epoch {monitor.pruned_epoch + 1}")
-            if monitor.stopped_by_deadline:
-                tags["automl.stopped_by"] = "timeout"
-            if self._is_best_so_far(trial, best):
+            if monitor.stopped_by:
+                tags["automl.stopped_by"] = monitor.stopped_by
+            if self._worth_saving(trial, result):
                 self._save_model(model, run, trial)
             state = "COMPLETE"
-            return best
+            return result
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -153,12 +169,42 @@ class TrialRunner:
             run.finish(state, metrics, tags)
             del model  # memory is reclaimed by clear_session(free_memory=True) at the next trial
 
-    def _is_best_so_far(self, trial, value: float) -> bool:
-        try:
-            best = trial.study.best_value
-        except ValueError:  # no completed trial yet
+    def _objective_values(self, trial, model, at_best: dict, metrics: dict, tags: dict):
+        """Every objective and constrained quantity, metrics at the best epoch, costs measured."""
+        from .objectives import COSTS, measure_costs
+
+        obj = self.settings.objectives
+        wanted = [*obj.names, *[n for n in obj.constraints if n not in obj.names]]
+        missing = [n for n in wanted if n not in COSTS and n not in at_best]
+        if missing:
+            raise TrialFailed(f"objective {missing[0]!r} is not among the logged metrics ({', '.join(at_best)})")
+        measured = {n: at_best[n] for n in wanted if n not in COSTS}
+        measured.update(measure_costs(model, self.data, obj.costs))
+        trial.set_user_attr("objectives", measured)
+        metrics.update({f"objective_{k}": v for k, v in measured.items()})
+        if obj.constraints:
+            slack = obj.constraint_values(measured)
+            trial.set_user_attr("constraints", slack)
+            for name, value in zip(obj.constraints, slack):
+                trial.set_constraint(name, value)  # what Optuna 5's samplers read
+            tags["automl.feasible"] = all(c <= 0 for c in slack)
+        return [measured[n] for n in obj.names] if obj.multi else measured[obj.names[0]]
+
+    def _worth_saving(self, trial, result) -> bool:
+        """Keep the model of the best trial so far (of a Pareto front member, with several objectives)."""
+        from .objectives import dominates
+
+        if any(c > 0 for c in trial.user_attrs.get("constraints", [])):
+            return False  # infeasible: never the answer
+        done = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if all(c <= 0 for c in t.user_attrs.get("constraints", []))]
+        if isinstance(result, list):
+            directions = self.settings.objectives.directions
+            return not any(dominates(t.values, result, directions) for t in done)
+        if not done:
             return True
-        return value >= best if self.settings.direction == "maximize" else value <= best
+        values = [t.value for t in done]
+        return result >= max(values) if self.settings.direction == "maximize" else result <= min(values)
 
     def _save_model(self, model, run, trial):
         with tempfile.TemporaryDirectory() as tmp:

@@ -124,3 +124,9 @@ def _rows(x, i=None):
     if i is None:
         return next(iter(x.values())) if isinstance(x, dict) else x
     return {k: v[i:i + 1] for k, v in x.items()} if isinstance(x, dict) else x[i:i + 1]
+
+
+def reviews(n=48, seed=0):
+    """Raw made-up reviews and their labels (see `text_data`)."""
+    data = text_data(n, seed)
+    return [*data.x_train, *data.x_val], [data.class_names[i] for i in (*data.y_train, *data.y_val)]

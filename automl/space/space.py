@@ -278,6 +278,27 @@ class SearchSpace:
         training = _sample(self.training, trial, "", {}, flat)
         return Configuration(architecture=arch, training=training, params=flat)
 
+    def parameters(self) -> dict[str, Any]:
+        """Every searchable parameter by flat name (repeat items up to the largest count)."""
+        out: dict[str, Any] = {}
+
+        def walk(node, flat: str):
+            if isinstance(node, Group):
+                for key, child in node.items.items():
+                    walk(child, f"{flat}.{key}" if flat else key)
+            elif isinstance(node, Repeat):
+                top = node.count
+                if isinstance(node.count, Int):
+                    out[_count_name(flat)], top = node.count, node.count.high
+                for i in range(top):
+                    walk(node.each, f"{flat}.{i}")
+            elif not isinstance(node, Fixed):
+                out[flat] = node
+
+        walk(self.architecture, "")
+        walk(self.training, "")
+        return out
+
     def fingerprint(self) -> str:
         """Stable hash of the space, stored with a study so a changed space is caught on resume."""
         text = json.dumps(self.raw, sort_keys=True, default=_jsonable)
