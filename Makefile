@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[cpu,dev,postgres]'
+	$(PY) -m pip install -q 'torch==2.13.0'  # CPU build (for the gp sampler's tests); GPU users: '.[gp]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -269,7 +269,7 @@ class Search:
         """Two workers may start the study's last trial at the same moment: the later one waits, and
         steps aside (fails as surplus, before any training or MLflow run) if the other one finishes."""
         while True:
-            trials = trial.study.get_trials(deepcopy=False)
+            trials = [t for t in trial.study.get_trials(deepcopy=False) if COPIED_ATTR not in t.user_attrs]
             finished = sum(t.state in FINISHED for t in trials)
             ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
             if finished + ahead < self.max_trials:

@@ -4,7 +4,9 @@ Samplers: `tpe` (default: multivariate, `group=True` for conditional spaces, con
 parallel workers), `random`, `grid` (every combination of a small discrete space), `cmaes`
 (continuous parameters; categorical ones fall back to TPE), `qmc` (Sobol, even coverage), `nsga2`
 (evolutionary, multi-objective), `gp` (Gaussian process; needs PyTorch: `pip install 'automl[gp]'`).
-Pruners: `median`, `percentile`, `successive-halving` (ASHA), `hyperband`, `patient`, `none`.
+Pruners: `median`, `percentile` (keeps the top 25%), `successive-halving` (ASHA), `hyperband` (its
+largest round is the trial's epochs), `patient` (Optuna's PatientPruner around the median: a trial is
+pruned only once its score has fallen for 2 epochs; a plateau is tolerated), `none`.
 """
 from __future__ import annotations
 
