@@ -1,0 +1,163 @@
+"""Search strategies side by side: time to a target score and best score at a fixed budget.
+
+On `../shared/data/mnist_test` (the fixed 4000 train / 1000 val split of bench/quality.py), the
+image default space is searched by each method with the same wall-clock budget, each in its own
+process, for several seeds:
+
+    random        RandomSampler, no pruning (the baseline)
+    tpe+median    TPE + median pruner (our default)
+    tpe+hyperband TPE + Hyperband pruner
+    kt-hyperband  KerasTuner's Hyperband driving the same space (through automl's adapter)
+
+Time to target = seconds from the first trial's start until a finished trial's best validation
+accuracy first reaches the target (process start-up and TensorFlow import are not counted);
+"never" when the budget ran out first. Goal: the default reaches the target in at most half the
+time random search needs (median over seeds).
+
+    .venv/bin/python bench/strategies.py                    # 4 methods x 2 seeds x 240 s
+    .venv/bin/python bench/strategies.py --budget 60 --seeds 0 --methods random tpe+median
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import RESULTS, check_data, load_task  # noqa: E402  (same data reader and fixed splits)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+METHODS = {"random": ("random", "none"), "tpe+median": ("tpe", "median"),
+           "tpe+hyperband": ("tpe", "hyperband"), "kt-hyperband": ("kt-hyperband", "none")}
+TASK = "mnist_test"
+MARK = "STRATEGY-RESULT "
+
+
+def run_one(method: str, seed: int, budget: float, epochs: int, target: float) -> dict:
+    """One search in this process; the figures read back from its Optuna study."""
+    import optuna
+
+    import automl
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler, pruner = METHODS[method]
+    splits = load_task(TASK)
+    (x, y), (x_val, y_val) = splits["train"], splits["val"]
+    with tempfile.TemporaryDirectory(prefix="automl-strategies-") as tmp:
+        clf = automl.ImageClassifier(max_trials=100_000, timeout=budget, seed=seed, epochs=epochs, verbose=False,
+                                     sampler=sampler, pruner=pruner, storage=str(Path(tmp) / "optuna.journal"),
+                                     tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}")
+        result = clf.fit(x, y, validation_data=(x_val, y_val))
+        trials = result.study.trials
+    start = min(t.datetime_start for t in trials if t.datetime_start)
+    done = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete)
+    reached = next(((t.datetime_complete - start).total_seconds() for t in done if t.value >= target), None)
+    curve = []  # (seconds, best so far) at each completed trial
+    best = None
+    for t in done:
+        best = t.value if best is None else max(best, t.value)
+        curve.append(((t.datetime_complete - start).total_seconds(), best))
+    states = [t.state.name for t in trials]
+    return {"method": method, "seed": seed, "best": best, "time_to_target": reached, "trials": len(trials),
+            "pruned": states.count("PRUNED"), "failed": states.count("FAIL"), "curve": curve}
+
+
+def run_child(method: str, seed: int, budget: float, epochs: int, target: float) -> dict:
+    cmd = [sys.executable, __file__, "--one", method, "--seed", str(seed), "--budget", str(budget),
+           "--epochs", str(epochs), "--target", str(target)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget * 3 + 600)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
+    if proc.returncode or line is None:
+        raise RuntimeError(f"{method} seed {seed} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(line[len(MARK):])
+    out["process_seconds"] = time.perf_counter() - started
+    return out
+
+
+def _median(values):
+    """Median of times where a run that never reached the target counts as infinitely slow."""
+    finite = [v if v is not None else float("inf") for v in values]
+    m = statistics.median(finite)
+    return None if m == float("inf") else m
+
+
+def report(results: list[dict], methods, budget: float, target: float, seeds) -> str:
+    rows = ["| method | seed | best val acc | time to target (s) | trials | pruned |",
+            "|---|---|---|---|---|---|"]
+    for r in results:
+        ttt = f"{r['time_to_target']:.0f}" if r["time_to_target"] is not None else "never"
+        rows.append(f"| {r['method']} | {r['seed']} | {r['best']:.4f} | {ttt} | {r['trials']} | {r['pruned']} |")
+    rows += ["", "| method | median time to target (s) | median best val acc | vs random (time) |",
+             "|---|---|---|---|"]
+    base = _median([r["time_to_target"] for r in results if r["method"] == "random"])
+    for m in methods:
+        mine = [r for r in results if r["method"] == m]
+        ttt = _median([r["time_to_target"] for r in mine])
+        best = statistics.median(r["best"] for r in mine)
+        ratio = (f"{ttt / base:.2f}x" if ttt is not None and base else
+                 "random never reached it" if ttt is not None else "-")
+        rows.append(f"| {m} | {ttt:.0f} | {best:.4f} | {ratio} |" if ttt is not None else
+                    f"| {m} | never | {best:.4f} | {ratio} |")
+    return "\n".join(rows)
+
+
+def write_section(body: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    head = "## Strategies"
+    start = text.find(head)
+    if start >= 0:
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + body + (text[end:] if end >= 0 else "\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    RESULTS.write_text(text)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--budget", type=float, default=240, help="wall-clock seconds per search")
+    ap.add_argument("--epochs", type=int, default=8, help="most epochs per trial")
+    ap.add_argument("--target", type=float, default=0.95, help="validation accuracy to reach")
+    ap.add_argument("--one", choices=list(METHODS), help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = ap.parse_args(argv)
+    check_data([TASK])
+    if args.one:
+        print(MARK + json.dumps(run_one(args.one, args.seed, args.budget, args.epochs, args.target)), flush=True)
+        return
+    results = []
+    for seed in args.seeds:  # methods interleaved per seed, so a slow spell of the machine hits all
+        for method in args.methods:
+            r = run_child(method, seed, args.budget, args.epochs, args.target)
+            results.append(r)
+            ttt = f"{r['time_to_target']:.0f} s" if r["time_to_target"] is not None else "never"
+            print(f"{method:14s} seed {seed}: best {r['best']:.4f}, target {args.target} after {ttt}, "
+                  f"{r['trials']} trials ({r['pruned']} pruned)", flush=True)
+    table = report(results, args.methods, args.budget, args.target, args.seeds)
+    print()
+    print(table)
+    command = "python bench/strategies.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    body = (f"## Strategies\n\n`{command.strip()}` on {datetime.date.today()}, {platform.machine()}, "
+            f"{os.cpu_count()} CPU cores; task {TASK} (4000 train / 1000 val), image default space, "
+            f"{args.budget:g} s per search, at most {args.epochs} epochs per trial, target val accuracy "
+            f"{args.target}, seeds {' '.join(map(str, args.seeds))}.\n\n{table}\n")
+    if not args.no_write:
+        write_section(body)
+
+
+if __name__ == "__main__":
+    main()
