@@ -144,7 +144,7 @@ pre { background: #f7f7f7; padding: .8rem; overflow-x: auto; font-size: .8rem; }
 
 def _table(df: pd.DataFrame, table_id: str) -> str:
     def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else v
+        return f"{v:.4g}" if isinstance(v, float) and v == v else v  # NaN stays NaN: shown as na_rep
 
     table = df.map(fmt).to_html(index=False, na_rep="-", border=0, table_id=table_id, escape=True)
     return f'<div class="scroll">{table}</div>'  # wide leaderboards scroll on their own
