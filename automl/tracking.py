@@ -81,7 +81,9 @@ class Tracker:
         if exp is not None:
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=default_artifact_location(self.tracking_uri))
+            # the kind tag opens the MLflow 3 UI on its runs table ("Model training"), not the GenAI view
+            return self.client.create_experiment(name, artifact_location=default_artifact_location(self.tracking_uri),
+                                                 tags={"mlflow.experimentKind": "custom_model_development"})
         except MlflowException:  # another worker created it first
             return self.client.get_experiment_by_name(name).experiment_id
 

@@ -20,10 +20,8 @@ time random search needs (median over seeds).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import RESULTS, check_data, load_task  # noqa: E402  (same data reader and fixed splits)
+from quality import check_data, load_task  # noqa: E402  (same data reader and fixed splits)
+from results_md import machine, write_section  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -112,18 +111,6 @@ def report(results: list[dict], methods, budget: float, target: float, seeds) ->
     return "\n".join(rows)
 
 
-def write_section(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    head = "## Strategies"
-    start = text.find(head)
-    if start >= 0:
-        end = text.find("\n## ", start + len(head))
-        text = text[:start] + body + (text[end:] if end >= 0 else "\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    RESULTS.write_text(text)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -151,12 +138,11 @@ def main(argv=None):
     print()
     print(table)
     command = "python bench/strategies.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    body = (f"## Strategies\n\n`{command.strip()}` on {datetime.date.today()}, {platform.machine()}, "
-            f"{os.cpu_count()} CPU cores; task {TASK} (4000 train / 1000 val), image default space, "
+    body = (f"`{command.strip()}` on {machine()}; task {TASK} (4000 train / 1000 val), image default space, "
             f"{args.budget:g} s per search, at most {args.epochs} epochs per trial, target val accuracy "
             f"{args.target}, seeds {' '.join(map(str, args.seeds))}.\n\n{table}\n")
     if not args.no_write:
-        write_section(body)
+        write_section("Strategies", body)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_mlflow_ui_lists_every_trial_run_of_the_search(finished_search, served_s
 
     try:
         # MLflow 3 opens experiments on its GenAI view; the runs table is the "model training" one
-        browser.get(f"{served_search}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+        browser.get(f"{served_search}/#/experiments/{experiment_id}/runs")
         WebDriverWait(browser, 90).until(lambda d: link(result.mlflow_run_id) is not None)
         assert f"{1 + len(trials)} matching runs" in body()
         assert link(result.mlflow_run_id).text == finished_search.study_name

@@ -19,6 +19,8 @@ def test_trials_become_nested_mlflow_runs_with_params_and_epoch_metrics(digits_s
     parents = [r for r in runs if r.data.tags.get("automl.role") == "search"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id]
     assert len(parents) == 1 and parents[0].info.run_id == result.mlflow_run_id
+    experiment = client.get_experiment(parents[0].info.experiment_id)  # the UI opens on its runs table
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert parents[0].info.status == "FINISHED" and parents[0].data.params["data"] == "digits300"
     assert len(children) == 3 == len(runs) - 1
     by_trial = {int(r.data.tags["automl.trial_number"]): r for r in children}
