@@ -52,7 +52,7 @@ class Search:
                  retry_dead: bool = False, worker: int = 0, objectives: list[str] | None = None,
                  constraints: dict[str, float] | list[str] | None = None, max_epochs_total: int | None = None,
                  warm_start: str | None = None, warm_start_top_k: int = 5, continue_from: str | None = None,
-                 hypermodel=None, fit_kwargs: dict | None = None):
+                 hypermodel=None, fit_kwargs: dict | None = None, start: bool = True):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
         if timeout is not None and timeout <= 0:
@@ -67,6 +67,7 @@ class Search:
         self.max_consecutive_failures = max_consecutive_failures
         self.verbose, self.on_trial = verbose, on_trial
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
+        self.start = start  # a new study first tries the space's `start` configurations
         self.isolate, self.memory_limit_mb, self.retry_dead = isolate or bool(memory_limit_mb), memory_limit_mb, retry_dead
         self.worker = worker  # several workers with one --seed: each samples its own sequence
         self.objectives, self.constraints, self.max_epochs_total = objectives, constraints, max_epochs_total
@@ -199,7 +200,8 @@ class Search:
     def _warm_start(self, study: optuna.Study, storage, space: SearchSpace, created: bool):
         """Known-good configurations first: given ones, then another study's top-k; and, for a new
         study, the finished trials of another study so the sampler starts from what it learnt."""
-        for params in self.enqueue:
+        starts = getattr(space, "start", []) if self.start and created else []  # the space's known-good ones
+        for params in [*self.enqueue, *starts]:
             study.enqueue_trial(params, skip_if_exists=True)
         for name, what in ((self.warm_start, "warm_start"), (self.continue_from, "continue_from")):
             if name and name == study.study_name:

@@ -1,6 +1,7 @@
 """Search strategies on real tiny searches: every sampler and pruner, budgets, several objectives with
 measured TFLite cost, constraints, warm starts. Real Keras, a real Optuna journal, a real MLflow store."""
 import importlib.util
+import re
 
 import numpy as np
 import optuna
@@ -246,6 +247,25 @@ def test_warm_start_enqueues_another_studys_best_and_continue_from_copies_its_tr
     with pytest.raises(Exception, match="no study 'nope'"):
         Search(tiny_space, study_name="x", warm_start="nope", verbose=False, **stores).fit(data=digits_small,
                                                                                            epochs=1)
+
+
+def test_space_start_configurations_are_tried_first_and_checked(digits_small, stores, tiny_space):
+    from automl.space import SpaceError
+
+    raw = {"architecture": tiny_space.raw["architecture"], "training": tiny_space.raw["training"],
+           "start": [SMALL]}
+    space = SearchSpace.from_dict(raw)
+    result = Search(space, study_name="start", max_trials=2, seed=0, pruner="none", verbose=False,
+                    **stores).fit(data=digits_small, epochs=1)
+    first = result.study.trials[0].params
+    assert {k: first[k] for k in SMALL} == SMALL
+    off = Search(space, study_name="no-start", max_trials=1, seed=0, pruner="none", verbose=False, start=False,
+                 **stores).fit(data=digits_small, epochs=1)
+    assert {k: off.study.trials[0].params.get(k) for k in SMALL} != SMALL
+    for bad, where in (({"learning_rate": 5.0}, "start[0].learning_rate"), ({"units": 3}, "start[0].units"),
+                       ({"optimizer": "rmsprop"}, "start[0].optimizer")):
+        with pytest.raises(SpaceError, match=re.escape(where)):
+            SearchSpace.from_dict({**raw, "start": [bad]}, source="space.yaml")
 
 
 def test_cli_enqueue_file_and_objectives(tmp_path):

@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .params import (PARAM_TYPES, Categorical, Fixed, Int, _Param, check_condition,
+from .params import (PARAM_TYPES, Bool, Categorical, Fixed, Float, Int, _Param, check_condition,
                      condition_holds, param_adapter)
 
 SECTIONS = ("architecture", "training")
-TOP_LEVEL_KEYS = ("name", "description", "task", "input", *SECTIONS)
+TOP_LEVEL_KEYS = ("name", "description", "task", "input", *SECTIONS, "start")
 TASKS = ("classification", "regression")
 
 
@@ -231,7 +231,7 @@ class SearchSpace:
 
     def __init__(self, architecture: dict, training: dict | None = None, *, name: str = "custom",
                  description: str = "", task: str | None = None, input: str | None = None,
-                 source: str | None = None):
+                 start: list[dict] | None = None, source: str | None = None):
         self.name, self.description, self.task, self.input = name, description, task, input
         self.source = source
         self.raw = {"architecture": architecture, "training": training or {}}
@@ -253,6 +253,31 @@ class SearchSpace:
             raise SpaceError(parser.problems, source)
         self.architecture: Group = trees["architecture"]
         self.training: Group = trees["training"]
+        self.start = self._check_start(start, source)
+
+    def _check_start(self, start, source) -> list[dict]:
+        """`start`: known-good configurations (flat names, the rest sampled) tried first by a new
+        study, so a short search has a sound model early. Kept out of the fingerprint: adding one
+        does not refuse a resume."""
+        if start is None:
+            return []
+        if not isinstance(start, list):
+            raise SpaceError([("start", "must be a list of configurations (mappings of parameter names to values)")],
+                             source)
+        params, problems = self.parameters(), []
+        for i, entry in enumerate(start):
+            if not isinstance(entry, dict):
+                problems.append((f"start[{i}]", "must be a mapping of parameter names to values"))
+                continue
+            for name, value in entry.items():
+                if name not in params:
+                    problems.append((f"start[{i}].{name}", "not a parameter of this space "
+                                     f"(parameters: {', '.join(params)})"))
+                elif not _allows(params[name], value):
+                    problems.append((f"start[{i}].{name}", f"{value!r} is outside the parameter's range"))
+        if problems:
+            raise SpaceError(problems, source)
+        return [dict(entry) for entry in start]
 
     @classmethod
     def from_dict(cls, raw: Any, source: str | None = None) -> "SearchSpace":
@@ -269,7 +294,7 @@ class SearchSpace:
             raise SpaceError(problems, source)
         return cls(raw["architecture"], raw.get("training") or {}, name=raw.get("name", "custom"),
                    description=raw.get("description", ""), task=raw.get("task"), input=raw.get("input"),
-                   source=source)
+                   start=raw.get("start"), source=source)
 
     def sample(self, trial) -> Configuration:
         """Sample every active parameter from an Optuna trial (or `optuna.trial.FixedTrial`)."""
@@ -325,3 +350,16 @@ def iter_groups(group: Group, path: str = "architecture"):
         elif isinstance(child, Repeat):
             yield from iter_groups(child.each, f"{path}.{key}.each")
 
+
+
+def _allows(param, value) -> bool:
+    """Whether a start configuration's value is one the parameter can take."""
+    if isinstance(param, Categorical):
+        return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in param.choices)
+    if isinstance(param, Bool):
+        return isinstance(value, bool)
+    if isinstance(param, Int):
+        return isinstance(value, int) and not isinstance(value, bool) and param.low <= value <= param.high
+    if isinstance(param, Float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and param.low <= value <= param.high
+    return True
