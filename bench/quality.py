@@ -433,6 +433,15 @@ CLASS_NOTE = {"mnist_test": "10 balanced classes", "sms_spam": "13% spam", "ucr_
               "bank_marketing": "11.5% yes"}
 
 
+def code_version() -> str:
+    """The commit the product was measured at, and whether automl/ or the spaces had uncommitted edits."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    rev = git("rev-parse", "--short", "HEAD") or "unknown (no git)"
+    dirty = git("status", "--porcelain", "--", "automl", "search_spaces")
+    return f"automl at {rev}" + (" with uncommitted changes in automl/ or search_spaces/" if dirty else "")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=90.0, help="seconds per task and method (default 90)")
@@ -500,6 +509,7 @@ def main(argv=None):
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}, {elapsed / 60:.0f} min in all  ",
+        f"Code: {code_version()}  ",
         f"Machine: {machine}",
         "",
         table,
