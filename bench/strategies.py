@@ -121,10 +121,11 @@ def main(argv=None):
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--budget", type=float, default=120, help="wall-clock seconds per search")
     ap.add_argument("--epochs", type=int, default=8, help="most epochs per trial")
-    ap.add_argument("--target", type=float, default=0.95, help="validation accuracy to reach")
+    ap.add_argument("--target", type=float, default=0.9, help="validation accuracy to reach")
     ap.add_argument("--one", choices=list(METHODS), help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    ap.add_argument("--json", type=Path, help="also write every run (with its best-so-far curve) here")
     args = ap.parse_args(argv)
     check_data([TASK])
     if args.one:
@@ -135,6 +136,8 @@ def main(argv=None):
         for method in args.methods:
             r = run_child(method, seed, args.budget, args.epochs, args.target)
             results.append(r)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
             ttt = f"{r['time_to_target']:.0f} s" if r["time_to_target"] is not None else "never"
             print(f"{method:14s} seed {seed}: best {r['best']:.4f}, target {args.target} after {ttt}, "
                   f"{r['trials']} trials ({r['pruned']} pruned)", flush=True)
