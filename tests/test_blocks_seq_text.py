@@ -64,6 +64,22 @@ def test_text_block_learns_a_vocabulary_masks_padding_and_needs_flex_ops_for_tfl
         tflite_predict(flex, texts.x_val[:2])
 
 
+def test_max_pooling_over_a_text_skips_the_padding(texts, tmp_path):
+    from automl.blocks.common import MaskedGlobalMaxPooling1D
+
+    keras.utils.set_random_seed(3)  # weights where the padding row's embedding is the max somewhere
+    model = build_model({"text": {"block": "text", "max_tokens": 8, "sequence_length": 6, "embed_dim": 4},
+                         "pool": {"block": "global_pool", "mode": "max"}}, texts)
+    pooled = keras.Model(model.inputs, _layer(model, MaskedGlobalMaxPooling1D)[0].output)
+    sample = np.array(["Good film, GOOD!"], dtype=object)
+    ids = np.asarray(model.get_layer("vectorize")(sample))[0]
+    table_ = model.get_layer("token_embedding").get_weights()[0]
+    got = pooled.predict(sample, verbose=0)[0]
+    np.testing.assert_allclose(got, table_[ids[:3]].max(axis=0), rtol=1e-6)  # the 3 real tokens only
+    assert not np.allclose(got, table_[ids].max(axis=0))  # padding's embedding would win somewhere
+    check_round_trip(model, texts, tmp_path)  # the custom layer saves and reloads
+
+
 @pytest.mark.parametrize("norm, depth", [("pre", 2), ("post", 1)])
 def test_transformer_on_sequences_masks_padding_and_converts_to_tflite(seqs, norm, depth, tmp_path):
     arch = {"embed": {"block": "position_embedding", "dim": 8},

@@ -1,7 +1,29 @@
 """Shape-agnostic blocks: global pooling / flatten, dropout, normalisation."""
-from keras import layers
+import keras
+from keras import layers, ops
 
 from .registry import register
+
+
+@keras.saving.register_keras_serializable(package="automl")
+class MaskedGlobalMaxPooling1D(layers.Layer):
+    """Max over time that skips masked (padding) steps; Keras' GlobalMaxPooling1D ignores the mask,
+    so a padded text's max would count the padding's features."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        if mask is not None:
+            x = ops.where(ops.expand_dims(mask, -1), x, ops.full_like(x, -1e9))
+        return ops.max(x, axis=1)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
 
 
 @register("global_pool")
@@ -15,7 +37,7 @@ def global_pool(x, mode: str = "avg"):
         return layers.Flatten()(x)
     pool = {3: layers.GlobalAveragePooling1D, 4: layers.GlobalAveragePooling2D}
     if mode == "max":
-        pool = {3: layers.GlobalMaxPooling1D, 4: layers.GlobalMaxPooling2D}
+        pool = {3: MaskedGlobalMaxPooling1D, 4: layers.GlobalMaxPooling2D}
     return pool[len(x.shape)]()(x)
 
 
