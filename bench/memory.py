@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
 import psutil
 
 import automl  # noqa: F401
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("--isolate", action="store_true", help="train each trial in a child process")
     args = ap.parse_args()
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     proc = psutil.Process()
     rss: list[float] = []
     start = time.perf_counter()
