@@ -76,7 +76,7 @@ def main():
     bare_before = bare_loop(space, data, configs, settings)
 
     with tempfile.TemporaryDirectory() as tmp:
-        search = Search(space, study_name="overhead", storage=str(Path(tmp) / "optuna.journal"),
+        search = Search(space, study_name="overhead", start=False, storage=str(Path(tmp) / "optuna.journal"),
                         tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}", sampler="random", pruner="none",
                         seed=args.seed, max_trials=args.trials, patience=None, enqueue=configs, verbose=False)
         start_wall, start = time.time(), time.perf_counter()

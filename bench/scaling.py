@@ -5,7 +5,7 @@ as the README's "Scaling out" recipe says; throughput is counted from the first 
 last trial's end (TensorFlow's import is not a trial). Goal: 2 workers >= 1.7x the trials/hour of
 one, on this 2-core machine.
 
-    .venv/bin/python bench/scaling.py               # 16 trials per run, ~3 min
+    .venv/bin/python bench/scaling.py               # 40 trials per run, ~2 min
     .venv/bin/python bench/scaling.py --storage postgresql://user:pw@host/db   # a real server
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None) 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--storage", default=None, help="shared Optuna storage (default: a journal file)")
     args = ap.parse_args()
