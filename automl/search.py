@@ -200,7 +200,9 @@ class Search:
     def _warm_start(self, study: optuna.Study, storage, space: SearchSpace, created: bool):
         """Known-good configurations first: given ones, then another study's top-k; and, for a new
         study, the finished trials of another study so the sampler starts from what it learnt."""
-        starts = getattr(space, "start", []) if self.start and created else []  # the space's known-good ones
+        # the space's known-good configurations, for a new study the user has not seeded otherwise
+        own = self.enqueue or self.warm_start or self.continue_from
+        starts = getattr(space, "start", [])[:self.max_trials] if self.start and created and not own else []
         for params in [*self.enqueue, *starts]:
             study.enqueue_trial(params, skip_if_exists=True)
         for name, what in ((self.warm_start, "warm_start"), (self.continue_from, "continue_from")):
