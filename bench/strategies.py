@@ -46,7 +46,7 @@ TASK = "mnist_test"
 MARK = "STRATEGY-RESULT "
 
 
-def run_one(method: str, seed: int, budget: float, epochs: int, target: float) -> dict:
+def run_one(method: str, seed: int, budget: float, epochs: int) -> dict:
     """One search in this process; the figures read back from its Optuna study."""
     import optuna
 
@@ -64,20 +64,19 @@ def run_one(method: str, seed: int, budget: float, epochs: int, target: float) -
         trials = result.study.trials
     start = min(t.datetime_start for t in trials if t.datetime_start)
     done = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete)
-    reached = next(((t.datetime_complete - start).total_seconds() for t in done if t.value >= target), None)
     curve = []  # (seconds, best so far) at each completed trial
     best = None
     for t in done:
         best = t.value if best is None else max(best, t.value)
         curve.append(((t.datetime_complete - start).total_seconds(), best))
     states = [t.state.name for t in trials]
-    return {"method": method, "seed": seed, "best": best, "time_to_target": reached, "trials": len(trials),
+    return {"method": method, "seed": seed, "best": best, "trials": len(trials),
             "pruned": states.count("PRUNED"), "failed": states.count("FAIL"), "curve": curve}
 
 
-def run_child(method: str, seed: int, budget: float, epochs: int, target: float) -> dict:
+def run_child(method: str, seed: int, budget: float, epochs: int) -> dict:
     cmd = [sys.executable, __file__, "--one", method, "--seed", str(seed), "--budget", str(budget),
-           "--epochs", str(epochs), "--target", str(target)]
+           "--epochs", str(epochs)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget * 3 + 600)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
@@ -140,7 +139,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     check_data([TASK])
     if args.one:
-        print(MARK + json.dumps(run_one(args.one, args.seed, args.budget, args.epochs, args.target[0])), flush=True)
+        print(MARK + json.dumps(run_one(args.one, args.seed, args.budget, args.epochs)), flush=True)
         return
     if args.from_json:
         results = json.loads(args.from_json.read_text())
@@ -149,7 +148,7 @@ def main(argv=None):
         results = []
         for seed in args.seeds:  # methods interleaved per seed, so a slow spell of the machine hits all
             for method in args.methods:
-                r = run_child(method, seed, args.budget, args.epochs, args.target[0])
+                r = run_child(method, seed, args.budget, args.epochs)
                 results.append(r)
                 if args.json:
                     args.json.write_text(json.dumps(results, indent=1))
