@@ -28,6 +28,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .results import feasible
+
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 FORMATS = ("keras", "saved_model", *TFLITE_VARIANTS)
 ALIASES = {"tflite": TFLITE_VARIANTS, "all": FORMATS}
@@ -924,7 +926,7 @@ def pareto_front(study) -> list:
     else:
         done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                 if t.user_attrs.get("param_count") is not None
-                and all(c <= 0 for c in t.user_attrs.get("constraints", []))]  # feasible only
+                and feasible(t)]
         if not done:
             raise ExportError(f"study {study.study_name!r} has no completed trial with a weight count")
         sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
@@ -1089,7 +1091,7 @@ def select_by_int8(source: _TrialModels, k: int, representative_samples: int = 2
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not done:
         raise ExportError(f"study {study.study_name!r} has no completed trial")
-    done = [t for t in done if all(c <= 0 for c in t.user_attrs.get("constraints", []))]  # feasible only
+    done = [t for t in done if feasible(t)]
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     top = sorted(done, key=lambda t: (-t.values[0] if maximize else t.values[0], t.number))[:k]
     rng = np.random.default_rng(source.seed)

@@ -335,8 +335,8 @@ class Search:
                 front.to_csv(Path(tmp) / "pareto_front.csv", index=False)
                 artifacts["pareto"] = str(Path(tmp) / "pareto_front.csv")
                 metrics["pareto_front_size"] = len(front)
-            elif leaderboard_trials(study):
-                best = leaderboard_trials(study)[0]
+            elif top := leaderboard_trials(study):
+                best = top[0]
                 metrics[f"best_{objective}"] = best.value
                 (Path(tmp) / "best_params.json").write_text(json.dumps(
                     {"trial": best.number, "value": best.value, "params": best.user_attrs.get("params", best.params)},

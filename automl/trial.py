@@ -193,11 +193,12 @@ class TrialRunner:
     def _worth_saving(self, trial, result) -> bool:
         """Keep the model of the best trial so far (of a Pareto front member, with several objectives)."""
         from .objectives import dominates
+        from .results import feasible
 
-        if any(c > 0 for c in trial.user_attrs.get("constraints", [])):
+        if not feasible(trial):
             return False  # infeasible: never the answer
         done = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if all(c <= 0 for c in t.user_attrs.get("constraints", []))]
+                if feasible(t)]
         if isinstance(result, list):
             directions = self.settings.objectives.directions
             return not any(dominates(t.values, result, directions) for t in done)
