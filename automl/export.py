@@ -419,9 +419,10 @@ def _tflite_plan(model, saved: Path, tmp: Path, out: Path) -> _TFLitePlan:
             plan.prepare = lambda x: _tokenize(vectorizer, x)
             plan.text_input = _write_vectorizer(vectorizer, out)
             shape = (None, *tokens_model.inputs[0].shape[1:])
-            plan.notes.append(f"takes token ids {shape} ({tokens_model.inputs[0].dtype}) from vocabulary.txt: the "
-                              f"in-graph TextVectorization does not convert ({_short_error(exc)}); "
-                              f"latency excludes tokenization")
+            what = (f"token ids {shape}" if plan.text_input["output_mode"] == "int" else
+                    f"a {plan.text_input['output_mode']} vector {shape} over the n-grams of vocabulary.txt")
+            plan.notes.append(f"takes {what} ({tokens_model.inputs[0].dtype}): the in-graph TextVectorization "
+                              f"does not convert ({_short_error(exc)}); latency excludes tokenization")
     target = _unroll_rnns(target, plan.notes)
     if target is not model:
         plan.source = tmp / "tflite_source"
@@ -453,13 +454,21 @@ def _tokenize(vectorizer, x) -> np.ndarray:
 
 
 def _write_vectorizer(vectorizer, out: Path) -> dict[str, Any]:
-    """`vocabulary.txt` (token id = line number) and `text_vectorization.json` for the app's tokenizer."""
+    """`vocabulary.txt` (token id or n-gram index = line number) and `text_vectorization.json` for the
+    app's tokenizer."""
     vocabulary = [str(t) for t in vectorizer.get_vocabulary()]
     (out / "vocabulary.txt").write_text("\n".join(t.replace("\n", " ") for t in vocabulary) + "\n")
     config = {k: v for k, v in vectorizer.get_config().items()
               if k in ("standardize", "split", "ngrams", "output_mode", "output_sequence_length", "max_tokens")}
-    info = {**config, "vocabulary_file": "vocabulary.txt", "vocabulary_size": len(vocabulary),
-            "ids": "line number in vocabulary.txt; 0 is padding, 1 an unknown token"}
+    info = {**config, "vocabulary_file": "vocabulary.txt", "vocabulary_size": len(vocabulary)}
+    if config.get("output_mode") == "int":
+        info["ids"] = "line number in vocabulary.txt; 0 is padding, 1 an unknown token"
+    else:  # a bag of n-grams (the text_ngrams block): one input per vocabulary line
+        info["vector"] = ("index = line number in vocabulary.txt (n-grams of the split tokens joined by one "
+                          "space); index 0 counts every n-gram not in the vocabulary")
+        idf = getattr(getattr(vectorizer, "_lookup_layer", None), "idf_weights", None)  # adapted, not in the config
+        if config.get("output_mode") == "tf_idf" and idf is not None:
+            info["idf_weights"] = [float(w) for w in np.asarray(idf)]
     (out / "text_vectorization.json").write_text(json.dumps(info, indent=2, default=str))
     return info
 

@@ -80,6 +80,46 @@ def test_max_pooling_over_a_text_skips_the_padding(texts, tmp_path):
     check_round_trip(model, texts, tmp_path)  # the custom layer saves and reloads
 
 
+def _grams(tokens, n):
+    return [" ".join(tokens[i:i + k]) for k in range(1, n + 1) for i in range(len(tokens) - k + 1)]
+
+
+def test_text_ngrams_block_is_a_bag_of_character_or_word_ngrams(texts, tmp_path):
+    model = build_model({"text": {"block": "text_ngrams", "split": "characters", "ngrams": 2, "max_tokens": 30},
+                         "head": {"block": "dense", "units": 4}}, texts)
+    assert model.inputs[0].dtype == "string"
+    vectorize = model.get_layer("ngrams")
+    vocab = vectorize.get_vocabulary()
+    assert len(vocab) == 30 and vocab[0] == "[UNK]"
+    corpus = {}
+    for t in texts.x_train:  # lower-cased, punctuation kept, one token per character; 1- and 2-grams
+        for g in _grams(list(t.lower()), 2):  # the vocabulary ranks n-grams by occurrences
+            corpus[g] = corpus.get(g, 0) + 1
+    assert min(corpus[g] for g in vocab[1:]) >= max(c for g, c in corpus.items() if g not in vocab)
+    sample = "Good film!"
+    present = set(_grams(list(sample.lower()), 2))
+    got = np.asarray(vectorize(np.array([sample], dtype=object)))[0]
+    expected = [float(g in present) for g in vocab]
+    expected[0] = float(any(g not in vocab for g in present))  # out-of-vocabulary n-grams share [UNK]
+    np.testing.assert_array_equal(got, expected)
+    check_round_trip(model, texts, tmp_path)
+    with pytest.raises(Exception, match="TF Select ops: .*StringLower"):  # string ops, like the text block
+        tflite_convert(model)
+
+    words = build_model({"text": {"block": "text_ngrams", "split": "words", "ngrams": 1, "max_tokens": 12,
+                                  "output": "tf_idf"}}, texts)
+    vectorize = words.get_layer("ngrams")
+    vocab = vectorize.get_vocabulary()
+    got = np.asarray(vectorize(np.array(["Good good film, bad!"], dtype=object)))[0]
+    weight = {w: got[vocab.index(w)] for w in ("good", "film", "bad") if w in vocab}
+    assert weight and all(v > 0 for v in weight.values())
+    assert {i for i, v in enumerate(got) if v > 0} <= {vocab.index(w) for w in weight} | {0}
+    if "good" in weight and "film" in weight:  # tf: "good" counted twice
+        assert weight["good"] / weight["film"] != pytest.approx(1.0)
+    (tmp_path / "words").mkdir()
+    check_round_trip(words, texts, tmp_path / "words")
+
+
 @pytest.mark.parametrize("norm, depth", [("pre", 2), ("post", 1)])
 def test_transformer_on_sequences_masks_padding_and_converts_to_tflite(seqs, norm, depth, tmp_path):
     arch = {"embed": {"block": "position_embedding", "dim": 8},
@@ -186,6 +226,12 @@ def test_blocks_reject_input_they_cannot_take(texts, seqs, table):
         build_model({"r": {"block": "lstm"}}, table)
     with pytest.raises(ValueError, match="text block takes raw strings; this data is sequence"):
         build_model({"t": {"block": "text"}}, seqs)
+    with pytest.raises(ValueError, match="text_ngrams block takes raw strings; this data is sequence"):
+        build_model({"t": {"block": "text_ngrams"}}, seqs)
+    with pytest.raises(ValueError, match="text_ngrams split must be one of"):
+        build_model({"t": {"block": "text_ngrams", "split": "letters"}}, texts)
+    with pytest.raises(ValueError, match="conv1d needs a sequence"):  # a bag of n-grams is one vector
+        build_model({"t": {"block": "text_ngrams"}, "c": {"block": "conv1d"}}, texts)
     with pytest.raises(ValueError, match="tabular block takes raw table columns; this data is text"):
         build_model({"t": {"block": "tabular"}}, texts)
     with pytest.raises(ValueError, match="transformer norm must be one of"):

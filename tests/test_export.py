@@ -179,6 +179,43 @@ def test_text_model_exports_from_token_ids_with_its_vocabulary(tmp_path):
     np.testing.assert_allclose(by_hand, keras_out, atol=FLOAT32_TOLERANCE)
 
 
+def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
+    """The text_ngrams block: the TFLite file takes the multi-hot n-gram vector; vocabulary.txt and
+    text_vectorization.json are the whole recipe an app needs to build that vector."""
+    from seq_text_checks import text_data
+
+    from automl.builder import build_model
+
+    data = text_data()
+    keras.utils.set_random_seed(0)
+    model = build_model({"text": {"block": "text_ngrams", "split": "characters", "ngrams": 2, "max_tokens": 40}},
+                        data)
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    model.fit(data.x_train, data.y_train, epochs=5, verbose=0)
+    report = export_model(model, tmp_path, data=data, formats="keras,float32", **FAST)
+    assert report.ok("float32"), report["float32"]["reason"]
+    assert report["float32"]["max_abs_diff"] <= FLOAT32_TOLERANCE and report["float32"]["input_dtype"] == "float32"
+    notes = " ".join(report.extra["tflite_notes"])
+    assert "a multi_hot vector (None, 40) over the n-grams of vocabulary.txt" in notes and "StringLower" in notes
+    recipe = json.loads((tmp_path / "text_vectorization.json").read_text())
+    assert (recipe["split"], recipe["ngrams"], recipe["output_mode"], recipe["standardize"]) == \
+        ("character", 2, "multi_hot", "lower")
+    vocabulary = (tmp_path / "vocabulary.txt").read_text().split("\n")[:-1]
+    assert len(vocabulary) == 40 and vocabulary[0] == "[UNK]"
+    index = {t: i for i, t in enumerate(vocabulary)}
+
+    def by_recipe(text):  # the app's side: lower-case, characters, 1- and 2-grams joined by a space
+        chars = list(text.lower())
+        vector = np.zeros(len(vocabulary), dtype="float32")
+        for gram in chars + [f"{a} {b}" for a, b in zip(chars, chars[1:])]:
+            vector[index.get(gram, 0)] = 1.0
+        return vector
+
+    samples = ["Lovely cast!", "Dull, awful plot"]
+    got = TFLiteRunner(tmp_path / "model_float32.tflite")(np.stack([by_recipe(t) for t in samples]))
+    np.testing.assert_allclose(got, model.predict(np.array(samples, dtype=object), verbose=0), atol=FLOAT32_TOLERANCE)
+
+
 def test_bad_settings_fail_before_anything_is_written(dense, tmp_path):
     model, data = dense
     out = tmp_path / "never"

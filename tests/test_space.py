@@ -68,6 +68,24 @@ def test_condition_operators_and_group_conditions():
     assert "extra" not in sample(space, {"n": 4, "wide": 8}).architecture
 
 
+def test_when_on_a_repeat_count_switches_the_whole_repeat():
+    space = SearchSpace(architecture={
+        "text": {"block": ["text", "text_ngrams"]},
+        "convs": {"repeat": {"type": "int", "low": 0, "high": 2, "when": {"text.block": "text"}},
+                  "each": {"block": "conv1d", "filters": Int(low=4, high=8)}},
+        "head": {"block": "dense", "units": 8},
+    })
+    on = sample(space, {"text.block": "text", "num_convs": 2, "convs.0.filters": 4, "convs.1.filters": 5})
+    assert [c["filters"] for c in on.architecture["convs"]] == [4, 5] and on.params["num_convs"] == 2
+    off = sample(space, {"text.block": "text_ngrams"})
+    assert "convs" not in off.architecture and "num_convs" not in off.params
+    assert list(off.architecture) == ["text", "head"]
+    with pytest.raises(SpaceError, match=r"architecture.convs.repeat.when.encoder.block: refers to 'encoder.block'"):
+        SearchSpace(architecture={"convs": {"repeat": {"type": "int", "low": 0, "high": 2,
+                                                       "when": {"encoder.block": "x"}},
+                                            "each": {"block": "conv1d"}}})
+
+
 def test_python_built_space_equals_yaml(tmp_path):
     yaml_space = load_space(write(tmp_path, """
 name: s

@@ -32,7 +32,9 @@ CASES = {
     "sequence_rnn": ("sequence", {"encoder.block": "lstm", "encoder.bidirectional": False, "encoder.depth": 2}),
     "sequence_transformer": ("sequence", {}),
     "text_transformer": ("text", {"text.sequence_length": 32}),
-    "text_cnn_rnn": ("text", {"text.sequence_length": 32, "num_convs": 1, "num_rnns": 1}),
+    "sequence_rnn-flatten": ("sequence", {"encoder.block": "conv1d", "pool.mode": "flatten"}),
+    "text_cnn_rnn": ("text", {"text.block": "text", "text.sequence_length": 32, "num_convs": 1, "num_rnns": 1}),
+    "text_cnn_rnn-ngrams": ("text", {"text.block": "text_ngrams", "text.split": "characters"}),
     "tabular_mlp": ("table", {"columns.categorical": "embedding"}),
     "tabular_mlp-matrix": ("matrix", {}),
 }

@@ -34,3 +34,34 @@ def training_vocabulary(data) -> list[str]:
         if not data.extra["text_vocabulary"]:
             raise ValueError("the training texts hold no tokens")
     return data.extra["text_vocabulary"]
+
+
+NGRAM_SPLITS = ("words", "characters")
+NGRAM_OUTPUTS = ("multi_hot", "tf_idf")
+
+
+@register("text_ngrams", input_for="text")
+def text_ngrams(x, data, split: str = "words", ngrams: int = 2, max_tokens: int = 20000, output: str = "multi_hot"):
+    """Bag of n-grams: each text becomes one vector over the `max_tokens` most frequent 1..`ngrams`-grams
+    of words or of characters (`multi_hot` presence or `tf_idf` weights), learnt from the training split.
+
+    Why beside the sequence block: on short, noisy texts (messages, reviews, tickets) a bag of
+    character n-grams is a strong, fast model (spelling variants, numbers and symbols count), and it
+    trains in seconds. The output is a vector, so sequence blocks (conv1d, lstm) cannot follow it.
+    """
+    if data is None or data.kind != "text":
+        raise ValueError(f"the text_ngrams block takes raw strings; this data is {getattr(data, 'kind', None)} input")
+    if split not in NGRAM_SPLITS:
+        raise ValueError(f"text_ngrams split must be one of {NGRAM_SPLITS}, not {split!r}")
+    if output not in NGRAM_OUTPUTS:
+        raise ValueError(f"text_ngrams output must be one of {NGRAM_OUTPUTS}, not {output!r}")
+    if ngrams < 1 or max_tokens < 2:
+        raise ValueError(f"text_ngrams needs ngrams >= 1 and max_tokens >= 2 (got {ngrams}, {max_tokens})")
+    characters = split == "characters"
+    vectorize = layers.TextVectorization(
+        max_tokens, standardize="lower" if characters else "lower_and_strip_punctuation",
+        split="character" if characters else "whitespace", ngrams=ngrams, output_mode=output, name="ngrams")
+    vectorize.adapt(np.asarray(data.x_train, dtype=object), batch_size=1024)
+    if vectorize.vocabulary_size() < 2:
+        raise ValueError("the training texts hold no tokens")
+    return vectorize(x)

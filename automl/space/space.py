@@ -4,7 +4,8 @@ A space has two sections. `architecture` is an ordered mapping of stages; a stag
 (a mapping with a `block` key) or a `repeat` of one. `training` holds optimiser settings.
 Values are parameters (`{type: int, low: 1, high: 3}`), plain constants, or lists (shorthand
 for a categorical). Any parameter or group may carry `when:` to exist only when other
-parameters take given values; a repeated group's items exist only while `num_<key> > i`.
+parameters take given values (on a repeat's count, `when:` switches the whole repeat); a repeated
+group's items exist only while `num_<key> > i`.
 """
 from __future__ import annotations
 
@@ -142,6 +143,8 @@ class _Parser:
                 return None
             if isinstance(count, Int) and count.low < 0:
                 self.error(f"{path}.repeat.low", "a repeat count cannot be negative")
+            if isinstance(count, Int):  # `when` on the count switches the whole repeat on or off
+                self._check_when(count.when, f"{path}.repeat", set(), in_repeat)
         elif not isinstance(count, int) or isinstance(count, bool) or count < 0:
             self.error(f"{path}.repeat", "must be a non-negative integer or an int parameter")
             return None
@@ -191,6 +194,8 @@ def _sample(node, trial, flat: str, scope: dict, out: dict):
         return values
     if isinstance(node, Repeat):
         name = _count_name(flat)
+        if isinstance(node.count, Int) and node.count.when and not _holds(node.count.when, scope, out):
+            return _ABSENT  # e.g. no convolutions over a bag of n-grams
         count = node.count.suggest(trial, name) if isinstance(node.count, Int) else node.count
         out[name] = count
         return [v for i in range(count)
