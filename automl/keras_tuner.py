@@ -31,7 +31,7 @@ from .data import Dataset
 from .recovery import OWNER_ATTR, owner_record
 from .search import SearchError
 from .space.space import Configuration
-from .trial import EpochMonitor, TrialFailed, TrialRunner
+from .trial import EpochMonitor, TrialFailed, TrialRunner, early_stopping
 
 TUNERS = {"kt-random": kt.RandomSearch, "kt-bayesian": kt.BayesianOptimization, "kt-hyperband": kt.Hyperband}
 FIT_ARGUMENTS = ("x", "y", "validation_data", "epochs", "callbacks")  # the search passes these itself
@@ -206,11 +206,7 @@ class HyperModelRunner(TrialRunner):
         return model
 
     def train(self, model, training: dict, monitor: EpochMonitor):
-        callbacks = [monitor]
-        if self.settings.patience:  # as fit_model does for our own models
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=self.settings.objective, mode="max" if self.settings.direction == "maximize" else "min",
-                patience=self.settings.patience, restore_best_weights=True))
+        callbacks = [monitor, *early_stopping(self.settings)]  # as fit_model does for our own models
         self._record_params(monitor.run)
         data = self.data
         try:

@@ -77,18 +77,60 @@ class EpochMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class BestEpochStopping(keras.callbacks.Callback):
+    """Early stopping on the objective, restoring the best epoch's weights at the end; an epoch with
+    an equal objective and a lower `val_loss` also counts as progress (and becomes the best epoch).
+
+    Why: on small validation sets accuracy moves in coarse steps. It sits on the majority class for
+    the first epochs or ties between epochs while the loss still shows learning; plain early
+    stopping then stops a model that is improving, or restores the first of several tied epochs.
+    """
+
+    def __init__(self, monitor: str, direction: str = "maximize", patience: int = 3, tiebreak: str = "val_loss"):
+        super().__init__()
+        self.monitor, self.patience = monitor, patience
+        self.sign = 1.0 if direction == "maximize" else -1.0
+        self.tiebreak = tiebreak if tiebreak != monitor else None
+        self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+
+    def on_train_begin(self, logs=None):
+        self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        loss = logs.get(self.tiebreak, math.inf) if self.tiebreak else math.inf
+        key = (self.sign * value, -loss if math.isfinite(loss) else -math.inf)
+        if self.best is None or key > self.best:
+            self.best, self.best_epoch, self.wait = key, epoch, 0
+            self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def early_stopping(settings: TrialSettings) -> list:
+    """The trial's early-stopping callback (none when patience is off); also used for hypermodels."""
+    if not settings.patience:
+        return []
+    return [BestEpochStopping(settings.objective, settings.direction, settings.patience)]
+
+
 def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list):
     """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py."""
     steps = settings.epochs * math.ceil(len(data.x_train) / int(training["batch_size"]))
     loss, metrics = loss_and_metrics(data.task, training)
     model.compile(optimizer=make_optimizer(training, steps, model), loss=loss, metrics=metrics)
-    if settings.patience:
-        callbacks = [*callbacks, keras.callbacks.EarlyStopping(
-            monitor=settings.objective, mode="max" if settings.direction == "maximize" else "min",
-            patience=settings.patience, restore_best_weights=True)]
     return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                      epochs=settings.epochs, batch_size=int(training["batch_size"]),
-                     callbacks=callbacks, verbose=settings.verbose)
+                     callbacks=[*callbacks, *early_stopping(settings)], verbose=settings.verbose)
 
 
 class TrialRunner:

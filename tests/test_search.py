@@ -160,3 +160,40 @@ def test_space_problems_are_reported_before_any_trial(digits_small, stores):
     from pathlib import Path
 
     assert not Path(stores["storage"]).exists()  # nothing was created
+
+
+def _run_stopping(stopping, logs):
+    """Feed `stopping` the epochs' logs on a real tiny model whose weights mark the epoch; returns
+    (epochs run, epoch whose weights are restored)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # as Model.fit sets it
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    ran = 0
+    for epoch, (acc, loss) in enumerate(logs):
+        model.set_weights([np.full((1, 1), float(epoch)), np.zeros(1)])
+        stopping.on_epoch_end(epoch, {"val_accuracy": acc, "val_loss": loss})
+        ran += 1
+        if model.stop_training:
+            break
+    stopping.on_train_end()
+    return ran, int(model.get_weights()[0][0, 0])
+
+
+def test_early_stopping_counts_a_lower_loss_at_an_equal_accuracy_as_progress():
+    from automl.trial import BestEpochStopping
+
+    # accuracy stuck on the majority class while the loss falls: keeps training, keeps the latest tie
+    plateau = [(0.7, 0.69), (0.7, 0.66), (0.7, 0.62), (0.7, 0.60), (0.7, 0.55), (0.85, 0.50)]
+    assert _run_stopping(BestEpochStopping("val_accuracy", "maximize", patience=3), plateau) == (6, 5)
+    # no progress on either: stops after `patience` epochs, restores the best accuracy
+    stalled = [(0.7, 0.6), (0.8, 0.5), (0.8, 0.55), (0.75, 0.4), (0.8, 0.51), (0.9, 0.3)]
+    assert _run_stopping(BestEpochStopping("val_accuracy", "maximize", patience=3), stalled) == (5, 1)
+    # a lower loss never outranks a higher accuracy
+    assert _run_stopping(BestEpochStopping("val_accuracy", "maximize", patience=9),
+                         [(0.9, 0.6), (0.8, 0.1), (0.85, 0.2)]) == (3, 0)
+    # minimising the loss itself: no tie-break, plain patience
+    assert _run_stopping(BestEpochStopping("val_loss", "minimize", patience=2),
+                         [(0.5, 0.6), (0.5, 0.5), (0.9, 0.5), (0.9, 0.7)]) == (4, 1)
