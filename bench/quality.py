@@ -21,6 +21,7 @@ Other benches import `read_idx`, `check_data` and `load_task` from here (one rea
     .venv/bin/python bench/quality.py                          # 4 tasks x 4 methods x 90 s, ~30 min
     .venv/bin/python bench/quality.py --tasks ucr_ECG200 --budget 20 --no-write   # smoke run
     .venv/bin/python bench/quality.py --one sms_spam automl --budget 90           # one child, JSON out
+    .venv/bin/python bench/quality.py --seeds 1,2 --include seed0.json --json seeds12.json  # mean ± sd over seeds
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ KIND = {"mnist_test": "images", "sms_spam": "text", "ucr_ECG200": "sequences", "
 NEEDS = {"mnist_test": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
          "sms_spam": ["SMSSpamCollection"], "ucr_ECG200": ["ECG200_TRAIN.txt", "ECG200_TEST.txt"],
          "bank_marketing": ["bank.csv"]}
-SEED = 0
+SEED = 0  # the fixed splits; each search's own seed is --seed / --seeds
 MARK = "QUALITY-RESULT "  # the child's one result line on stdout
 
 
@@ -156,7 +157,7 @@ def scores(y_true, y_pred) -> dict:
 # ---------------------------------------------------------------- method 1: our default search
 
 
-def run_automl(task: str, splits: dict, budget: float, epochs: int) -> dict:
+def run_automl(task: str, splits: dict, budget: float, epochs: int, seed: int = 0) -> dict:
     import optuna
 
     import automl
@@ -174,7 +175,7 @@ def run_automl(task: str, splits: dict, budget: float, epochs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="automl-quality-") as tmp:
         # the default search: the kind's shipped space, TPE + median pruner, early stopping, as many
         # trials as the timeout allows; private Optuna/MLflow stores so mlruns/ stays clean
-        clf = cls(max_trials=100_000, timeout=budget, seed=SEED, epochs=epochs, verbose=False,
+        clf = cls(max_trials=100_000, timeout=budget, seed=seed, epochs=epochs, verbose=False,
                   storage=str(Path(tmp) / "optuna.journal"), tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}",
                   on_trial=progress)
         started = time.perf_counter()
@@ -306,11 +307,11 @@ def table_matrix(splits: dict) -> dict:
     return {k: (matrix(x), y) for k, (x, y) in splits.items()}
 
 
-def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs: int) -> dict:
+def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs: int, seed: int = 0) -> dict:
     import keras
     import keras_tuner as kt
 
-    keras.utils.set_random_seed(SEED)
+    keras.utils.set_random_seed(seed)
     data, classes = encode(splits)
     if task == "bank_marketing":
         data = table_matrix(data)
@@ -345,7 +346,7 @@ def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs:
 
     options = {"max_epochs": epochs, "hyperband_iterations": 1000} if method == "kt-hyperband" else {"max_trials": 100_000}
     with tempfile.TemporaryDirectory(prefix="kt-quality-") as tmp:
-        tuner = Timed(hypermodel(task, data, classes), objective="val_accuracy", seed=SEED, directory=tmp,
+        tuner = Timed(hypermodel(task, data, classes), objective="val_accuracy", seed=seed, directory=tmp,
                       project_name=task, overwrite=True, **options)
         deadline[0] = time.time() + budget
         tuner.search(x, y, validation_data=(x_val, y_val), epochs=epochs, verbose=0,
@@ -362,70 +363,103 @@ def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs:
     return out
 
 
-def run_one(task: str, method: str, budget: float, epochs: int) -> dict:
+def run_one(task: str, method: str, budget: float, epochs: int, seed: int = 0) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")  # KerasTuner reload
     check_data([task])
     splits = load_task(task)
     if method == "automl":
-        out = run_automl(task, splits, budget, epochs)
+        out = run_automl(task, splits, budget, epochs, seed)
     elif method in METHODS:
-        out = run_keras_tuner(task, method, splits, budget, epochs)
+        out = run_keras_tuner(task, method, splits, budget, epochs, seed)
     else:
         raise SystemExit(f"error: unknown method {method!r} (methods: {', '.join(METHODS)})")
-    return {"task": task, "method": method, "budget": budget, "epochs": epochs, **out}
+    return {"task": task, "method": method, "budget": budget, "epochs": epochs, "seed": seed,
+            "code": code_version(), **out}
 
 
 # ---------------------------------------------------------------- the parent: one child per (task, method)
 
 
-def run_child(task: str, method: str, budget: float, epochs: int) -> dict:
+def run_child(task: str, method: str, budget: float, epochs: int, seed: int = 0) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", task, method, "--budget", f"{budget:g}",
-           "--epochs", str(epochs)]
-    print(f"[{time.strftime('%H:%M:%S')}] {task} / {method}: {budget:g} s ...", file=sys.stderr, flush=True)
+           "--epochs", str(epochs), "--seed", str(seed)]
+    print(f"[{time.strftime('%H:%M:%S')}] {task} / {method} / seed {seed}: {budget:g} s ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     try:  # the child's own progress lines go to our stderr; its result is one marked stdout line
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, timeout=budget * 3 + 600)
     except subprocess.TimeoutExpired:
-        return {"task": task, "method": method, "error": f"child killed after {budget * 3 + 600:g} s"}
+        return {"task": task, "method": method, "seed": seed, "error": f"child killed after {budget * 3 + 600:g} s"}
     lines = [line[len(MARK):] for line in proc.stdout.splitlines() if line.startswith(MARK)]
     if proc.returncode != 0 or not lines:
-        return {"task": task, "method": method, "error": f"child exited {proc.returncode} without a result"}
+        return {"task": task, "method": method, "seed": seed,
+                "error": f"child exited {proc.returncode} without a result"}
     result = json.loads(lines[-1])
     result["process_seconds"] = time.perf_counter() - started
     return result
 
 
+def _mean(values) -> float:
+    return float(np.mean(values))
+
+
+def _figure(values, digits: int = 4) -> str:
+    """One seed: the value; several: mean ± standard deviation."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
 def report(results: list[dict], tasks, methods) -> tuple[str, list[str]]:
-    """The markdown table and one verdict line per task."""
-    rows = ["| task (input; test classes) | method | trials (pruned) | seconds | best val acc | test acc "
-            "| test bal. acc | test F1 |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """The markdown table (one row per task and method; mean ± sd over seeds when there are
+    several) and one verdict line per task, on mean test accuracy."""
+    rows = ["| task (input; test classes) | method | seeds | trials (pruned) | seconds | best val acc | test acc "
+            "| test bal. acc | test F1 |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     verdicts = []
     for task in tasks:
-        mine = [r for r in results if r["task"] == task]
-        for r in mine:
-            label = f"{task} ({KIND[task]}; {CLASS_NOTE[task]})"
-            if "error" in r:
-                rows.append(f"| {label} | {r['method']} | - | - | - | - | - | {r['error']} |")
+        label = f"{task} ({KIND[task]}; {CLASS_NOTE[task]})"
+        ok = {}
+        for method in methods:
+            mine = [r for r in results if r["task"] == task and r["method"] == method]
+            errors = [r for r in mine if "error" in r]
+            good = sorted((r for r in mine if "error" not in r), key=lambda r: r.get("seed", 0))
+            if errors:
+                rows.append(f"| {label} | {method} | {len(mine)} | - | - | - | - | - | "
+                            f"{len(errors)} failed: {errors[0]['error']} |")
+            if not good:
                 continue
-            t = r["test"]
-            failed = f", {r['failed']} failed" if r.get("failed") else ""
-            rows.append(f"| {label} | {r['method']} | {r['trials']} ({r['pruned']}){failed} | {r['seconds']:.0f} "
-                        f"| {r['val_acc']:.4f} | {t['acc']:.4f} | {t['bal_acc']:.4f} | {t['f1']:.4f} |")
-        ours = next((r for r in mine if r["method"] == "automl" and "error" not in r), None)
-        kts = [r for r in mine if r["method"] != "automl" and "error" not in r]
+            ok[method] = good
+            failed = sum(r.get("failed", 0) for r in good)
+            failed = f", {failed} failed" if failed else ""
+            seeds = ",".join(str(r.get("seed", 0)) for r in good)
+            trials = _mean([r["trials"] for r in good])
+            pruned = _mean([r["pruned"] for r in good])
+            count = f"{trials:.0f} ({pruned:.0f})" if len(good) == 1 else f"{trials:.1f} ({pruned:.1f})"
+            rows.append(f"| {label} | {method} | {seeds} | {count}{failed} | {_mean([r['seconds'] for r in good]):.0f} "
+                        f"| {_figure([r['val_acc'] for r in good])} | {_figure([r['test']['acc'] for r in good])} "
+                        f"| {_figure([r['test']['bal_acc'] for r in good])} | {_figure([r['test']['f1'] for r in good])} |")
+        ours = ok.get("automl")
+        kts = {m: rs for m, rs in ok.items() if m != "automl"}
         if ours is None or not kts:
             verdicts.append(f"- {task}: no comparison (a run failed or was not selected)")
             continue
-        best = max(kts, key=lambda r: (r["test"]["acc"], r["val_acc"]))
-        a, b = ours["test"]["acc"], best["test"]["acc"]
+        test = {m: _mean([r["test"]["acc"] for r in rs]) for m, rs in ok.items()}
+        val = {m: _mean([r["val_acc"] for r in rs]) for m, rs in ok.items()}
+        best = max(kts, key=lambda m: (test[m], val[m]))
+        a, b = test["automl"], test[best]
         ratio = (1 - a) / (1 - b) if b < 1 else float("inf")
         word = "WINS" if a > b else ("TIES" if a == b else "LOSES")
-        verdicts.append(f"- {task}: automl {word} on test accuracy, {a:.4f} vs {b:.4f} for the best KerasTuner "
-                        f"method ({best['method']}), {100 * (a - b):+.2f} points, test error ratio automl/best-KT "
-                        f"{ratio:.2f}; best val {ours['val_acc']:.4f} vs {max(r['val_acc'] for r in kts):.4f}; "
-                        f"test balanced acc {ours['test']['bal_acc']:.4f} vs {max(r['test']['bal_acc'] for r in kts):.4f}")
+        theirs = {r.get("seed", 0): r["test"]["acc"] for r in kts[best]}
+        paired = [(r["test"]["acc"], theirs[r.get("seed", 0)]) for r in ours if r.get("seed", 0) in theirs]
+        per_seed = (f"; per seed vs {best}: {sum(x > y for x, y in paired)} ahead, {sum(x == y for x, y in paired)} "
+                    f"tied, {sum(x < y for x, y in paired)} behind" if len(paired) > 1 else "")
+        mean = "mean " if len(ours) > 1 else ""
+        verdicts.append(f"- {task}: automl {word} on {mean}test accuracy, {a:.4f} vs {b:.4f} for the best KerasTuner "
+                        f"method ({best}), {100 * (a - b):+.2f} points, test error ratio automl/best-KT "
+                        f"{ratio:.2f}; {mean}best val {val['automl']:.4f} vs {max(val[m] for m in kts):.4f}; "
+                        f"{mean}test balanced acc {_mean([r['test']['bal_acc'] for r in ours]):.4f} vs "
+                        f"{max(_mean([r['test']['bal_acc'] for r in rs]) for rs in kts.values()):.4f}{per_seed}")
     return "\n".join(rows), verdicts
 
 
@@ -451,8 +485,14 @@ def main(argv=None):
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     ap.add_argument("--json", metavar="FILE", help="also write every child's raw result (with best parameters) here")
+    ap.add_argument("--seeds", default="0", help="comma-separated search seeds (default 0); every method runs "
+                                                 "once per seed on the same fixed splits; the table shows mean ± sd")
+    ap.add_argument("--include", metavar="FILE", action="append", default=[],
+                    help="results of an earlier run (its --json) to report with this run's, e.g. seed 0 done "
+                         "before --seeds 1,2; same budget and epochs required")
     ap.add_argument("--one", nargs=2, metavar=("TASK", "METHOD"), help="(child) run one method on one task, "
                                                                        "print its result as JSON")
+    ap.add_argument("--seed", type=int, default=0, help="(child) the search seed")
     args = ap.parse_args(argv)
     if args.budget <= 0 or args.epochs < 1:
         ap.error("--budget must be positive and --epochs at least 1")
@@ -460,7 +500,7 @@ def main(argv=None):
         task, method = args.one
         if task not in TASKS or method not in METHODS:
             ap.error(f"--one TASK METHOD: tasks {', '.join(TASKS)}; methods {', '.join(METHODS)}")
-        result = run_one(task, method, args.budget, args.epochs)
+        result = run_one(task, method, args.budget, args.epochs, args.seed)
         print(MARK + json.dumps(result, default=str), flush=True)
         return 0
     tasks = [t for t in args.tasks.split(",") if t]
@@ -468,23 +508,40 @@ def main(argv=None):
     bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]
     if bad:
         ap.error(f"unknown task or method {bad[0]!r} (tasks: {', '.join(TASKS)}; methods: {', '.join(METHODS)})")
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--seeds takes comma-separated integers, not {args.seeds!r}")
+    earlier = []
+    for path in args.include:
+        try:
+            rows = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            ap.error(f"--include {path}: {exc}")
+        rows = [r for r in rows if r.get("task") in tasks and r.get("method") in methods]
+        other = [r for r in rows if (r.get("budget"), r.get("epochs")) != (args.budget, args.epochs) and "error" not in r]
+        if other:
+            ap.error(f"--include {path}: its runs used budget {other[0].get('budget')} / epochs {other[0].get('epochs')}, "
+                     f"not {args.budget:g} / {args.epochs}")
+        earlier += rows
     check_data(tasks)
 
     command = " ".join([".venv/bin/python bench/quality.py", *(argv if argv is not None else sys.argv[1:])])
     started, load_before = time.time(), os.getloadavg()
     results = []
-    for task in tasks:  # methods interleaved per task, so drift in machine load hits all of them alike
-        for method in methods:
-            r = run_child(task, method, args.budget, args.epochs)
-            results.append(r)
-            if "error" in r:
-                print(f"  -> {r['error']}", file=sys.stderr, flush=True)
-            else:
-                print(f"  -> {r['trials']} trials in {r['seconds']:.0f} s, best val {r['val_acc']:.4f}, "
-                      f"test {r['test']['acc']:.4f}; best: {json.dumps(r['best_params'], default=str)}",
-                      file=sys.stderr, flush=True)
+    for task in tasks:  # methods interleaved per task and seed, so drift in machine load hits all alike
+        for seed in seeds:
+            for method in methods:
+                r = run_child(task, method, args.budget, args.epochs, seed)
+                results.append(r)
+                if "error" in r:
+                    print(f"  -> {r['error']}", file=sys.stderr, flush=True)
+                else:
+                    print(f"  -> {r['trials']} trials in {r['seconds']:.0f} s, best val {r['val_acc']:.4f}, "
+                          f"test {r['test']['acc']:.4f}; best: {json.dumps(r['best_params'], default=str)}",
+                          file=sys.stderr, flush=True)
     elapsed, load_after = time.time() - started, os.getloadavg()
-    table, verdicts = report(results, tasks, methods)
+    table, verdicts = report(earlier + results, tasks, methods)
     import keras
     import keras_tuner
     import optuna
@@ -505,16 +562,20 @@ def main(argv=None):
         "(stratified subsample of the 10k test digits), sms_spam and bank_marketing stratified 60/20/20, "
         "ucr_ECG200 its TRAIN file 80/20 + its TEST file (100). Best val = the search's best validation "
         "accuracy; test = its best model on the test split. F1: of the rare class (spam, yes, class -1), "
-        "macro for MNIST. `seconds` = the whole search call, setup and teardown included.",
+        "macro for MNIST. `seconds` = the whole search call, setup and teardown included. `seeds` = the "
+        "searches' own seeds (KerasTuner's `seed` and Keras' initialisation; ours: `seed`), the splits "
+        "stay fixed; with several seeds a figure is mean ± standard deviation over them.",
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}, {elapsed / 60:.0f} min in all  ",
-        f"Code: {code_version()}  ",
+        f"Code: {code_version()}"
+        + (f" (this run); included: {', '.join(args.include)} with {', '.join(sorted({r.get('code', 'code not recorded') for r in earlier}))}"
+           if earlier else "") + "  ",
         f"Machine: {machine}",
         "",
         table,
         "",
-        "Per task (winner on test accuracy; the best KerasTuner method is picked by its test score, "
+        "Per task (winner on (mean) test accuracy; the best KerasTuner method is picked by its test score, "
         "the stricter comparison):",
         "",
         *verdicts,
