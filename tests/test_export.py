@@ -215,6 +215,20 @@ def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
     got = TFLiteRunner(tmp_path / "model_float32.tflite")(np.stack([by_recipe(t) for t in samples]))
     np.testing.assert_allclose(got, model.predict(np.array(samples, dtype=object), verbose=0), atol=FLOAT32_TOLERANCE)
 
+    # TF-IDF: the adapted idf weights are part of the recipe (count of each word x its weight)
+    words = build_model({"text": {"block": "text_ngrams", "split": "words", "ngrams": 1, "max_tokens": 12,
+                                  "output": "tf_idf"}}, data)
+    export_model(words, tmp_path / "tfidf", data=data, formats="float32", **FAST)
+    recipe = json.loads((tmp_path / "tfidf" / "text_vectorization.json").read_text())
+    vocabulary = (tmp_path / "tfidf" / "vocabulary.txt").read_text().split("\n")[:-1]
+    assert recipe["output_mode"] == "tf_idf" and len(recipe["idf_weights"]) == len(vocabulary) == 12
+    text = "Good good film, bad!"
+    counts = np.zeros(len(vocabulary))
+    for word in "good good film bad".split():
+        counts[vocabulary.index(word) if word in vocabulary else 0] += 1
+    vector = np.asarray(words.get_layer("ngrams")(np.array([text], dtype=object)))[0]
+    np.testing.assert_allclose(vector, counts * np.array(recipe["idf_weights"]), rtol=1e-5)
+
 
 def test_bad_settings_fail_before_anything_is_written(dense, tmp_path):
     model, data = dense
