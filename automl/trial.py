@@ -91,10 +91,10 @@ class BestEpochStopping(keras.callbacks.Callback):
         self.monitor, self.patience = monitor, patience
         self.sign = 1.0 if direction == "maximize" else -1.0
         self.tiebreak = tiebreak if tiebreak != monitor else None
-        self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+        self.on_train_begin()
 
     def on_train_begin(self, logs=None):
-        self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+        self.best, self.best_weights, self.wait = None, None, 0
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -104,7 +104,7 @@ class BestEpochStopping(keras.callbacks.Callback):
         loss = logs.get(self.tiebreak, math.inf) if self.tiebreak else math.inf
         key = (self.sign * value, -loss if math.isfinite(loss) else -math.inf)
         if self.best is None or key > self.best:
-            self.best, self.best_epoch, self.wait = key, epoch, 0
+            self.best, self.wait = key, 0
             self.best_weights = self.model.get_weights()
             return
         self.wait += 1
