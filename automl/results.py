@@ -2,6 +2,7 @@
 except in `best_model()`, so `automl trials` stays fast."""
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 COPIED_ATTR = "copied_from"  # trials copied in from another study (continue_from)
+TIEBREAK_ATTR = "tiebreak_val_loss"  # val_loss at the trial's best epoch: orders trials with equal values
 
 
 def feasible(t: optuna.trial.FrozenTrial) -> bool:
@@ -25,8 +27,19 @@ def objective_names(study: optuna.Study) -> list[str]:
 def leaderboard_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Feasible complete trials, best first (by the first objective when there are several)."""
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if feasible(t)]
-    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    return sorted(done, key=lambda t: (sign * t.values[0], t.number))
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(done, key=lambda t: (*rank_key(t.values[0], t.user_attrs.get(TIEBREAK_ATTR), maximize), t.number))
+
+
+def rank_key(value: float, tiebreak_loss: float | None, maximize: bool) -> tuple:
+    """Sort key, best first: the objective, then (for equal values) the lower validation loss.
+
+    Why: accuracy on a small validation set moves in steps of one sample, so several trials often
+    share the best value; the one whose probabilities fit the validation data better is the safer
+    pick (the rule BestEpochStopping applies to a trial's epochs).
+    """
+    loss = tiebreak_loss if tiebreak_loss is not None and math.isfinite(tiebreak_loss) else math.inf
+    return (-value if maximize else value, loss)
 
 
 def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -13,9 +13,11 @@ import optuna
 
 from .builder import build_model
 from .recovery import OWNER_ATTR, owner_record
+from .results import TIEBREAK_ATTR, feasible, rank_key
 from .training import loss_and_metrics, make_optimizer, training_settings
 
 MODEL_ARTIFACT = "model/model.keras"
+TIEBREAK = "val_loss"  # between epochs (and trials) with equal objective values, the lower one wins
 
 
 class TrialFailed(RuntimeError):
@@ -86,23 +88,19 @@ class BestEpochStopping(keras.callbacks.Callback):
     stopping then stops a model that is improving, or restores the first of several tied epochs.
     """
 
-    def __init__(self, monitor: str, direction: str = "maximize", patience: int = 3, tiebreak: str = "val_loss"):
+    def __init__(self, monitor: str, direction: str = "maximize", patience: int = 3, tiebreak: str = TIEBREAK):
         super().__init__()
-        self.monitor, self.patience = monitor, patience
+        self.monitor, self.patience, self.tiebreak = monitor, patience, tiebreak
         self.sign = 1.0 if direction == "maximize" else -1.0
-        self.tiebreak = tiebreak if tiebreak != monitor else None
         self.on_train_begin()
 
     def on_train_begin(self, logs=None):
         self.best, self.best_weights, self.wait = None, None, 0
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        value = logs.get(self.monitor)
-        if value is None or not math.isfinite(value):
+        key = epoch_key(logs or {}, self.monitor, self.sign, self.tiebreak)
+        if key is None:
             return
-        loss = logs.get(self.tiebreak, math.inf) if self.tiebreak else math.inf
-        key = (self.sign * value, -loss if math.isfinite(loss) else -math.inf)
         if self.best is None or key > self.best:
             self.best, self.wait = key, 0
             self.best_weights = self.model.get_weights()
@@ -114,6 +112,24 @@ class BestEpochStopping(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+def epoch_key(logs: dict, monitor: str, sign: float, tiebreak: str | None = TIEBREAK) -> tuple | None:
+    """How good an epoch is (larger is better): the objective, then a lower `tiebreak` loss; None
+    when the objective is missing or not finite."""
+    value = logs.get(monitor)
+    if value is None or not math.isfinite(value):
+        return None
+    loss = logs.get(tiebreak, math.inf) if tiebreak and tiebreak != monitor else math.inf
+    return (sign * value, -loss if math.isfinite(loss) else -math.inf)
+
+
+def best_epoch(history: list[dict], monitor: str, direction: str) -> int:
+    """Index of the epoch BestEpochStopping restores (the first of fully equal epochs)."""
+    sign = 1.0 if direction == "maximize" else -1.0
+    keys = [epoch_key(logs, monitor, sign) for logs in history]
+    ranked = [i for i, k in enumerate(keys) if k is not None]
+    return max(ranked, key=lambda i: (keys[i], -i)) if ranked else len(history) - 1
 
 
 def early_stopping(settings: TrialSettings) -> list:
@@ -176,12 +192,13 @@ class TrialRunner:
             metrics["epochs_run"] = len(monitor.history)
             if monitor.nan_epoch is not None:
                 raise TrialFailed(f"non-finite loss or metric at epoch {monitor.nan_epoch + 1}")
-            values = [h[self.settings.objective] for h in monitor.history]
-            best = max(values) if self.settings.direction == "maximize" else min(values)
-            metrics[f"best_{self.settings.objective}"] = best
-            result = best
+            objective = self.settings.objective
+            at_best = monitor.history[best_epoch(monitor.history, objective, self.settings.direction)]
+            result = metrics[f"best_{objective}"] = at_best[objective]
+            if objective != TIEBREAK and TIEBREAK in at_best:  # orders trials with equal values
+                trial.set_user_attr(TIEBREAK_ATTR, float(at_best[TIEBREAK]))
             if self.settings.objectives is not None:  # several objectives, or constraints
-                result = self._objective_values(trial, model, monitor.history[values.index(best)], metrics, tags)
+                result = self._objective_values(trial, model, at_best, metrics, tags)
             metrics.update({f"final_{k}": v for k, v in monitor.history[-1].items()})
             trial.set_user_attr("epochs_run", len(monitor.history))
             trial.set_user_attr("param_count", metrics["param_count"])
@@ -235,7 +252,6 @@ class TrialRunner:
     def _worth_saving(self, trial, result) -> bool:
         """Keep the model of the best trial so far (of a Pareto front member, with several objectives)."""
         from .objectives import dominates
-        from .results import feasible
 
         if not feasible(trial):
             return False  # infeasible: never the answer
@@ -246,8 +262,9 @@ class TrialRunner:
             return not any(dominates(t.values, result, directions) for t in done)
         if not done:
             return True
-        values = [t.value for t in done]
-        return result >= max(values) if self.settings.direction == "maximize" else result <= min(values)
+        maximize = self.settings.direction == "maximize"
+        best = min(rank_key(t.value, t.user_attrs.get(TIEBREAK_ATTR), maximize) for t in done)
+        return rank_key(result, trial.user_attrs.get(TIEBREAK_ATTR), maximize) <= best
 
     def _save_model(self, model, run, trial):
         with tempfile.TemporaryDirectory() as tmp:

@@ -197,3 +197,41 @@ def test_early_stopping_counts_a_lower_loss_at_an_equal_accuracy_as_progress():
     # minimising the loss itself: no tie-break, plain patience
     assert _run_stopping(BestEpochStopping("val_loss", "minimize", patience=2),
                          [(0.5, 0.6), (0.5, 0.5), (0.9, 0.5), (0.9, 0.7)]) == (4, 1)
+
+
+def test_best_epoch_is_the_epoch_early_stopping_restores():
+    from automl.trial import BestEpochStopping, best_epoch
+
+    for logs in ([(0.7, 0.69), (0.7, 0.66), (0.8, 0.62), (0.8, 0.55), (0.75, 0.4)],
+                 [(0.9, 0.6), (0.8, 0.1), (0.9, 0.5), (0.9, 0.7)], [(0.5, 0.5), (0.5, 0.5)]):
+        history = [{"val_accuracy": a, "val_loss": l} for a, l in logs]
+        restored = _run_stopping(BestEpochStopping("val_accuracy", "maximize", patience=9), logs)[1]
+        assert best_epoch(history, "val_accuracy", "maximize") == restored
+    assert best_epoch([{"val_loss": 0.5}, {"val_loss": 0.4}, {"val_loss": 0.45}], "val_loss", "minimize") == 1
+
+
+def test_trials_with_an_equal_objective_rank_by_validation_loss(stores):
+    """Every trial reaches validation accuracy 1.0 on separable blobs; the best trial (and the one
+    whose model was kept) is the one with the lowest validation loss, not the first one."""
+    from automl.data import make_dataset
+    from automl.results import TIEBREAK_ATTR
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 0.5, (80, 2)), rng.normal(3, 0.5, (80, 2))]).astype("float32")
+    data = make_dataset(x, np.repeat([0, 1], 80), name="blobs", seed=0)
+    space = SearchSpace(name="lr", architecture={"hidden": {"block": "dense", "units": 8}},
+                        training={"learning_rate": Categorical(choices=[0.003, 0.03, 0.1])})
+    rates = [0.003, 0.03, 0.1]  # slowest first: the first trial to reach 1.0 has the highest loss
+    result = Search(space, max_trials=3, pruner="none", seed=0, enqueue=[{"learning_rate": r} for r in rates],
+                    verbose=False, **stores).fit(data=data, epochs=6)
+    trials = result.study.trials
+    assert [t.value for t in trials] == [1.0, 1.0, 1.0]
+    losses = [t.user_attrs[TIEBREAK_ATTR] for t in trials]
+    lowest = int(np.argmin(losses))
+    assert lowest != 0 and len(set(losses)) == 3
+    assert result.best_trial.number == lowest
+    assert list(result.leaderboard().trial) == sorted(range(3), key=losses.__getitem__)
+    model = result.best_model()
+    probabilities = model.predict(data.x_val, verbose=0)
+    loss = -np.mean(np.log(probabilities[np.arange(len(data.y_val)), data.y_val]))
+    assert loss == pytest.approx(losses[lowest], rel=1e-3)
