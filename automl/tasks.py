@@ -28,7 +28,14 @@ class _Task:
                  study_name: str | None = None, *, space=None, epochs: int = 10, **search_options: Any):
         """`space`: a space file, shipped space name or `SearchSpace` (default: the kind's shipped
         space); `epochs`: the most epochs per trial; other keywords go to `automl.Search`
-        (storage, tracking_uri, experiment, sampler, pruner, objective, patience, verbose...)."""
+        (storage, tracking_uri, experiment, sampler, pruner, objective, patience, verbose...).
+
+        The objective defaults to `val_loss` for classifiers too (as in AutoKeras): on a validation
+        split of hundreds of samples accuracy moves in steps of one sample and the trial that tops it
+        is often the luckiest, while the cross-entropy uses every prediction's confidence
+        (bench/RESULTS.md, Quality). Pass `objective="val_accuracy"` for the other rule."""
+        if "objective" not in search_options and not search_options.get("objectives"):
+            search_options["objective"] = "val_loss"
         self.search = Search(space if space is not None else DEFAULT_SPACES[self.kind], study_name=study_name,
                              max_trials=max_trials, timeout=timeout, seed=seed, **search_options)
         self.epochs = epochs

@@ -4,8 +4,8 @@ For each task (real data in ../shared/data, fixed seeded train/val/test splits) 
 one child process searches for `--budget` seconds, then evaluates its best model on the TEST split:
 
 - `automl`: the default search of the task class (ImageClassifier, TextClassifier,
-  SequenceClassifier, TabularClassifier: the shipped space for the input kind, TPE sampler, median
-  pruner, 10 epochs per trial with early stopping) with `timeout=budget`. Optuna and MLflow
+  SequenceClassifier, TabularClassifier: the shipped space for the input kind, objective val_loss,
+  TPE sampler, median pruner, 10 epochs per trial with early stopping) with `timeout=budget`. Optuna and MLflow
   stores go to a temporary folder, not mlruns/.
 - `kt-random`, `kt-bayesian`, `kt-hyperband`: keras_tuner.RandomSearch / BayesianOptimization /
   Hyperband with KerasTuner's default settings on a hand-written `build_model(hp)` per task (below),
@@ -22,6 +22,7 @@ Other benches import `read_idx`, `check_data` and `load_task` from here (one rea
     .venv/bin/python bench/quality.py --tasks ucr_ECG200 --budget 20 --no-write   # smoke run
     .venv/bin/python bench/quality.py --one sms_spam automl --budget 90           # one child, JSON out
     .venv/bin/python bench/quality.py --seeds 1,2 --include seed0.json --json seeds12.json  # mean ± sd over seeds
+    .venv/bin/python bench/quality.py --seeds '' --include a.json --include b.json          # report earlier runs
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import gzip
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -183,11 +185,12 @@ def run_automl(task: str, splits: dict, budget: float, epochs: int, seed: int = 
         seconds = time.perf_counter() - started
         trials = result.trials
         states = trials.state.value_counts().to_dict() if len(trials) else {}
-        out = {"val_acc": float(result.best_value), "seconds": seconds,
+        out = {"objective": result.objective, "best_value": float(result.best_value), "seconds": seconds,
                "trials": int(states.get("COMPLETE", 0) + states.get("PRUNED", 0)),
                "pruned": int(states.get("PRUNED", 0)), "failed": int(states.get("FAIL", 0)),
                "best_params": result.best_params}
         out["val"] = scores(y_val, clf.predict(x_val))
+        out["val_acc"] = out["val"]["acc"]  # the best model's; the search ranks trials by its objective
         out["test"] = scores(y_test, clf.predict(x_test))
     return out
 
@@ -489,7 +492,9 @@ def main(argv=None):
                                                  "once per seed on the same fixed splits; the table shows mean ± sd")
     ap.add_argument("--include", metavar="FILE", action="append", default=[],
                     help="results of an earlier run (its --json) to report with this run's, e.g. seed 0 done "
-                         "before --seeds 1,2; same budget and epochs required")
+                         "before --seeds 1,2; same budget and epochs required. Rows for a task, method and seed "
+                         "this run repeats are dropped; of two files, the later one's row counts. With "
+                         "--seeds '' nothing runs: the included results are reported")
     ap.add_argument("--one", nargs=2, metavar=("TASK", "METHOD"), help="(child) run one method on one task, "
                                                                        "print its result as JSON")
     ap.add_argument("--seed", type=int, default=0, help="(child) the search seed")
@@ -525,8 +530,13 @@ def main(argv=None):
                      f"not {args.budget:g} / {args.epochs}")
         earlier += rows
     check_data(tasks)
+    run_now = {(t, m, seed) for t in tasks for m in methods for seed in seeds}
+    kept = {}  # a later file's row for the same task, method and seed replaces an earlier file's
+    for r in earlier:
+        kept[(r.get("task"), r.get("method"), r.get("seed", 0))] = r
+    earlier = [r for key, r in kept.items() if key not in run_now]
 
-    command = " ".join([".venv/bin/python bench/quality.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join([".venv/bin/python", "bench/quality.py", *(argv if argv is not None else sys.argv[1:])])
     started, load_before = time.time(), os.getloadavg()
     results = []
     for task in tasks:  # methods interleaved per task and seed, so drift in machine load hits all alike
@@ -555,21 +565,21 @@ def main(argv=None):
         f"Our default search vs KerasTuner's tuners at an equal wall-clock budget of {args.budget:g} s per task "
         f"and method (one process each), at most {args.epochs} epochs per trial on both sides. "
         "`automl` = the task class (ImageClassifier / TextClassifier / SequenceClassifier / "
-        "TabularClassifier) with its shipped space, TPE, median pruning, early stopping (patience 3) and "
-        "`timeout`; `kt-*` = keras_tuner RandomSearch / BayesianOptimization / Hyperband (default settings) "
+        "TabularClassifier) with its shipped space and defaults: objective val_loss, TPE, median pruning, "
+        "early stopping (patience 3) and `timeout`; `kt-*` = keras_tuner RandomSearch / BayesianOptimization / Hyperband (default settings) "
         "on a hand-written hypermodel per task (see `hypermodel()` in bench/quality.py) with "
         "EarlyStopping(patience=3). Fixed seeded splits of ../shared/data: mnist_test 4000/1000/2000 "
         "(stratified subsample of the 10k test digits), sms_spam and bank_marketing stratified 60/20/20, "
-        "ucr_ECG200 its TRAIN file 80/20 + its TEST file (100). Best val = the search's best validation "
-        "accuracy; test = its best model on the test split. F1: of the rare class (spam, yes, class -1), "
+        "ucr_ECG200 its TRAIN file 80/20 + its TEST file (100). Best val = the validation accuracy of the "
+        "search's best model (KerasTuner ranks by it; automl by its objective); test = that model on the test split. F1: of the rare class (spam, yes, class -1), "
         "macro for MNIST. `seconds` = the whole search call, setup and teardown included. `seeds` = the "
         "searches' own seeds (KerasTuner's `seed` and Keras' initialisation; ours: `seed`), the splits "
         "stay fixed; with several seeds a figure is mean ± standard deviation over them.",
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}, {elapsed / 60:.0f} min in all  ",
-        f"Code: {code_version()}"
-        + (f" (this run); included: {', '.join(args.include)} with {', '.join(sorted({r.get('code', 'code not recorded') for r in earlier}))}"
+        (f"Code: {code_version()} (this run)" if results else "Code: (nothing run; results from --include)")
+        + (f"; included: {', '.join(args.include)} with {', '.join(sorted({r.get('code', 'code not recorded') for r in earlier}))}"
            if earlier else "") + "  ",
         f"Machine: {machine}",
         "",
