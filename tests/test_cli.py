@@ -115,3 +115,36 @@ def test_ui_serves_the_search_on_localhost(searched):
     assert len(parents) == 1 and len(children) == 2
     parent_id = [r["info"]["run_id"] for r, t in zip(runs, tags) if t.get("automl.role") == "search"][0]
     assert all(t["mlflow.parentRunId"] == parent_id for t in children)
+
+
+def test_dashboard_serves_the_study_storage(searched):
+    """`automl dashboard` runs optuna-dashboard on the embedded journal; its API lists the study."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    from conftest import free_port
+
+    tmp_path, _, _ = searched
+    missing = run(["dashboard", "--storage", str(tmp_path / "nothing.journal")], tmp_path)
+    assert missing.returncode == 2 and "no Optuna journal file here" in missing.stderr
+    port = free_port()
+    env = {**os.environ, "AUTOML_HOME": str(tmp_path / "mlruns")}
+    proc = subprocess.Popen([*AUTOML, "dashboard", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    studies = json.load(r)["study_summaries"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.time() < deadline, "optuna-dashboard did not come up"
+                time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert [s["study_name"] for s in studies] == ["cli"]
