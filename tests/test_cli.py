@@ -76,39 +76,52 @@ def test_spaces_lists_shipped_spaces(tmp_path):
     assert result.returncode == 0 and "image_cnn" in result.stdout and "tabular_mlp" in result.stdout
 
 
-def test_ui_serves_the_search_on_localhost(searched):
+def _while_serving(args, cwd, probe_url, then, timeout=90):
+    """Start `automl ARGS` (a server, in its own process group), poll `probe_url` until it answers
+    JSON, return `then(that JSON)` while the server still runs, then stop it."""
     import json
     import signal
-    import socket
     import time
     import urllib.request
 
-    tmp_path, _, _ = searched
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "AUTOML_HOME": str(tmp_path / "mlruns")}
-    proc = subprocess.Popen([*AUTOML, "ui", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    env = {**os.environ, "AUTOML_HOME": str(Path(cwd) / "mlruns")}
+    proc = subprocess.Popen([*AUTOML, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=cli", timeout=5) as r:
-                    experiment = json.load(r)["experiment"]
+                with urllib.request.urlopen(probe_url, timeout=5) as r:
+                    first = json.load(r)
                 break
             except OSError:
                 assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.time() < deadline, "MLflow UI did not come up"
+                assert time.time() < deadline, f"automl {args[0]} did not come up"
                 time.sleep(1)
-        body = json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode()
-        request = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as r:
-            runs = json.load(r)["runs"]
+        return then(first)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_ui_serves_the_search_on_localhost(searched):
+    import json
+    import urllib.request
+
+    from conftest import free_port
+
+    tmp_path, _, _ = searched
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+
+    def search_runs(found):
+        body = json.dumps({"experiment_ids": [found["experiment"]["experiment_id"]]}).encode()
+        request = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return json.load(r)["runs"]
+
+    runs = _while_serving(["ui", "--port", str(port)], tmp_path, f"{base}/experiments/get-by-name?experiment_name=cli",
+                          search_runs)
     tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
     parents = [t for t in tags if t.get("automl.role") == "search"]
     children = [t for t in tags if t.get("automl.role") == "trial"]
@@ -119,32 +132,12 @@ def test_ui_serves_the_search_on_localhost(searched):
 
 def test_dashboard_serves_the_study_storage(searched):
     """`automl dashboard` runs optuna-dashboard on the embedded journal; its API lists the study."""
-    import json
-    import signal
-    import time
-    import urllib.request
-
     from conftest import free_port
 
     tmp_path, _, _ = searched
     missing = run(["dashboard", "--storage", str(tmp_path / "nothing.journal")], tmp_path)
     assert missing.returncode == 2 and "no Optuna journal file here" in missing.stderr
     port = free_port()
-    env = {**os.environ, "AUTOML_HOME": str(tmp_path / "mlruns")}
-    proc = subprocess.Popen([*AUTOML, "dashboard", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
-                    studies = json.load(r)["study_summaries"]
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.time() < deadline, "optuna-dashboard did not come up"
-                time.sleep(1)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    studies = _while_serving(["dashboard", "--port", str(port)], tmp_path, f"http://127.0.0.1:{port}/api/studies",
+                             lambda found: found["study_summaries"], timeout=60)
     assert [s["study_name"] for s in studies] == ["cli"]
