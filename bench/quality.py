@@ -577,7 +577,8 @@ def main(argv=None):
         "stay fixed; with several seeds a figure is mean ± standard deviation over them.",
         "",
         f"Command: `{command}`  ",
-        f"Date: {datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}, {elapsed / 60:.0f} min in all  ",
+        f"Date: {datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}, "
+        + (f"{elapsed / 60:.0f} min in all  " if results else "report of the included runs only  "),
         (f"Code: {code_version()} (this run)" if results else "Code: (nothing run; results from --include)")
         + (f"; included: {', '.join(args.include)} with {', '.join(sorted({r.get('code', 'code not recorded') for r in earlier}))}"
            if earlier else "") + "  ",
