@@ -21,7 +21,7 @@ from .tracking import Tracker
 from .training import default_objective, metric_names
 from .isolation import IsolatedTrialRunner
 from .recovery import reap_dead_trials
-from .trial import TrialFailed, TrialRunner, TrialSettings
+from .trial import TrialFailed, TrialRunner, TrialSettings, frozen_heap
 
 DEFAULT_SPACES = {"image": "image_cnn", "tabular": "tabular_mlp", "text": "text_cnn_rnn", "sequence": "sequence_rnn"}
 BUDGET_POLL_SECONDS = 1.0
@@ -153,7 +153,8 @@ class Search:
                   + (f"; constraints {settings_params['constraints']}" if objs.constraints else ""))
         status = "FINISHED"
         try:
-            self._run_trials(study, runner, tracker, objective)
+            with frozen_heap():
+                self._run_trials(study, runner, tracker, objective)
         except BaseException:
             status = "KILLED"
             raise

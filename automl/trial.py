@@ -1,10 +1,12 @@
 """One trial: sample, build, compile, fit with callbacks, evaluate, log, clean up."""
 from __future__ import annotations
 
+import gc
 import math
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,29 @@ from .training import loss_and_metrics, make_optimizer, training_settings
 
 MODEL_ARTIFACT = "model/model.keras"
 TIEBREAK = "val_loss"  # between epochs (and trials) with equal objective values, the lower one wins
+
+
+def reclaim_memory():
+    """Keras' `clear_session(free_memory=True)` at a fraction of its cost between trials: its
+    full garbage collection scans every object (TensorFlow, Keras, MLflow, the data, the graphs
+    TF keeps of earlier models: ~0.5 M objects, 0.3-0.5 s per trial and growing). Freezing what
+    survives a collection makes the next one scan only the last trial's objects (milliseconds).
+    Freezing affects only the cycle collector; the search unfreezes at its end (`frozen_heap`)."""
+    keras.backend.clear_session(free_memory=False)
+    gc.collect()
+    gc.freeze()
+
+
+@contextmanager
+def frozen_heap():
+    """Bounds `reclaim_memory`'s freezing to a search: at the end the frozen objects go back to the
+    collector, unless something else had frozen objects before (then they stay frozen)."""
+    owner = gc.get_freeze_count() == 0
+    try:
+        yield
+    finally:
+        if owner:
+            gc.unfreeze()
 
 
 class TrialFailed(RuntimeError):
@@ -173,7 +198,7 @@ class TrialRunner:
 
     def run(self, trial: optuna.Trial, config) -> float:
         """Train one sampled configuration (here, or in a child process: see isolation.py)."""
-        keras.backend.clear_session(free_memory=True)
+        reclaim_memory()
         if self.settings.seed is not None:
             keras.utils.set_random_seed(self.settings.seed + trial.number)
         trial.set_user_attr("params", config.params)
@@ -226,7 +251,7 @@ class TrialRunner:
         finally:
             metrics.setdefault("train_seconds", time.perf_counter() - started)
             run.finish(state, metrics, tags)
-            del model  # memory is reclaimed by clear_session(free_memory=True) at the next trial
+            del model  # memory is reclaimed by reclaim_memory() at the next trial
 
     def _objective_values(self, trial, model, at_best: dict, metrics: dict, tags: dict):
         """Every objective and constrained quantity, metrics at the best epoch, costs measured."""

@@ -6,10 +6,17 @@ read after every trial and printed after every 10th. Goal: growth <= 50 MB from 
 
     .venv/bin/python bench/memory.py                 # 100 trials, ~3 min
     .venv/bin/python bench/memory.py --trials 40 --isolate
+    .venv/bin/python bench/memory.py --compare-gc    # frozen-heap collection vs Keras' full one, ~5 min
+
+Between trials automl collects garbage with a frozen heap (automl.trial.reclaim_memory); `--full-gc`
+uses Keras' `clear_session(free_memory=True)` instead (a full collection per trial, what a bare Keras
+loop does and what automl did before), and `--compare-gc` runs both, one child process each.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +49,17 @@ def main():
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--isolate", action="store_true", help="train each trial in a child process")
+    ap.add_argument("--full-gc", action="store_true",
+                    help="clean up between trials with keras.backend.clear_session(free_memory=True)")
+    ap.add_argument("--compare-gc", action="store_true", help="run with and without --full-gc and compare")
     args = ap.parse_args()
+    if args.compare_gc:
+        return compare_gc(args)
+    if args.full_gc:
+        import keras
+
+        import automl.trial
+        automl.trial.reclaim_memory = lambda: keras.backend.clear_session(free_memory=True)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     proc = psutil.Process()
@@ -61,11 +78,28 @@ def main():
                tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}", sampler="random", pruner="none", seed=0,
                max_trials=args.trials, patience=None, verbose=False, on_trial=record,
                isolate=args.isolate).fit(data=data, epochs=args.epochs)
+    print(f"RESULT seconds={time.perf_counter() - start:.1f} growth={rss[-1] - rss[min(9, len(rss) - 1)]:.1f} "
+          f"trials={len(rss)}")
     if len(rss) >= 100:
         growth = rss[99] - rss[9]
         print(f"growth from trial 10 to 100: {growth:+.1f} MB (goal <= 50 MB): {'met' if growth <= 50 else 'NOT met'}")
     elif len(rss) >= 20:
         print(f"growth from trial 10 to {len(rss)}: {rss[-1] - rss[9]:+.1f} MB")
+
+
+def compare_gc(args):
+    """Both clean-ups on the same trials, one fresh process each, side by side."""
+    rows = {}
+    for name, extra in (("frozen heap (automl)", []), ("full gc (clear_session)", ["--full-gc"])):
+        cmd = [sys.executable, __file__, "--trials", str(args.trials), "--epochs", str(args.epochs),
+               *(["--isolate"] if args.isolate else []), *extra]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        rows[name] = dict(kv.split("=") for kv in line.split()[1:])
+        print(f"{name:26s} {float(rows[name]['seconds']):7.1f} s for {rows[name]['trials']} trials, "
+              f"memory growth from trial 10 {float(rows[name]['growth']):+7.1f} MB", flush=True)
+    frozen, full = (float(r["seconds"]) for r in rows.values())
+    print(f"time ratio frozen/full: {frozen / full:.2f} ({(full - frozen) / int(args.trials) * 1000:.0f} ms saved per trial)")
 
 
 if __name__ == "__main__":

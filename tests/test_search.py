@@ -1,4 +1,7 @@
 """The search loop end to end on real Keras, a real Optuna journal and a real MLflow SQLite store."""
+import gc
+import weakref
+
 import numpy as np
 import optuna
 import pytest
@@ -102,6 +105,35 @@ def test_timeout_stops_the_search(digits_small, stores, tiny_space):
     finished = [t for t in result.study.trials if t.state.is_finished()]
     assert 1 <= len(finished) < 500
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in result.study.trials)
+
+
+def test_trials_collect_garbage_on_a_frozen_heap_and_the_search_unfreezes_it(digits_small, stores, tiny_space):
+    """Between trials the heap is frozen, so a collection scans only the last trial's objects; the
+    trials' own cyclic garbage is still reclaimed, and the search leaves the collector as it found it."""
+    class Cycle:
+        pass
+
+    frozen, refs = [], []
+
+    def on_trial(study, trial):
+        frozen.append(gc.get_freeze_count())
+        garbage = Cycle()
+        garbage.me = garbage  # only the cycle collector can free it
+        refs.append(weakref.ref(garbage))
+
+    assert gc.get_freeze_count() == 0
+    Search(tiny_space, study_name="gc", max_trials=3, verbose=False, pruner="none", on_trial=on_trial,
+           **stores).fit(data=digits_small, epochs=1)
+    assert len(frozen) == 3 and min(frozen) > 0
+    assert [r() is None for r in refs[:2]] == [True, True]  # freed by the next trial's clean-up at the latest
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # someone else's frozen objects stay frozen
+    try:
+        Search(tiny_space, study_name="gc", max_trials=4, verbose=False, pruner="none", **stores).fit(
+            data=digits_small, epochs=1)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_same_seed_samples_the_same_configurations(digits_small, stores, tiny_space, tmp_path):
