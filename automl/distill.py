@@ -66,7 +66,7 @@ def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 
 
     metric = hard_accuracy if classification else hard_mae
     batch = int(settings["batch_size"])
-    steps = epochs * math.ceil(len(data.x_train) / batch)
+    steps = epochs * math.ceil(len(data.y_train) / batch)
     student.compile(optimizer=make_optimizer(settings, steps, student), loss=distillation_loss, metrics=[metric])
     callbacks = []
     if patience:

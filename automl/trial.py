@@ -14,6 +14,7 @@ import keras
 import optuna
 
 from .builder import build_model
+from .feature_cache import FeatureCache
 from .recovery import OWNER_ATTR, owner_record
 from .results import TIEBREAK_ATTR, feasible, rank_key
 from .training import loss_and_metrics, make_optimizer, training_settings
@@ -164,14 +165,21 @@ def early_stopping(settings: TrialSettings) -> list:
     return [BestEpochStopping(settings.objective, settings.direction, settings.patience)]
 
 
-def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list):
-    """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py."""
-    steps = settings.epochs * math.ceil(len(data.x_train) / int(training["batch_size"]))
+def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list, features=None):
+    """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py. With a
+    `FeatureCache`, the layers after the model's fixed preprocessing train on its cached outputs
+    (the same weights: `model` is trained, compiled as usual and computes what was trained)."""
+    steps = settings.epochs * math.ceil(len(data.y_train) / int(training["batch_size"]))
     loss, metrics = loss_and_metrics(data.task, training)
-    model.compile(optimizer=make_optimizer(training, steps, model), loss=loss, metrics=metrics)
-    return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                     epochs=settings.epochs, batch_size=int(training["batch_size"]),
-                     callbacks=[*callbacks, *early_stopping(settings)], verbose=settings.verbose)
+    optimizer = make_optimizer(training, steps, model)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    trainable, x_train, x_val = (features.split(model) if features is not None else None) or (
+        model, data.x_train, data.x_val)
+    if trainable is not model:
+        trainable.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return trainable.fit(x_train, data.y_train, validation_data=(x_val, data.y_val),
+                         epochs=settings.epochs, batch_size=int(training["batch_size"]),
+                         callbacks=[*callbacks, *early_stopping(settings)], verbose=settings.verbose)
 
 
 class TrialRunner:
@@ -181,6 +189,7 @@ class TrialRunner:
         self.space, self.data, self.settings, self.tracker = space, data, settings, tracker
         self.study_name = study_name
         self.gate = None  # called first with the trial; may wait, or raise to keep it from training
+        self.features = FeatureCache(data)  # fixed preprocessing's outputs, computed once per search
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr(OWNER_ATTR, owner_record())  # first: so a kill from here on is detectable
@@ -194,7 +203,7 @@ class TrialRunner:
 
     def train(self, model, training: dict, monitor: EpochMonitor):
         """Fit with `monitor` among the callbacks; a hypermodel's own `fit` may replace this."""
-        fit_model(model, self.data, training, self.settings, [monitor])
+        fit_model(model, self.data, training, self.settings, [monitor], self.features)
 
     def run(self, trial: optuna.Trial, config) -> float:
         """Train one sampled configuration (here, or in a child process: see isolation.py)."""
