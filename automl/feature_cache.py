@@ -46,6 +46,10 @@ class FeatureCache:
         fixed = keras.Model(model.inputs, tensors)
         if any(type(layer).__name__ not in FIXED_LAYERS + PLUMBING for layer in fixed.layers):
             return None  # something else (trainable, random) sits in front of a fixed layer
+        try:
+            trainable = keras.Model(tensors, model.outputs)
+        except ValueError:
+            return None  # a raw input also reaches the layers after them (a skip around the preprocessing)
         size = _bytes(tensors, len(self.data.y_train) + len(self.data.y_val))
         if size is None or size > self.max_bytes:
             return None  # e.g. 20k-wide multi-hot text vectors: cheaper to recompute than to hold
@@ -60,7 +64,7 @@ class FeatureCache:
                 self._entries.popitem(last=False)  # the least recently used preprocessing goes
             self._entries[key] = (_run(fixed, self.data.x_train), _run(fixed, self.data.x_val), size)
         x_train, x_val, _ = self._entries[key]
-        return keras.Model(tensors, model.outputs), x_train, x_val
+        return trainable, x_train, x_val
 
 
 def _bytes(tensors, rows: int) -> int | None:

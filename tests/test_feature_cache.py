@@ -73,6 +73,10 @@ def test_models_without_fixed_preprocessing_or_too_large_features_train_on_raw_i
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(noisy))
     x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
     assert FeatureCache(make_dataset(x, np.arange(40) % 2, seed=0)).split(model) is None
+    normalized = keras.layers.Normalization(mean=0.0, variance=1.0)(inputs)  # the raw input also skips it
+    skip = keras.layers.Concatenate()([normalized, inputs])
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(skip))
+    assert FeatureCache(make_dataset(x, np.arange(40) % 2, seed=0)).split(model) is None
 
 
 def test_a_learning_rate_schedule_spans_the_epochs_of_a_table_with_columns(table):
