@@ -40,8 +40,6 @@ class FeatureCache:
         cuts = [layer for layer in model.layers if type(layer).__name__ in FIXED_LAYERS]
         if not cuts or type(model).__name__ != "Functional":
             return None  # a subclassed model may train its own way
-        if any(type(_producer(layer)).__name__ in FIXED_LAYERS for layer in cuts):
-            return None  # one fixed layer feeds another (not in our blocks): train on the raw inputs
         tensors = [layer.output for layer in cuts]
         fixed = keras.Model(model.inputs, tensors)
         if any(type(layer).__name__ not in FIXED_LAYERS + PLUMBING for layer in fixed.layers):
@@ -80,8 +78,3 @@ def _bytes(tensors, rows: int) -> int | None:
 def _run(fixed: keras.Model, x) -> list:
     out = fixed.predict(x, batch_size=1024, verbose=0)
     return list(out) if isinstance(out, (list, tuple)) else [out]
-
-
-def _producer(layer):
-    history = getattr(layer.input, "_keras_history", None)
-    return history.operation if history else None

@@ -65,6 +65,19 @@ def test_training_through_the_cache_gives_the_same_model_as_training_on_raw_colu
     assert cached_eval["loss"] == pytest.approx(cached_history["val_loss"][-1], rel=1e-5)  # compiled and trained
 
 
+def test_fixed_layers_in_a_chain_are_cut_after_each_and_compute_the_same():
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    data = make_dataset(x, np.arange(40) % 2, seed=0)
+    inputs = keras.Input((3,))
+    first = keras.layers.Normalization(mean=1.0, variance=4.0)(inputs)
+    second = keras.layers.Normalization(mean=0.5, variance=2.0)(first)
+    for hidden in (second, keras.layers.Concatenate()([first, second])):
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden))
+        trainable, _, x_val = FeatureCache(data).split(model)
+        np.testing.assert_allclose(trainable.predict(x_val, verbose=0), model.predict(data.x_val, verbose=0),
+                                   rtol=1e-6)
+
+
 def test_models_without_fixed_preprocessing_or_too_large_features_train_on_raw_inputs(table, digits_small):
     assert FeatureCache(digits_small).split(build_model({"head": {"block": "dense", "units": 8}}, digits_small)) is None
     assert FeatureCache(table, max_bytes=100).split(build_model(_arch(), table)) is None
