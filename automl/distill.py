@@ -15,6 +15,30 @@ import numpy as np
 from .export import ExportError, pareto_front
 
 
+def distillation_loss(classification: bool, temperature: float, alpha: float):
+    """The loss `distill` trains with (see the module docstring). `y_true` packs the label in
+    column 0 and, for classification, the teacher's softened probabilities in columns 1 on (for
+    regression, the teacher's prediction in column 1); `y_pred` is the student's softmax output
+    (or its prediction, for regression)."""
+    import keras
+    from keras import ops
+
+    t = float(temperature)
+
+    def loss(y_true, y_pred):
+        if classification:
+            hard = ops.cast(y_true[:, 0], "int32")
+            soft = y_true[:, 1:]
+            ce = keras.losses.sparse_categorical_crossentropy(hard, y_pred)
+            log_student = ops.log_softmax(ops.log(ops.clip(y_pred, 1e-7, 1.0)) / t, axis=-1)
+            kl = ops.sum(soft * (ops.log(ops.clip(soft, 1e-7, 1.0)) - log_student), axis=-1)
+            return alpha * ce + (1 - alpha) * t * t * kl
+        pred = ops.reshape(y_pred, (-1,))
+        return alpha * ops.square(y_true[:, 0] - pred) + (1 - alpha) * ops.square(y_true[:, 1] - pred)
+
+    return loss
+
+
 def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 0.1, epochs: int = 10,
             training: dict | None = None, patience: int | None = 3, verbose: int = 0):
     """Fit `student` (a fresh `keras.Model` with the teacher's input and output shapes) on `data`
@@ -45,19 +69,6 @@ def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 
             p = soft / soft.sum(axis=1, keepdims=True)
         return np.concatenate([np.asarray(y, "float32").reshape(len(y), 1), p.reshape(len(y), -1)], axis=1)
 
-    t = float(temperature)
-
-    def distillation_loss(y_true, y_pred):
-        if classification:
-            hard = ops.cast(y_true[:, 0], "int32")
-            soft = y_true[:, 1:]
-            ce = keras.losses.sparse_categorical_crossentropy(hard, y_pred)
-            log_student = ops.log_softmax(ops.log(ops.clip(y_pred, 1e-7, 1.0)) / t, axis=-1)
-            kl = ops.sum(soft * (ops.log(ops.clip(soft, 1e-7, 1.0)) - log_student), axis=-1)
-            return alpha * ce + (1 - alpha) * t * t * kl
-        pred = ops.reshape(y_pred, (-1,))
-        return alpha * ops.square(y_true[:, 0] - pred) + (1 - alpha) * ops.square(y_true[:, 1] - pred)
-
     def hard_accuracy(y_true, y_pred):
         return ops.cast(ops.equal(ops.argmax(y_pred, axis=-1), ops.cast(y_true[:, 0], "int64")), "float32")
 
@@ -67,7 +78,8 @@ def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 
     metric = hard_accuracy if classification else hard_mae
     batch = int(settings["batch_size"])
     steps = epochs * math.ceil(len(data.y_train) / batch)
-    student.compile(optimizer=make_optimizer(settings, steps, student), loss=distillation_loss, metrics=[metric])
+    student.compile(optimizer=make_optimizer(settings, steps, student),
+                    loss=distillation_loss(classification, temperature, alpha), metrics=[metric])
     callbacks = []
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=f"val_{metric.__name__}",
