@@ -5,6 +5,10 @@ worker reaps RUNNING trials that are dead: on this host, an owner process that n
 RDB storages (PostgreSQL, SQLite, MySQL), also a stopped Optuna heartbeat, which covers other
 machines. A dead trial becomes FAIL with a reason, its MLflow run ends as KILLED (never left
 RUNNING), and, when asked, its parameters are enqueued again so the search retries it.
+
+`AUTOML_HOST` replaces the host name recorded and compared: give each worker its own when workers
+share a host name but not a process table (containers on the host's network), so that no worker
+takes another's live pid for a dead one.
 """
 from __future__ import annotations
 
@@ -21,19 +25,24 @@ RETRY_OF_ATTR = "retry_of"
 UNOWNED_GRACE_SECONDS = 120  # a trial is stamped with its owner within milliseconds of its creation
 
 
+def host_name() -> str:
+    """The name of the process table this worker's pids belong to: `AUTOML_HOST`, else the host name."""
+    return os.environ.get("AUTOML_HOST") or socket.gethostname()
+
+
 def owner_record() -> dict:
     """Who runs this trial: enough to tell later whether that process is still alive."""
     import psutil
 
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "started": round(psutil.Process(pid).create_time(), 2)}
+    return {"host": host_name(), "pid": pid, "started": round(psutil.Process(pid).create_time(), 2)}
 
 
 def owner_alive(owner: dict | None) -> bool | None:
     """True/False for an owner on this host; None when it cannot be known from here."""
     import psutil
 
-    if not owner or owner.get("host") != socket.gethostname():
+    if not owner or owner.get("host") != host_name():
         return None
     try:
         proc = psutil.Process(int(owner["pid"]))

@@ -186,3 +186,56 @@ def SPACE_OBJ():
     from automl.space import SearchSpace
 
     return SearchSpace.from_dict(SPACE, source="killable")
+
+
+def test_a_worker_on_another_host_killed_mid_trial_is_reaped_by_its_heartbeat(tmp_path, space_file, monkeypatch):
+    """The owner-PID check cannot judge a worker on another machine (its record names another host):
+    only its stopped Optuna heartbeat can reveal that it died, on an RDB storage."""
+    from mlflow.tracking import MlflowClient
+
+    from automl import Search
+    from automl.data import load_data
+    from automl.stores import StoreError
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = dict(study="hb", trials=3, epochs=20)
+    cmd = [AUTOML, "search", str(space_file), "--data", "digits", "--trials", str(args["trials"]), "--epochs",
+           str(args["epochs"]), "--study", args["study"], "--storage", storage, "--tracking-uri", uri,
+           "--seed", "0", "--pruner", "none", "-q"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env={**os.environ, "AUTOML_HOST": "another-host"})
+    mid_trial = _mid_trial(storage, "hb", 1)
+
+    def second_trial_training():
+        try:
+            return mid_trial()
+        except StoreError:  # the first worker is still creating the database's tables
+            return False
+
+    try:
+        _wait_for(second_trial_training, first, what="a trial in training")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the whole machine goes: worker and any child it has
+        first.wait()
+    dead = next(t for t in _load(storage, "hb").trials if t.state == TrialState.RUNNING)
+    assert dead.user_attrs["owner"]["host"] == "another-host"
+
+    # the second worker's storage: a 1 s heartbeat, silent for 2 s means dead (defaults: 60 s, 180 s);
+    # 4 s after the kill the dead worker's last heartbeat is stale for certain
+    monkeypatch.setattr("automl.stores.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("automl.stores.GRACE_SECONDS", 2)
+    time.sleep(4)
+    result = Search(str(space_file), study_name=args["study"], storage=storage, tracking_uri=uri, seed=0,
+                    pruner="none", max_trials=args["trials"], verbose=False).fit(
+        data=load_data("digits", seed=0), epochs=args["epochs"])
+
+    study = result.study
+    reaped = study.trials[dead.number]
+    assert reaped.state == TrialState.FAIL and "heartbeat" in reaped.user_attrs["fail_reason"]
+    assert "another-host" in reaped.user_attrs["fail_reason"]
+    run = MlflowClient(uri).get_run(reaped.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and "heartbeat" in run.data.tags["automl.fail_reason"]
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == args["trials"] and states.count(TrialState.FAIL) == 1
+    assert TrialState.RUNNING not in states
+    _assert_mlflow_consistent(uri, study)
