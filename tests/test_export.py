@@ -112,6 +112,75 @@ def test_int8_io_file_takes_and_returns_int8(conv, tmp_path):
     assert row["accuracy"] >= report["float32"]["accuracy"] - 0.05 and row["agreement"] >= 0.9
 
 
+def distillation_loss_by_hand(p_teacher, p_student, labels, temperature, alpha):
+    """alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T), per sample, in float64 numpy;
+    both softmax outputs softened by dividing their log-probabilities by T."""
+    def soften(p):
+        z = np.log(np.clip(np.asarray(p, "float64"), 1e-7, 1.0)) / temperature
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    q_teacher, q_student = soften(p_teacher), soften(p_student)
+    kl = np.sum(q_teacher * (np.log(q_teacher) - np.log(q_student)), axis=1)
+    ce = -np.log(np.asarray(p_student, "float64")[np.arange(len(labels)), labels])
+    return alpha * ce + (1 - alpha) * temperature ** 2 * kl
+
+
+def test_distillation_loss_is_cross_entropy_plus_scaled_kl_of_softened_outputs():
+    from automl.export.distill import distillation_loss
+
+    teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.05, 0.9, 0.05]])
+    student = np.array([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6], [0.3, 0.3, 0.4]], "float32")
+    labels = np.array([0, 2, 1])
+    z = np.log(teacher) / 2.0  # what distill packs beside the labels: the teacher softened at T = 2
+    soft = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y_true = np.concatenate([labels[:, None], soft], axis=1).astype("float32")
+    got = np.asarray(distillation_loss(True, temperature=2.0, alpha=0.3)(y_true, student))
+    np.testing.assert_allclose(got, distillation_loss_by_hand(teacher, student, labels, 2.0, 0.3), rtol=1e-5)
+    # a student that answers as the teacher does pays only the label term
+    same = np.asarray(distillation_loss(True, temperature=2.0, alpha=0.3)(y_true, teacher.astype("float32")))
+    np.testing.assert_allclose(same, 0.3 * -np.log(teacher[np.arange(3), labels]), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(digits_small):
+    """An MLP (~4.8k weights) trained on 240 digits: well above chance on the held-out 60."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(digits_small.input_shape)
+    x = keras.layers.Flatten()(keras.layers.Rescaling(digits_small.pixel_scale)(inputs))
+    x = keras.layers.Dense(64, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.fit(digits_small.x_train, digits_small.y_train, epochs=20, verbose=0)
+    return model, digits_small
+
+
+def test_distillation_trains_a_small_student_to_the_teachers_level(digits_teacher):
+    """The effect, not the bookkeeping: a 650-weight student taught by the MLP classifies held-out
+    digits far above chance and far above itself untrained; its reported validation loss is the loss above."""
+    from automl.export.distill import distill
+
+    teacher, data = digits_teacher
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(data.input_shape)
+    x = keras.layers.Flatten()(keras.layers.Rescaling(data.pixel_scale)(inputs))
+    student = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+    def accuracy(model):
+        return float(np.mean(model.predict(data.x_val, verbose=0).argmax(1) == data.y_val))
+
+    untrained, teacher_accuracy = accuracy(student), accuracy(teacher)
+    distill(teacher, student, data, epochs=15, patience=None,  # default temperature 4, alpha 0.1
+            training={"learning_rate": 0.01})
+    trained = accuracy(student)
+    # measured: 0.13 untrained, 0.95 taught, teacher 0.97 (chance: 0.1)
+    assert trained >= 0.8 and trained >= untrained + 0.5 and trained >= teacher_accuracy - 0.1, \
+        (untrained, trained, teacher_accuracy)
+    by_hand = distillation_loss_by_hand(teacher.predict(data.x_val, verbose=0), student.predict(data.x_val, verbose=0),
+                                        data.y_val, 4.0, 0.1).mean()
+    assert student.distill_history["val_loss"][-1] == pytest.approx(by_hand, rel=1e-4)
+
+
 def sequences(n=160, length=8):
     """Random 3-channel sequences; the class says whether channel 0 averages above 0.5."""
     x = np.random.default_rng(0).random((n, length, 3)).astype("float32")
