@@ -391,8 +391,15 @@ def test_int8_selection_ranks_by_running_int8_files_and_distillation_exports_a_s
                            formats="float32,int8", register=False, verbose=False, **FAST)
     sel = report.extra["selection"]
     assert [c["trial"] for c in sel["candidates"]] == [0, 1]
-    assert all(0 <= c["int8"] <= 1 for c in sel["candidates"])
     assert sel["chosen"] == max(sel["candidates"], key=lambda c: c["int8"])["trial"] == report.meta["trial"]
+    # each candidate's float32 score is its trial's own model run (trial 1's retrained from its parameters)
+    for c in sel["candidates"]:
+        assert c["float32"] == pytest.approx(result.study.trials[c["trial"]].value, abs=0.02)
+    # the chosen trial's int8 score is what its exported int8 file scores when run again by hand
+    pred = TFLiteRunner(tmp / "sel" / "model_int8.tflite")(result.dataset.x_val)
+    measured = float(np.mean(pred.argmax(1) == result.dataset.y_val))
+    chosen = next(c for c in sel["candidates"] if c["trial"] == sel["chosen"])
+    assert chosen["int8"] == pytest.approx(measured) == report["int8"]["accuracy"]
     student = report.extra["student"]
     assert student["meta"]["param_count"] < report.meta["param_count"]
     assert "trial 1" in student["meta"]["student"]  # the smaller Pareto member's architecture
