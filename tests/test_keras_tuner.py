@@ -1,5 +1,6 @@
 """KerasTuner compatibility on real Keras, real KerasTuner tuners, a real Optuna journal and MLflow SQLite."""
 import math
+import os
 
 import keras
 import keras_tuner as kt
@@ -239,7 +240,25 @@ def test_keras_tuner_tuners_search_a_yaml_space(tuner, digits_small, stores, tin
     _check_runs_and_model(result, stores, digits_small, tuner, "none")
 
 
-def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weights(digits_small, stores, tiny_space):
+def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weights(digits_small, stores, tiny_space,
+                                                                                   monkeypatch):
+    import automl.keras_tuner
+
+    class WeightsAtTrainStart(automl.keras_tuner.TunerRunner):
+        """The real runner; it also keeps each trial's model and weights as training starts and ends."""
+        trial_number, models, at_start, at_end = None, {}, {}, {}
+
+        def run(self, trial, config):
+            self.trial_number = trial.number
+            return super().run(trial, config)
+
+        def train(self, model, training, monitor):
+            self.models[self.trial_number] = model
+            self.at_start[self.trial_number] = [w.copy() for w in model.get_weights()]
+            super().train(model, training, monitor)
+            self.at_end[self.trial_number] = [w.copy() for w in model.get_weights()]
+
+    monkeypatch.setattr(automl.keras_tuner, "TunerRunner", WeightsAtTrainStart)
     # max_epochs 3, factor 3: three configurations train 1 epoch, the best goes on to epoch 3
     result = Search(tiny_space, sampler="kt-hyperband", study_name="hb", max_trials=4, seed=0, verbose=False,
                     **stores).fit(data=digits_small, epochs=3)
@@ -252,6 +271,18 @@ def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weig
     assert promoted.user_attrs["warm_started_from"] == parent.user_attrs["keras_tuner_trial"]
     assert promoted.params == parent.params
     assert parent.value == max(t.value for t in trials[:3])  # Hyperband promoted the round's best
+
+    # the promoted trial starts from the weights its parent's round saved in KerasTuner's trial folder
+    sampler = result.study.sampler
+    checkpoint = os.path.join(sampler.tuner.get_trial_dir(parent.user_attrs["keras_tuner_trial"]), "checkpoint.weights.h5")
+    from_file = keras.models.clone_model(WeightsAtTrainStart.models[promoted.number])
+    from_file.load_weights(checkpoint)
+    saved = from_file.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, WeightsAtTrainStart.at_end[parent.number]))
+    start = WeightsAtTrainStart.at_start[promoted.number]
+    assert len(start) == len(saved) and all(np.array_equal(a, b) for a, b in zip(start, saved))
+    # ... which are not what a fresh model of the same configuration starts from
+    assert not all(np.array_equal(a, b) for a, b in zip(WeightsAtTrainStart.at_start[parent.number], saved))
     _check_runs_and_model(result, stores, digits_small, "kt-hyperband", "none")  # Hyperband prunes itself
 
 
