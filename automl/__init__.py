@@ -2,6 +2,7 @@
 
 Heavy parts (TensorFlow, MLflow) load on first use, so `automl --help` starts fast.
 """
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -11,15 +12,32 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Search": "automl.search", "SearchError": "automl.search",
-    "SearchResult": "automl.results", "load_result": "automl.results",
-    "SearchSpace": "automl.space", "load_space": "automl.space", "SpaceError": "automl.space",
-    "Int": "automl.space", "Float": "automl.space", "Categorical": "automl.space", "Bool": "automl.space",
-    "Fixed": "automl.space", "Repeat": "automl.space",
-    "Dataset": "automl.data", "DataError": "automl.data", "make_dataset": "automl.data", "load_data": "automl.data",
+    "Search": "automl.search",
+    "SearchError": "automl.errors",
+    "SearchResult": "automl.results",
+    "load_result": "automl.results",
+    "SearchSpace": "automl.space",
+    "load_space": "automl.space",
+    "SpaceError": "automl.errors",
+    "Int": "automl.space",
+    "Float": "automl.space",
+    "Categorical": "automl.space",
+    "Bool": "automl.space",
+    "Fixed": "automl.space",
+    "Repeat": "automl.space",
+    "Dataset": "automl.data",
+    "DataError": "automl.errors",
+    "ExportError": "automl.errors",
+    "export_model": "automl.export",
+    "export_result": "automl.export",
+    "make_dataset": "automl.data",
+    "load_data": "automl.data",
     "build_model": "automl.builder",
-    "ImageClassifier": "automl.tasks", "TextClassifier": "automl.tasks", "SequenceClassifier": "automl.tasks",
-    "TabularClassifier": "automl.tasks", "TabularRegressor": "automl.tasks",
+    "ImageClassifier": "automl.tasks",
+    "TextClassifier": "automl.tasks",
+    "SequenceClassifier": "automl.tasks",
+    "TabularClassifier": "automl.tasks",
+    "TabularRegressor": "automl.tasks",
 }
 __all__ = sorted(_LAZY)
 

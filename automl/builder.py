@@ -7,38 +7,48 @@ so the model takes raw inputs (pixels, table columns, strings, padded sequences)
 whole. Text and table inputs go through an input block (`text`, `tabular`): the space's first
 stage, or the kind's default input block when the space starts with another block.
 """
+
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .space import Categorical, Fixed, SearchSpace, SpaceError
 from .space.space import Group, Repeat
 from .training import TRAINING_DEFAULTS
 
+if TYPE_CHECKING:
+    import keras
 
-def model_inputs(data) -> "keras.KerasTensor | dict":
+
+def keras_inputs(data) -> keras.KerasTensor | dict:
     """One input per table column (raw values, named as the columns), a string input for text,
     else one tensor of the data's per-sample shape."""
     import keras
 
     if data.columns is not None:
-        return {c.name: keras.Input(shape=(), dtype="float32" if c.kind == "numeric" else "string", name=c.name)
-                for c in data.columns}
+        return {
+            c.name: keras.Input(shape=(), dtype="float32" if c.kind == "numeric" else "string", name=c.name)
+            for c in data.columns
+        }
     if data.kind == "text":
         return keras.Input(shape=(), dtype="string", name="text")
     return keras.Input(shape=data.input_shape, name="input")
 
 
-def build_model(architecture: dict[str, Any], data) -> "keras.Model":
+def build_model(architecture: dict[str, Any], data) -> keras.Model:
     import keras
     from keras import layers
 
     from .blocks import INPUT_BLOCKS, apply_block, default_input_block
 
-    inputs = model_inputs(data)
+    inputs = keras_inputs(data)
     defaults = {k: v for k, v in architecture.items() if not isinstance(v, (dict, list))}
-    stages = [cfg for stage in architecture.values() for cfg in (stage if isinstance(stage, list) else [stage])
-              if isinstance(cfg, dict)]
+    stages = [
+        cfg
+        for stage in architecture.values()
+        for cfg in (stage if isinstance(stage, list) else [stage])
+        if isinstance(cfg, dict)
+    ]
     x = inputs
     if not stages or stages[0]["block"] not in INPUT_BLOCKS:
         x = _default_input(x, data, defaults, default_input_block(data.kind), apply_block)
@@ -107,5 +117,9 @@ def _check_block(group: Group, path: str, problems, blocks, block_params) -> Non
     accepted = set().union(*(block_params(n) for n in names))
     for key in group.items:
         if key != "block" and key not in accepted:
-            problems.append((f"{path}.{key}", f"not a parameter of block {'/'.join(map(str, names))} "
-                                              f"(accepted: {', '.join(sorted(accepted))})"))
+            problems.append(
+                (
+                    f"{path}.{key}",
+                    f"not a parameter of block {'/'.join(map(str, names))} (accepted: {', '.join(sorted(accepted))})",
+                )
+            )

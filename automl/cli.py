@@ -64,7 +64,7 @@ def search(
     try:
         space_obj = load_space(space)  # before TensorFlow loads: a bad file fails in a blink
         dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0)
-        from .search import Search, SearchError
+        from .search import Search
 
         result = Search(space_obj, study_name=study, storage=storage, tracking_uri=tracking_uri,
                         sampler=sampler, pruner=pruner, seed=seed, direction=direction,
@@ -142,7 +142,8 @@ def export(
     import optuna
 
     from .data import DataError, load_data
-    from .export import ExportError, parse_formats, recorded_split, run_params
+    from .export import ExportError, ExportReport, parse_formats
+    from .records import SearchSettings
     from .results import load_result
     from .space import SpaceError
     from .stores import StoreError, open_storage
@@ -160,9 +161,9 @@ def export(
     try:
         dataset = None
         if data:
-            split, recorded_seed = recorded_split(run_params(result))
-            dataset = load_data(data, target, validation_split=validation_split or split,
-                                seed=recorded_seed if seed is None else seed)
+            recorded = SearchSettings.of(result.study)
+            dataset = load_data(data, target, validation_split=validation_split or recorded.validation_split,
+                                seed=(recorded.seed or 0) if seed is None else seed)
         report = result.export(out_dir, trial="pareto" if pareto else trial, data=dataset, formats=formats,
                                representative_samples=representative_samples, int8_io=int8_io,
                                select_int8_top_k=select_int8, distill=distill, student=student,
@@ -174,10 +175,10 @@ def export(
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130)
-    for rep in ([report] if not pareto else [_Rep(d) for d in report.extra["pareto"].values()]):
+    for rep in ([report] if not pareto else [ExportReport.from_dict(d) for d in report.extra["pareto"].values()]):
         _print_export(rep)
         if "student" in rep.extra:
-            _print_export(_Rep(rep.extra["student"]))
+            _print_export(ExportReport.from_dict(rep.extra["student"]))
     registered = report.meta.get("registered")
     err.print(f"\nFiles, export_report.json and REPORT.md in {out_dir}; logged to MLflow run {result.mlflow_run_id}"
               + (f"; registered as {registered['name']} version {registered['version']}" if registered else ""))
@@ -279,36 +280,26 @@ def _no_study(study: str, storage: str | None):
     _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
 
 
-class _Rep:
-    """A report read back from its dict (Pareto members, students) for printing."""
-
-    def __init__(self, d: dict):
-        self.__dict__.update(d)
-
-
 def _print_export(report):
-    """One row per exported file; reasons for unsupported variants below the table."""
+    """One row per exported file (`ExportReport.rows()`); reasons for unsupported variants below."""
     from rich import box
     from rich.table import Table
 
-    m = report.metric
     table = Table(title=report.meta.get("title"), box=box.SIMPLE_HEAD)
-    for col in ("variant", "KB", "size", m[:3], "agree", "p50 ms", "p95 ms", "per s"):
+    for col in ("variant", "KB", "size", report.metric[:3], "agree", "p50 ms", "p95 ms", "per s"):
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
-    base = report.variants.get("float32", {}).get("size_bytes")
     notes = []
 
     def num(v, digits):
         return "-" if v is None else f"{v:.{digits}f}"
 
-    for name, v in report.variants.items():
-        size = v.get("size_bytes")
-        ratio = f"{size / base:.0%}" if size and base and v["format"] == "tflite" else ""
-        label = name + (" *" if name == report.recommended else "" if v["status"] == "ok" else f" ({v['status']})")
-        table.add_row(label, num(size / 1024 if size else None, 1), ratio, num(v.get(m), 4), num(v.get("agreement"), 3),
-                      num(v.get("latency_p50_ms"), 3), num(v.get("latency_p95_ms"), 3), num(v.get("throughput_per_s"), 0))
-        if v["status"] != "ok":
-            notes.append(f"{name}: {v['reason']}")
+    for r in report.rows(nested=False):
+        label = r["variant"] + (" *" if r["recommended"] else "" if r["status"] == "ok" else f" ({r['status']})")
+        ratio = f"{r['vs_float32']:.0%}" if r["vs_float32"] is not None else ""
+        table.add_row(label, num(r["size_kb"], 1), ratio, num(r["value"], 4), num(r["agreement"], 3),
+                      num(r["latency_p50_ms"], 3), num(r["latency_p95_ms"], 3), num(r["throughput_per_s"], 0))
+        if r["status"] != "ok":
+            notes.append(f"{r['variant']}: {r['reason']}")
     out.print(table)
     notes += [f"TFLite: {note}" for note in report.extra.get("tflite_notes", [])]
     for note in notes:
@@ -321,7 +312,8 @@ def _print_leaderboard(study, k: int | None):
     """Core columns per trial, then the best configuration spelt out."""
     from rich.table import Table
 
-    from .results import leaderboard, objective_names
+    from .ranking import objective_names
+    from .results import leaderboard
 
     df = leaderboard(study, k)
     if df.empty:

@@ -10,6 +10,7 @@ still the raw-input one, and it computes exactly what was trained. Fewer ops to 
 per step: 8% of a 5-epoch trial on bank_marketing and on sms_spam (bench/features.py), more of a
 short one. With `isolate=True` each child process starts with an empty cache.
 """
+
 from __future__ import annotations
 
 import hashlib

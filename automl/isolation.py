@@ -6,16 +6,18 @@ forkserver that has imported TensorFlow once, so a trial does not pay the ~7 s i
 dies with its parent (PR_SET_PDEATHSIG), and an optional memory limit kills a child whose resident
 memory grows past it, before the machine starts swapping.
 """
+
 from __future__ import annotations
 
 import multiprocessing
 import signal
-import time
 from dataclasses import dataclass
 
 import optuna
 
-from .recovery import OWNER_ATTR, owner_record
+from . import records
+from .errors import TrialFailed
+from .trial import Runner
 
 POLL_SECONDS = 0.2
 
@@ -23,6 +25,7 @@ POLL_SECONDS = 0.2
 @dataclass
 class ChildJob:
     """Everything a child needs to run one trial; pickled into the child."""
+
     storage_url: str | None
     study_name: str
     pruner: str
@@ -53,15 +56,18 @@ def _child_main(conn, job: ChildJob):
     from .trial import TrialRunner
 
     try:
-        study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage_url),
-                                  pruner=make_pruner(job.pruner, job.settings.epochs))
+        study = optuna.load_study(
+            study_name=job.study_name,
+            storage=open_storage(job.storage_url),
+            pruner=make_pruner(job.pruner, job.settings.epochs),
+        )
         trial = optuna.Trial(study, job.trial_id)
         tracker = Tracker.attach(job.tracking_uri, job.experiment_id, job.parent_run_id)
         runner = TrialRunner(job.space, job.data, job.settings, tracker, job.study_name)
         conn.send(("ok", runner.run(trial, job.config)))
     except optuna.TrialPruned as exc:
         conn.send(("pruned", str(exc)))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+    except BaseException as exc:
         conn.send(("fail", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
@@ -73,29 +79,42 @@ def _context():
     return ctx
 
 
-class IsolatedTrialRunner:
+class IsolatedTrialRunner(Runner):
     """Objective for `study.optimize` that trains each trial in a child process."""
 
-    def __init__(self, space, data, settings, tracker, study_name: str, storage_url: str | None,
-                 pruner: str, memory_limit_mb: float | None = None):
-        self.space, self.data, self.settings, self.tracker = space, data, settings, tracker
-        self.study_name, self.storage_url, self.pruner = study_name, storage_url, pruner
+    def __init__(
+        self,
+        space,
+        data,
+        settings,
+        tracker,
+        study_name: str,
+        storage_url: str | None,
+        pruner: str,
+        memory_limit_mb: float | None = None,
+    ):
+        super().__init__(space, data, settings, tracker, study_name)
+        self.storage_url, self.pruner = storage_url, pruner
         self.memory_limit_mb = memory_limit_mb
         self.ctx = _context()
         self.current_pid: int | None = None  # the child in flight, for tests and `automl` status
-        self.gate = None  # as TrialRunner.gate
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr(OWNER_ATTR, owner_record())
-        if self.gate:
-            self.gate(trial)
-        config = self.space.sample(trial)
-        job = ChildJob(self.storage_url, self.study_name, self.pruner, trial._trial_id, config, self.space,
-                       self.data, self.settings, self.tracker.tracking_uri, self.tracker.experiment_id,
-                       self.tracker.parent_run_id)
+    def run(self, trial: optuna.Trial, config) -> float:
+        job = ChildJob(
+            self.storage_url,
+            self.study_name,
+            self.pruner,
+            trial._trial_id,
+            config,
+            self.space,
+            self.data,
+            self.settings,
+            self.tracker.tracking_uri,
+            self.tracker.experiment_id,
+            self.tracker.parent_run_id,
+        )
         receive, send = self.ctx.Pipe(duplex=False)
-        proc = self.ctx.Process(target=_child_main, args=(send, job), name=f"automl-trial-{trial.number}",
-                                daemon=True)
+        proc = self.ctx.Process(target=_child_main, args=(send, job), name=f"automl-trial-{trial.number}", daemon=True)
         proc.start()
         send.close()
         self.current_pid = proc.pid
@@ -111,18 +130,14 @@ class IsolatedTrialRunner:
             receive.close()
         if outcome is None:
             reason = killed_for or _exit_reason(proc.exitcode)
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(records.FAIL_REASON, reason)
             self._end_run(trial, "FAIL", reason)
-            from .trial import TrialFailed
-
             raise TrialFailed(reason)
         kind, value = outcome
         if kind == "ok":
             return value
         if kind == "pruned":
             raise optuna.TrialPruned(value)
-        from .trial import TrialFailed
-
         raise TrialFailed(value)
 
     def _wait(self, proc, receive):
@@ -149,12 +164,16 @@ class IsolatedTrialRunner:
                 if rss > self.memory_limit_mb:
                     proc.kill()
                     proc.join()
-                    return None, (f"trial process killed: resident memory {rss:.0f} MB exceeded the "
-                                  f"memory limit of {self.memory_limit_mb:.0f} MB")
+                    return None, (
+                        f"trial process killed: resident memory {rss:.0f} MB exceeded the "
+                        f"memory limit of {self.memory_limit_mb:.0f} MB"
+                    )
 
     def _end_run(self, trial: optuna.Trial, state: str, reason: str):
         """A child that died could not end its own MLflow run; end it here."""
-        run_id = trial.study._storage.get_trial(trial._trial_id).user_attrs.get("mlflow_run_id")  # set by the child
+        run_id = trial.study._storage.get_trial(trial._trial_id).user_attrs.get(
+            records.MLFLOW_RUN_ID
+        )  # set by the child
         if run_id:
             self.tracker.end_run(run_id, state, reason)
 

@@ -11,6 +11,7 @@
    ordinary trial loop and `TrialRunner` train and log, so MLflow runs, the leaderboard,
    `best_model()` and export work as with any sampler.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+from typing import Any
 
 import keras
 import keras_tuner as kt
@@ -27,18 +29,15 @@ import numpy as np
 import optuna
 from keras_tuner.engine import hyperparameters as hp_types
 
+from . import records
 from .data import Dataset
-from .recovery import OWNER_ATTR, owner_record
-from .search import SearchError
+from .errors import DataError, HyperModelError, TrialFailed
 from .space.space import Configuration
-from .trial import EpochMonitor, TrialFailed, TrialRunner, early_stopping
+from .training import early_stopping
+from .trial import EpochMonitor, TrialRunner
 
 TUNERS = {"kt-random": kt.RandomSearch, "kt-bayesian": kt.BayesianOptimization, "kt-hyperband": kt.Hyperband}
 FIT_ARGUMENTS = ("x", "y", "validation_data", "epochs", "callbacks")  # the search passes these itself
-
-
-class HyperModelError(SearchError):
-    """A hypermodel or KerasTuner setting that cannot run; raised before any trial."""
 
 
 # ---------------------------------------------------------------- 1. hp backed by an Optuna trial
@@ -82,8 +81,8 @@ def suggest(trial, hp):
             return trial.suggest_int(name, low, high, step=step or 1)
         return trial.suggest_float(name, low, high, step=step)
     if step:  # log scale with a multiplicative step: low, low * step, ... <= high
-        grid = [low * step ** k for k in range(int(math.log(high / low, step) + 1e-9) + 1)]
-        grid = [int(round(v)) if is_int else v for v in grid]
+        grid = [low * step**k for k in range(int(math.log(high / low, step) + 1e-9) + 1)]
+        grid = [round(v) if is_int else v for v in grid]
         if sampling == "reverse_log":
             grid = [high + low - v for v in grid]
         return trial.suggest_categorical(name, grid)
@@ -118,13 +117,17 @@ class HyperModelSpace:
         elif callable(hypermodel):
             self.hypermodel, origin = _FunctionHyperModel(hypermodel), hypermodel
         else:
-            raise HyperModelError(f"hypermodel must be a keras_tuner.HyperModel or a function build_model(hp) "
-                                  f"returning a compiled Keras model, not {type(hypermodel).__name__}")
+            raise HyperModelError(
+                f"hypermodel must be a keras_tuner.HyperModel or a function build_model(hp) "
+                f"returning a compiled Keras model, not {type(hypermodel).__name__}"
+            )
         self.fit_kwargs = dict(fit_kwargs or {})
         clash = sorted(set(self.fit_kwargs) & set(FIT_ARGUMENTS))
         if clash:
-            raise HyperModelError(f"fit_kwargs: {', '.join(clash)} are passed by the search itself "
-                                  f"(data and validation_data go to fit, epochs too)")
+            raise HyperModelError(
+                f"fit_kwargs: {', '.join(clash)} are passed by the search itself "
+                f"(data and validation_data go to fit, epochs too)"
+            )
         self.name = getattr(origin, "__name__", type(origin).__name__)
         self.source = f"{getattr(origin, '__module__', '?')}.{getattr(origin, '__qualname__', self.name)}"
         try:
@@ -139,8 +142,10 @@ class HyperModelSpace:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def parameters(self):
-        raise HyperModelError("a hypermodel's parameters are known only while it builds: sampler 'grid' "
-                              "needs a YAML space (use tpe, random...)")
+        raise HyperModelError(
+            "a hypermodel's parameters are known only while it builds: sampler 'grid' "
+            "needs a YAML space (use tpe, random...)"
+        )
 
     def metrics(self) -> tuple[list[str], tuple[str, str]]:
         """(logged metric names, default objective): the model built with default values shows its
@@ -152,11 +157,15 @@ class HyperModelSpace:
                 self.hypermodel.declare_hyperparameters(hp)
                 model = self.hypermodel.build(hp)
             except Exception as exc:
-                raise HyperModelError(f"hypermodel {self.name}: building with default values failed: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                raise HyperModelError(
+                    f"hypermodel {self.name}: building with default values failed: {type(exc).__name__}: {exc}"
+                ) from exc
             _check_compiled(model, self.name, HyperModelError)
-            names = [m if isinstance(m, str) else m.get("config", {}).get("name")
-                     for m in (model.get_compile_config() or {}).get("metrics") or [] if isinstance(m, (str, dict))]
+            names = [
+                m if isinstance(m, str) else m.get("config", {}).get("name")
+                for m in (model.get_compile_config() or {}).get("metrics") or []
+                if isinstance(m, (str, dict))
+            ]
             names = [n for n in names if n]
             keras.backend.clear_session()
             accuracy = next((n for n in names if "acc" in n), None)
@@ -165,14 +174,26 @@ class HyperModelSpace:
             self._metrics = (logged + [f"val_{n}" for n in logged], default)
         return self._metrics
 
-    def dataset(self, x, y=None, *, validation_data=None, validation_split: float = 0.2, task=None, kind=None,
-                name: str = "arrays", seed: int = 0, **_) -> Dataset:
+    def dataset(
+        self,
+        x,
+        y=None,
+        *,
+        validation_data=None,
+        validation_split: float = 0.2,
+        task=None,
+        kind=None,
+        name: str = "arrays",
+        seed: int = 0,
+        **_,
+    ) -> Dataset:
         """The user's arrays as they are (the hypermodel was written for them: no reshaping, no
         label encoding), with a seeded split when no validation data is given."""
-        return raw_dataset(x, y, validation_data=validation_data, validation_split=validation_split,
-                           name=name, seed=seed)
+        return raw_dataset(
+            x, y, validation_data=validation_data, validation_split=validation_split, name=name, seed=seed
+        )
 
-    def runner(self, data, settings, tracker, study_name: str) -> "HyperModelRunner":
+    def runner(self, data, settings, tracker, study_name: str) -> HyperModelRunner:
         return HyperModelRunner(self, data, settings, tracker, study_name)
 
 
@@ -180,8 +201,10 @@ def _check_compiled(model, name: str, error=TrialFailed):
     if not isinstance(model, keras.Model):
         raise error(f"hypermodel {name} returned {type(model).__name__}, not a Keras model")
     if not getattr(model, "compiled", False):
-        raise error(f"hypermodel {name} returned an uncompiled model: call model.compile(...) in build(hp), "
-                    f"as KerasTuner expects")
+        raise error(
+            f"hypermodel {name} returned an uncompiled model: call model.compile(...) in build(hp), "
+            f"as KerasTuner expects"
+        )
 
 
 class HyperModelRunner(TrialRunner):
@@ -191,13 +214,11 @@ class HyperModelRunner(TrialRunner):
     so they are recorded on the trial and its MLflow run after `build` and again after `fit`.
     """
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr(OWNER_ATTR, owner_record())
-        if self.gate:
-            self.gate(trial)
+    def configure(self, trial: optuna.Trial) -> Configuration:
+        """Nothing to sample up front: the hypermodel asks `self.hp` while it builds and fits."""
         self.hp = OptunaHyperParameters(trial)
         self.trial = trial
-        return self.run(trial, Configuration(architecture={}, training={}, params={}))
+        return Configuration(architecture={}, training={}, params={})
 
     def build(self, config):
         self.space.hypermodel.declare_hyperparameters(self.hp)
@@ -210,10 +231,17 @@ class HyperModelRunner(TrialRunner):
         self._record_params(monitor.run)
         data = self.data
         try:
-            result = self.space.hypermodel.fit(self.hp, model, data.x_train, data.y_train,
-                                               validation_data=(data.x_val, data.y_val), epochs=self.settings.epochs,
-                                               callbacks=callbacks, verbose=self.settings.verbose,
-                                               **self.space.fit_kwargs)
+            result = self.space.hypermodel.fit(
+                self.hp,
+                model,
+                data.x_train,
+                data.y_train,
+                validation_data=(data.x_val, data.y_val),
+                epochs=self.settings.epochs,
+                callbacks=callbacks,
+                verbose=self.settings.verbose,
+                **self.space.fit_kwargs,
+            )
         finally:
             self._record_params(monitor.run)
         if not monitor.history:  # a custom fit without model.fit: its return value is the one "epoch"
@@ -222,8 +250,8 @@ class HyperModelRunner(TrialRunner):
 
     def _record_params(self, run):
         params = dict(self.hp.values)
-        self.trial.set_user_attr("params", params)
-        self.tracker._log_params(run.run_id, params)  # skips the ones already logged
+        self.trial.set_user_attr(records.PARAMS, params)
+        self.tracker.log_params(run.run_id, params)  # skips the ones already logged
 
 
 def _result_logs(result, objective: str) -> dict:
@@ -236,14 +264,15 @@ def _result_logs(result, objective: str) -> dict:
         return {k: float(v) for k, v in result.items()}
     if isinstance(result, (int, float, np.floating)):
         return {objective: float(result)}
-    raise TrialFailed(f"HyperModel.fit returned {type(result).__name__}: expected a History, "
-                      f"a dict of metrics or the objective value")
+    raise TrialFailed(
+        f"HyperModel.fit returned {type(result).__name__}: expected a History, a dict of metrics or the objective value"
+    )
 
 
-def raw_dataset(x, y, *, validation_data=None, validation_split: float = 0.2, name: str = "arrays",
-                seed: int = 0) -> Dataset:
+def raw_dataset(
+    x, y, *, validation_data=None, validation_split: float = 0.2, name: str = "arrays", seed: int = 0
+) -> Dataset:
     """Arrays for a user's own model, checked for matching lengths but otherwise unchanged."""
-    from .data import DataError
 
     def arrays(xs, ys, what):
         if ys is None:
@@ -263,7 +292,7 @@ def raw_dataset(x, y, *, validation_data=None, validation_split: float = 0.2, na
     else:
         if not 0 < validation_split < 1:
             raise DataError(f"validation_split must be between 0 and 1, not {validation_split}")
-        n_val = int(round(len(x) * validation_split))
+        n_val = round(len(x) * validation_split)
         if n_val < 1 or len(x) - n_val < 1:
             raise DataError(f"{len(x)} samples are too few to split off {validation_split:.0%} for validation")
         order = np.random.default_rng(seed).permutation(len(x))
@@ -322,8 +351,6 @@ class SpaceHyperModel(kt.HyperModel):
         return self.space.sample(_TunerTrial(hp, self.json_names))
 
 
-
-
 class KerasTunerSampler(optuna.samplers.BaseSampler):
     """KerasTuner's RandomSearch, BayesianOptimization or Hyperband as an Optuna sampler of a YAML space.
 
@@ -334,8 +361,16 @@ class KerasTunerSampler(optuna.samplers.BaseSampler):
     to propose (a small discrete space is exhausted), the remaining trials are sampled at random.
     """
 
-    def __init__(self, name: str, space, objective: str, direction: str, seed: int | None = None,
-                 max_trials: int = 20, epochs: int = 10):
+    def __init__(
+        self,
+        name: str,
+        space,
+        objective: str,
+        direction: str,
+        seed: int | None = None,
+        max_trials: int = 20,
+        epochs: int = 10,
+    ):
         if name not in TUNERS:
             raise HyperModelError(f"unknown KerasTuner tuner {name!r} (choose from {', '.join(TUNERS)})")
         self.name, self.objective = name, objective
@@ -348,8 +383,14 @@ class KerasTunerSampler(optuna.samplers.BaseSampler):
             options["max_trials"] = 10_000
         if name == "kt-bayesian":  # random start as long as our TPE's
             options["num_initial_points"] = max(2, min(10, max_trials // 3))
-        self.tuner = TUNERS[name](hypermodel=self.hypermodel, objective=kt.Objective(objective, direction[:3]),
-                                  directory=self._dir.name, project_name="tuner", overwrite=True, **options)
+        self.tuner = TUNERS[name](
+            hypermodel=self.hypermodel,
+            objective=kt.Objective(objective, direction[:3]),
+            directory=self._dir.name,
+            project_name="tuner",
+            overwrite=True,
+            **options,
+        )
         self.oracle = self.tuner.oracle
         self.oracle.verbose = 0
         self._fallback = optuna.samplers.RandomSampler(seed)
@@ -370,8 +411,10 @@ class KerasTunerSampler(optuna.samplers.BaseSampler):
             return
         self._trials[trial.number] = proposed
         values = proposed.hyperparameters.values
-        for key, value in {"keras_tuner_trial": proposed.trial_id,
-                           **{k: v for k, v in values.items() if k.startswith("tuner/")}}.items():
+        for key, value in {
+            records.KERAS_TUNER_TRIAL: proposed.trial_id,
+            **{k: v for k, v in values.items() if k.startswith("tuner/")},
+        }.items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
@@ -408,11 +451,17 @@ class KerasTunerSampler(optuna.samplers.BaseSampler):
             return None
         warm = self._checkpoint(values.get("tuner/trial_id"))
         start = values.get("tuner/initial_epoch", 0) if warm and os.path.exists(warm) else 0
-        return {"epochs": max(1, values["tuner/epochs"] - start), "warm_from": warm if start else None,
-                "save_to": self._checkpoint(proposed.trial_id), "from_trial": values.get("tuner/trial_id")}
+        return {
+            "epochs": max(1, values["tuner/epochs"] - start),
+            "warm_from": warm if start else None,
+            "save_to": self._checkpoint(proposed.trial_id),
+            "from_trial": values.get("tuner/trial_id"),
+        }
 
     def _checkpoint(self, tuner_trial_id) -> str | None:
-        return os.path.join(self.tuner.get_trial_dir(tuner_trial_id), "checkpoint.weights.h5") if tuner_trial_id else None
+        return (
+            os.path.join(self.tuner.get_trial_dir(tuner_trial_id), "checkpoint.weights.h5") if tuner_trial_id else None
+        )
 
 
 class TunerRunner(TrialRunner):
@@ -431,7 +480,7 @@ class TunerRunner(TrialRunner):
         self.settings = dataclasses.replace(base, epochs=plan["epochs"])
         self.warm_from, self.save_to = plan["warm_from"], plan["save_to"]
         if self.warm_from:
-            trial.set_user_attr("warm_started_from", plan["from_trial"])
+            trial.set_user_attr(records.WARM_STARTED_FROM, plan["from_trial"])
         try:
             return super().run(trial, config)
         finally:
@@ -452,35 +501,42 @@ class TunerRunner(TrialRunner):
 # ---------------------------------------------------------------- what automl.Search calls
 
 
-def check_search(search, hypermodel, fit_kwargs) -> HyperModelSpace | None:
-    """Settings that cannot go together, refused when the `Search` is made; the hypermodel, if any."""
-    sampler = search.sampler
+def check_search(
+    sampler: str, hypermodel, fit_kwargs, *, space, objectives, constraints, isolate: bool
+) -> tuple[HyperModelSpace | None, dict[str, Any]]:
+    """Settings that cannot go together, refused when the `Search` is made. Returns the hypermodel
+    (if any) and the settings KerasTuner decides instead of the search (Hyperband: no pruner)."""
+    overrides: dict[str, Any] = {}
     if sampler.startswith("kt-"):
         if sampler not in TUNERS:
             raise HyperModelError(f"unknown KerasTuner tuner {sampler!r} (choose from {', '.join(TUNERS)})")
-        refused = {"a hypermodel (use KerasTuner itself, or an Optuna sampler)": hypermodel is not None,
-                   "several objectives": len(getattr(search, "objectives", None) or []) > 1,
-                   "constraints": bool(getattr(search, "constraints", None)),
-                   "isolate (with kt-hyperband)": search.isolate and sampler == "kt-hyperband"}
+        refused = {
+            "a hypermodel (use KerasTuner itself, or an Optuna sampler)": hypermodel is not None,
+            "several objectives": len(objectives or []) > 1,
+            "constraints": bool(constraints),
+            "isolate (with kt-hyperband)": isolate and sampler == "kt-hyperband",
+        }
         bad = [k for k, v in refused.items() if v]
         if bad:
-            raise HyperModelError(f"sampler {sampler!r} (a KerasTuner tuner, one objective) cannot be combined "
-                                  f"with {', '.join(bad)}")
+            raise HyperModelError(
+                f"sampler {sampler!r} (a KerasTuner tuner, one objective) cannot be combined with {', '.join(bad)}"
+            )
         if sampler == "kt-hyperband":  # Hyperband itself decides which configurations train longer
-            search.pruner = "none"
+            overrides["pruner"] = "none"
     if hypermodel is None:
         if fit_kwargs:
             raise HyperModelError("fit_kwargs are for a hypermodel's fit; no hypermodel was given")
-        return None
-    if search.space is not None:
+        return None, overrides
+    if space is not None:
         raise HyperModelError("give a space or a hypermodel, not both: a KerasTuner hypermodel defines its own space")
-    if search.isolate:
+    if isolate:
         raise HyperModelError("isolate/memory_limit_mb run our spaces in child processes, not a hypermodel")
-    return HyperModelSpace(hypermodel, fit_kwargs)
+    return HyperModelSpace(hypermodel, fit_kwargs), overrides
 
 
-def make_sampler(name: str, space, objective: str, direction: str, seed: int | None, max_trials: int,
-                 epochs: int) -> KerasTunerSampler:
+def make_sampler(
+    name: str, space, objective: str, direction: str, seed: int | None, max_trials: int, epochs: int
+) -> KerasTunerSampler:
     return KerasTunerSampler(name, space, objective, direction, seed=seed, max_trials=max_trials, epochs=epochs)
 
 

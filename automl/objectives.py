@@ -4,28 +4,44 @@ constraints that make a trial infeasible.
 Costs are measured, not estimated: `tflite_size_bytes` and `latency_ms` come from converting the
 trained candidate to a float32 TFLite file and timing the LiteRT interpreter on single samples.
 """
+
 from __future__ import annotations
 
 import re
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .errors import ObjectiveError
+from .training import loss_and_metrics
+
 COSTS = ("param_count", "model_size_bytes", "tflite_size_bytes", "latency_ms")
 LATENCY_RUNS = 30
 
 
-class ObjectiveError(ValueError):
-    """An objective or constraint that cannot be measured or parsed."""
+def metric_names(task: str) -> list[str]:
+    """Names Keras logs per epoch for this task: the objective must be one of them."""
+    _, metrics = loss_and_metrics(task)
+    names = ["loss", *metrics]
+    return names + [f"val_{n}" for n in names]
+
+
+def default_objective(task: str) -> tuple[str, str]:
+    return ("val_accuracy", "maximize") if task == "classification" else ("val_loss", "minimize")
+
+
+def infer_direction(objective: str) -> str:
+    name = objective.removeprefix("val_")
+    return "maximize" if name in ("accuracy", "auc", "precision", "recall", "f1_score") else "minimize"
 
 
 @dataclass
 class Objectives:
     """Names and directions, in order; `primary` is the validation metric that early stopping and the
     pruner follow (the first metric among the names)."""
+
     names: list[str]
     directions: list[str]
     constraints: dict[str, float] = field(default_factory=dict)  # name -> upper bound (value <= bound)
@@ -47,12 +63,11 @@ class Objectives:
         return [float(values[name]) - bound for name, bound in self.constraints.items()]
 
 
-def parse_objectives(objectives, known_metrics: list[str], default: tuple[str, str],
-                     direction: str | None = None, constraints=None) -> Objectives:
+def parse_objectives(
+    objectives, known_metrics: list[str], default: tuple[str, str], direction: str | None = None, constraints=None
+) -> Objectives:
     """`objectives`: None, a name, or a list of names with optional `:max`/`:min` (costs minimise).
     `constraints`: {"latency_ms": 2} or ["tflite_size_bytes<=200000"]."""
-    from .training import infer_direction
-
     if objectives is None:
         items = [default[0] + ":" + (direction or default[1])[:3]]
     elif isinstance(objectives, str):
@@ -63,19 +78,28 @@ def parse_objectives(objectives, known_metrics: list[str], default: tuple[str, s
     for item in items:
         name, _, way = str(item).partition(":")
         if name not in known_metrics and name not in COSTS:
-            raise ObjectiveError(f"objective {name!r} is not logged (choose from {', '.join(known_metrics)}, "
-                                 f"or the costs {', '.join(COSTS)})")
+            raise ObjectiveError(
+                f"objective {name!r} is not logged (choose from {', '.join(known_metrics)}, "
+                f"or the costs {', '.join(COSTS)})"
+            )
         if name in names:
             raise ObjectiveError(f"objective {name!r} is given twice")
-        way = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize",
-               "": "minimize" if name in COSTS else infer_direction(name)}.get(way)
+        way = {
+            "max": "maximize",
+            "maximize": "maximize",
+            "min": "minimize",
+            "minimize": "minimize",
+            "": "minimize" if name in COSTS else infer_direction(name),
+        }.get(way)
         if way is None:
             raise ObjectiveError(f"objective {item!r}: the direction after ':' must be max or min")
         names.append(name)
         directions.append(way)
     if all(n in COSTS for n in names):
-        raise ObjectiveError("at least one objective must be a validation metric "
-                             f"(e.g. {default[0]}): costs alone would pick an untrained model")
+        raise ObjectiveError(
+            "at least one objective must be a validation metric "
+            f"(e.g. {default[0]}): costs alone would pick an untrained model"
+        )
     return Objectives(names, directions, parse_constraints(constraints, known_metrics))
 
 
@@ -110,27 +134,14 @@ def measure_costs(model, data, needed: set[str]) -> dict[str, float]:
             model.save(tmp / "m.keras")
             out["model_size_bytes"] = float((tmp / "m.keras").stat().st_size)
         if needed & {"tflite_size_bytes", "latency_ms"}:
-            from .export import TFLiteRunner, _export_saved_model, convert_tflite
+            from .export.convert import convert_tflite, export_saved_model
+            from .export.evaluate import time_calls
+            from .export.runners import TFLiteRunner, rows
 
-            _export_saved_model(model, tmp / "saved")
+            export_saved_model(model, tmp / "saved")
             content = convert_tflite(tmp / "saved", "float32")
             out["tflite_size_bytes"] = float(len(content))
             if "latency_ms" in needed:
-                runner = TFLiteRunner(content=content, threads=1)
-                x = data.x_val
-                sample = {k: v[:1] for k, v in x.items()} if isinstance(x, dict) else x[:1]
-                runner(sample)  # allocate once, off the clock
-                times = []
-                for _ in range(LATENCY_RUNS):
-                    start = time.perf_counter()
-                    runner(sample)
-                    times.append(time.perf_counter() - start)
-                out["latency_ms"] = float(np.median(times) * 1000)
+                runner, sample = TFLiteRunner(content=content, threads=1), rows(data.x_val, slice(0, 1))
+                out["latency_ms"] = float(np.median(time_calls(lambda _: runner(sample), LATENCY_RUNS, warmup=1)))
     return {k: v for k, v in out.items() if k in needed}
-
-
-def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    """a is at least as good as b everywhere and better somewhere."""
-    sign = [1 if d == "maximize" else -1 for d in directions]
-    ge = all(s * x >= s * y for s, x, y in zip(sign, a, b))
-    return ge and any(s * x > s * y for s, x, y in zip(sign, a, b))

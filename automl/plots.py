@@ -9,9 +9,9 @@ and the export comparison (`export_report.json` written by `automl export`).
 PNG rather than plotly HTML: a plotly file needs plotly.js (~4.6 MB) inside it to open offline, a
 PNG is ~30-80 KB, the MLflow UI shows it inline and the HTML report embeds it as a data URI.
 """
+
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -22,7 +22,9 @@ from typing import Any
 
 import optuna
 
-from .results import leaderboard_trials, objective_names
+from . import records, tracking
+from .export.report import REPORT_FILE, ExportReport
+from .ranking import leaderboard_trials, objective_names
 
 TITLES = {
     "optimization_history": "Optimisation history",
@@ -33,7 +35,6 @@ TITLES = {
     "export_comparison": "Export comparison",
 }
 MAX_PARALLEL_PARAMS = 8  # more axes than this are unreadable: keep the most important ones
-EXPORT_REPORT = "export_report.json"
 
 
 class NotApplicable(Exception):
@@ -69,7 +70,7 @@ def prewarm():
         try:
             _ovm()
             import optuna.importance  # noqa: F401
-        except Exception:  # noqa: BLE001 - search_plots reports the same error when it runs
+        except Exception:
             pass
 
     threading.Thread(target=imports, name="automl-plots-import", daemon=True).start()
@@ -150,8 +151,8 @@ def pareto_front(study: optuna.Study):
     if len(study.directions) > 3:
         raise NotApplicable(f"{len(study.directions)} objectives: Optuna draws Pareto fronts of 2 or 3")
     _need(study, 1, "the Pareto front")
-    constrained = any("constraints" in t.user_attrs for t in _complete(study))
-    constraints = (lambda t: t.user_attrs.get("constraints", [])) if constrained else None
+    constrained = any(records.CONSTRAINTS in t.user_attrs for t in _complete(study))
+    constraints = (lambda t: t.user_attrs.get(records.CONSTRAINTS, [])) if constrained else None
     return _figure(_ovm().plot_pareto_front(study, target_names=objective_names(study), constraints_func=constraints))
 
 
@@ -163,20 +164,18 @@ def loss_metric(objective: str) -> str:
     return "loss" if objective == "val_loss" else "val_loss"
 
 
-def learning_curve_data(study: optuna.Study, tracking_uri: str, top_k: int = 5,
-                        metrics: list[str] | None = None) -> dict[int, dict[str, list[tuple[int, float]]]]:
+def learning_curve_data(
+    study: optuna.Study, tracking_uri: str, top_k: int = 5, metrics: list[str] | None = None
+) -> dict[int, dict[str, list[tuple[int, float]]]]:
     """trial number -> metric -> [(epoch, value)] from the child runs of the `top_k` best trials."""
-    from mlflow.tracking import MlflowClient
-
-    objective = study.user_attrs.get("objective") or objective_names(study)[0]
+    objective = study.user_attrs.get(records.OBJECTIVE) or objective_names(study)[0]
     metrics = metrics or [objective, loss_metric(objective)]
-    client = MlflowClient(tracking_uri)
     curves = {}
-    for t in [t for t in leaderboard_trials(study) if t.user_attrs.get("mlflow_run_id")][:top_k]:
-        curves[t.number] = {}
-        for m in metrics:
-            history = sorted(client.get_metric_history(t.user_attrs["mlflow_run_id"], m), key=lambda x: x.step)
-            curves[t.number][m] = [(h.step + 1, h.value) for h in history]  # steps are 0-based epochs
+    for t in [t for t in leaderboard_trials(study) if t.user_attrs.get(records.MLFLOW_RUN_ID)][:top_k]:
+        run_id = t.user_attrs[records.MLFLOW_RUN_ID]
+        curves[t.number] = {
+            m: [(step + 1, value) for step, value in tracking.metric_history(tracking_uri, run_id, m)] for m in metrics
+        }  # steps are 0-based epochs
     return curves
 
 
@@ -213,76 +212,22 @@ def learning_curves(study: optuna.Study, tracking_uri: str | None, top_k: int = 
 # ---------------------------------------------------------------- export comparison
 
 
-def load_export_report(tracking_uri: str | None = None, run_id: str | None = None,
-                       export_dir: str | Path | None = None) -> dict | list | None:
-    """`export_report.json` from `export_dir` (must be there), else from the parent run's `export/`
+def load_export_report(
+    tracking_uri: str | None = None, run_id: str | None = None, export_dir: str | Path | None = None
+) -> ExportReport | None:
+    """The export report in `export_dir` (must be there), else the one in the parent run's `export/`
     artifacts (None when no export ran)."""
     if export_dir is not None:
-        path = Path(export_dir)
-        path = path if path.suffix == ".json" else path / EXPORT_REPORT
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no export report (run `automl export` first)")
-        return json.loads(path.read_text())
-    if not (tracking_uri and run_id):
-        return None
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    if not any(f.path.endswith(EXPORT_REPORT) for f in client.list_artifacts(run_id, "export")):
+        return ExportReport.read(export_dir)
+    if not (tracking_uri and run_id) or not tracking.has_artifact(tracking_uri, run_id, "export", REPORT_FILE):
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(Path(client.download_artifacts(run_id, f"export/{EXPORT_REPORT}", tmp)).read_text())
+        return ExportReport.read(tracking.download_artifact(tracking_uri, run_id, f"export/{REPORT_FILE}", tmp))
 
 
-def _num(*values):
-    for v in values:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-    return None
-
-
-def export_rows(report: dict | list | None, include_failed: bool = False, _prefix: str = "") -> list[dict]:
-    """One row per exported file: label, format, status, size KB, metric, p50/p95 latency ms, reason.
-
-    Reads defensively: an `ExportReport` dict (`variants` by name, `metric`), a Pareto summary
-    (`extra.pareto`: trial -> report) with an optional distilled `extra.student`, a dict of variants
-    by name, or a list of variant dicts. Unknown shapes give no rows rather than an error."""
-    rows: list[dict] = []
-    if isinstance(report, list):
-        variants, metric = {str(v.get("variant") or v.get("name") or v.get("file") or i): v
-                            for i, v in enumerate(report) if isinstance(v, dict)}, None
-    elif isinstance(report, dict):
-        variants = report.get("variants")
-        metric = report.get("metric")
-        if not isinstance(variants, dict):
-            variants = {k: v for k, v in report.items() if isinstance(v, dict) and
-                        ("size_bytes" in v or "size_kb" in v or "status" in v)}
-        extra = report.get("extra") if isinstance(report.get("extra"), dict) else {}
-        for trial, sub in (extra.get("pareto") or {}).items():
-            rows += export_rows(sub, include_failed, f"trial {trial} ")
-        if isinstance(extra.get("student"), dict):
-            rows += export_rows(extra["student"], include_failed, f"{_prefix}student ")
-    else:
-        return rows
-    for name, v in variants.items():
-        status = v.get("status", "ok")
-        if status != "ok" and not include_failed:
-            continue
-        m = metric or next((k for k in ("accuracy", "mae", "val_accuracy", "score") if k in v), None)
-        size = _num(v.get("size_bytes"))
-        rows.append({"variant": f"{_prefix}{name}", "format": v.get("format"), "status": status,
-                     "size_kb": size / 1024 if size is not None else _num(v.get("size_kb")),
-                     "metric": m, "value": _num(v.get(m)) if m else None,
-                     "agreement": _num(v.get("agreement")),
-                     "latency_p50_ms": _num(v.get("latency_p50_ms"), v.get("latency_ms")),
-                     "latency_p95_ms": _num(v.get("latency_p95_ms")),
-                     "file": v.get("file"), "reason": v.get("reason")})
-    return rows
-
-
-def export_comparison(report: dict | list | None):
+def export_comparison(report: ExportReport | None):
     """Size against score, and latency, of every exported file."""
-    rows = [r for r in export_rows(report) if r["size_kb"] is not None]
+    rows = [r for r in (report.rows(include_failed=False) if report else []) if r["size_kb"] is not None]
     if not rows:
         raise NotApplicable("no export report (run `automl export`)")
     plt = _pyplot()
@@ -293,8 +238,9 @@ def export_comparison(report: dict | list | None):
     if scored:
         ax.scatter([r["size_kb"] for r in scored], [r["value"] for r in scored])
         for r in scored:
-            ax.annotate(r["variant"], (r["size_kb"], r["value"]), fontsize="small",
-                        xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                r["variant"], (r["size_kb"], r["value"]), fontsize="small", xytext=(4, 4), textcoords="offset points"
+            )
         ax.set_ylabel(scored[0]["metric"])
         ax.set_title(f"{scored[0]['metric']} against file size")
     else:
@@ -315,19 +261,27 @@ def export_comparison(report: dict | list | None):
 # ---------------------------------------------------------------- all of them
 
 
-def search_plots(study: optuna.Study, out_dir: str | Path, tracking_uri: str | None = None,
-                 export_report: dict | list | None = None, top_k: int = 5, dpi: int = 90) -> PlotFiles:
+def search_plots(
+    study: optuna.Study,
+    out_dir: str | Path,
+    tracking_uri: str | None = None,
+    export_report: ExportReport | None = None,
+    top_k: int = 5,
+    dpi: int = 90,
+) -> PlotFiles:
     """Write every plot that applies as `<name>.png` in `out_dir`. A plot that does not apply is
     `skipped`, one that raises is `failed` (with the error): neither stops the others."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     made = PlotFiles()
-    makers = {"optimization_history": lambda: optimization_history(study),
-              "param_importances": lambda: param_importances(study),
-              "parallel_coordinate": lambda: parallel_coordinate(study),
-              "learning_curves": lambda: learning_curves(study, tracking_uri, top_k),
-              "pareto_front": lambda: pareto_front(study),
-              "export_comparison": lambda: export_comparison(export_report)}
+    makers = {
+        "optimization_history": lambda: optimization_history(study),
+        "param_importances": lambda: param_importances(study),
+        "parallel_coordinate": lambda: parallel_coordinate(study),
+        "learning_curves": lambda: learning_curves(study, tracking_uri, top_k),
+        "pareto_front": lambda: pareto_front(study),
+        "export_comparison": lambda: export_comparison(export_report),
+    }
     plt = _pyplot()
     for name, make in makers.items():
         fig, before = None, set(plt.get_fignums())
@@ -340,7 +294,7 @@ def search_plots(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
             made.files[name] = path
         except NotApplicable as exc:
             made.skipped[name] = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a plot is never worth failing a search for
+        except Exception as exc:
             made.failed[name] = f"{type(exc).__name__}: {exc}"
         finally:
             if fig is not None:
@@ -353,13 +307,11 @@ def search_plots(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
 def log_search_plots(study: optuna.Study, tracking_uri: str, run_id: str, out_dir: str | Path) -> PlotFiles:
     """The end of every search: plots (with the export comparison if an export is on the run)
     written to `out_dir` and logged on the parent run under `plots/`."""
-    from mlflow.tracking import MlflowClient
-
     try:
         export = load_export_report(tracking_uri, run_id)
-    except Exception:  # noqa: BLE001 - a half-written export must not cost the other plots
+    except Exception:
         export = None
     made = search_plots(study, out_dir, tracking_uri=tracking_uri, export_report=export)
     if made.files:
-        MlflowClient(tracking_uri).log_artifacts(run_id, str(out_dir), "plots")
+        tracking.log_to_run(tracking_uri, run_id, {}, {}, artifacts=(out_dir, "plots"))
     return made

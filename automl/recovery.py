@@ -10,18 +10,19 @@ RUNNING), and, when asked, its parameters are enqueued again so the search retri
 share a host name but not a process table (containers on the host's network), so that no worker
 takes another's live pid for a dead one.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
 
-OWNER_ATTR = "owner"
-RETRY_OF_ATTR = "retry_of"
+from . import records
+
 UNOWNED_GRACE_SECONDS = 120  # a trial is stamped with its owner within milliseconds of its creation
 
 
@@ -53,7 +54,7 @@ def owner_alive(owner: dict | None) -> bool | None:
 
 
 def _is_dead(trial: optuna.trial.FrozenTrial, rdb: bool, stale: set[int]) -> str | None:
-    owner = trial.user_attrs.get(OWNER_ATTR)
+    owner = trial.user_attrs.get(records.OWNER)
     if trial._trial_id in stale:
         where = f" (pid {owner['pid']} on {owner['host']})" if owner else ""
         return f"worker{where} stopped sending heartbeats during the trial"
@@ -67,8 +68,9 @@ def _is_dead(trial: optuna.trial.FrozenTrial, rdb: bool, stale: set[int]) -> str
     return None
 
 
-def reap_dead_trials(study: optuna.Study, end_mlflow_run: Callable[[str, str], None] | None = None,
-                     retry: bool = False) -> list[int]:
+def reap_dead_trials(
+    study: optuna.Study, end_mlflow_run: Callable[[str, str], None] | None = None, retry: bool = False
+) -> list[int]:
     """Fail the dead RUNNING trials of `study`; returns their numbers."""
     from optuna.storages import RDBStorage
 
@@ -82,7 +84,7 @@ def reap_dead_trials(study: optuna.Study, end_mlflow_run: Callable[[str, str], N
         if reason is None:
             continue
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial._trial_id, records.FAIL_REASON, reason)
             if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 continue  # another worker reaped it first
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
@@ -97,8 +99,8 @@ def _after_reaping(study, numbers, end_mlflow_run, retry: bool):
     for trial in study.get_trials(deepcopy=False):
         if trial.number not in numbers:
             continue
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        run_id = trial.user_attrs.get(records.MLFLOW_RUN_ID)
         if run_id and end_mlflow_run:
-            end_mlflow_run(run_id, trial.user_attrs.get("fail_reason", "worker died (heartbeat stopped)"))
+            end_mlflow_run(run_id, trial.user_attrs.get(records.FAIL_REASON, "worker died (heartbeat stopped)"))
         if retry and trial.params:
-            study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number})
+            study.enqueue_trial(trial.params, user_attrs={records.RETRY_OF: trial.number})

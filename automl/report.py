@@ -5,6 +5,7 @@ them in one self-contained HTML file (plots as PNG data URIs, no scripts, no net
 `automl report`, and notebooks/report.ipynb shows the same pieces inline. TensorFlow loads only
 for the model summary of the best trial (`model_summary=False` skips it).
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from .plots import TITLES, export_rows, load_export_report, search_plots
-from .results import leaderboard, leaderboard_trials, load_result, objective_names
+from . import records, tracking
+from .plots import TITLES, load_export_report, search_plots
+from .ranking import leaderboard_trials, objective_names
+from .results import leaderboard, load_result
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -33,13 +36,13 @@ class Report:
     directions: list[str]
     counts: dict[str, int]
     leaderboard: pd.DataFrame
-    plots: dict[str, bytes] = field(default_factory=dict)        # name -> PNG
-    notes: dict[str, str] = field(default_factory=dict)          # piece -> why it is missing
-    best: dict[str, Any] | None = None                           # trial, value(s), params
-    architecture: str | None = None                              # Keras model summary of the best trial
-    export: pd.DataFrame | None = None                           # one row per exported file
-    settings: dict[str, str] = field(default_factory=dict)       # the parent run's parameters
-    mlflow: dict[str, str] = field(default_factory=dict)         # tracking URI, experiment, parent run
+    plots: dict[str, bytes] = field(default_factory=dict)  # name -> PNG
+    notes: dict[str, str] = field(default_factory=dict)  # piece -> why it is missing
+    best: dict[str, Any] | None = None  # trial, value(s), params
+    architecture: str | None = None  # Keras model summary of the best trial
+    export: pd.DataFrame | None = None  # one row per exported file
+    settings: dict[str, str] = field(default_factory=dict)  # the parent run's parameters
+    mlflow: dict[str, str] = field(default_factory=dict)  # tracking URI, experiment, parent run
 
     def html(self) -> str:
         return render_html(self)
@@ -50,28 +53,39 @@ class Report:
         return path
 
 
-def build_report(study_name: str, storage: str | None = None, tracking_uri: str | None = None, *,
-                 export_dir: str | Path | None = None, top: int | None = 20, model_summary: bool = True) -> Report:
+def build_report(
+    study_name: str,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    *,
+    export_dir: str | Path | None = None,
+    top: int | None = 20,
+    model_summary: bool = True,
+) -> Report:
     """Read the study and its MLflow runs; `KeyError` when the study is not in the storage, and
     `FileNotFoundError` when `export_dir` has no export_report.json."""
     result = load_result(study_name, storage, tracking_uri)
     study = result.study
     states = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "running": "RUNNING"}
     counts = {k: sum(t.state.name == s for t in study.get_trials(deepcopy=False)) for k, s in states.items()}
-    report = Report(study=study.study_name, objectives=objective_names(study),
-                    directions=[d.name.lower() for d in study.directions], counts=counts,
-                    leaderboard=leaderboard(study, top))
+    report = Report(
+        study=study.study_name,
+        objectives=objective_names(study),
+        directions=[d.name.lower() for d in study.directions],
+        counts=counts,
+        leaderboard=leaderboard(study, top),
+    )
     report.mlflow = {"tracking URI": result.tracking_uri, "parent run": result.mlflow_run_id or "-"}
     _mlflow_facts(report, result)
     export = load_export_report(result.tracking_uri, result.mlflow_run_id, export_dir) if export_dir else None
     if export is None and result.mlflow_run_id:
         try:
             export = load_export_report(result.tracking_uri, result.mlflow_run_id)
-        except Exception as exc:  # noqa: BLE001 - the rest of the report still stands
+        except Exception as exc:
             report.notes["export"] = f"export report unreadable: {exc}"
-    rows = export_rows(export, include_failed=True)
+    rows = export.rows() if export is not None else []
     if rows:
-        df = pd.DataFrame(rows)
+        df = pd.DataFrame(rows).drop(columns=["recommended"])
         metrics = df["metric"].dropna().unique()
         report.export = df.rename(columns={"value": metrics[0]}).drop(columns="metric") if len(metrics) == 1 else df
     elif "export" not in report.notes:
@@ -84,11 +98,11 @@ def build_report(study_name: str, storage: str | None = None, tracking_uri: str 
     if top_trials:
         t = top_trials[0]
         values = dict(zip(report.objectives, t.values))
-        report.best = {"trial": t.number, **values, "params": dict(t.user_attrs.get("params", t.params))}
+        report.best = {"trial": t.number, **values, "params": dict(t.user_attrs.get(records.PARAMS, t.params))}
         if model_summary:
             try:
                 report.architecture = architecture_summary(result.tracking_uri, t)
-            except Exception as exc:  # noqa: BLE001 - no model, no TensorFlow, a model that will not load
+            except Exception as exc:
                 report.notes["architecture"] = f"trial {t.number}: {type(exc).__name__}: {exc}"
     else:
         report.notes["best"] = "no feasible complete trial yet"
@@ -101,27 +115,22 @@ def _mlflow_facts(report: Report, result):
         report.notes["mlflow"] = "the study records no MLflow parent run"
         return
     try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(result.tracking_uri)
-        run = client.get_run(result.mlflow_run_id)
-        report.mlflow["experiment"] = client.get_experiment(run.info.experiment_id).name
-        report.mlflow["status"] = run.info.status
-        report.settings = dict(sorted(run.data.params.items()))
-    except Exception as exc:  # noqa: BLE001 - a moved or unreachable store still leaves the study
+        facts = tracking.run_facts(result.tracking_uri, result.mlflow_run_id)
+        report.mlflow["experiment"], report.mlflow["status"] = facts["experiment"], facts["status"]
+        report.settings = dict(sorted(facts["params"].items()))
+    except Exception as exc:
         report.notes["mlflow"] = f"MLflow run unreadable: {exc}"
 
 
 def architecture_summary(tracking_uri: str, trial) -> str:
     """`model.summary()` of a trial's saved `.keras` model (downloaded from its MLflow run)."""
-    artifact, run_id = trial.user_attrs.get("model_artifact"), trial.user_attrs.get("mlflow_run_id")
+    artifact, run_id = trial.user_attrs.get(records.MODEL_ARTIFACT), trial.user_attrs.get(records.MLFLOW_RUN_ID)
     if not artifact or not run_id:
         raise FileNotFoundError("no saved model")
     import keras
-    from mlflow.tracking import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = MlflowClient(tracking_uri).download_artifacts(run_id, artifact, tmp)
+        path = tracking.download_artifact(tracking_uri, run_id, artifact, tmp)
         model = keras.saving.load_model(path, safe_mode=True)
     lines: list[str] = []
     model.summary(print_fn=lambda text, *args, **kwargs: lines.append(str(text)), line_length=100)
@@ -158,20 +167,26 @@ def _facts(items: dict) -> str:
 def render_html(report: Report) -> str:
     e = html.escape
     goal = ", ".join(f"{n} ({d})" for n, d in zip(report.objectives, report.directions))
-    parts = [f"<h1>Search report: {e(report.study)}</h1>",
-             f'<p class="note">objective {e(goal)} · generated {datetime.now():%Y-%m-%d %H:%M} by automl report</p>',
-             '<h2 id="summary">Summary</h2>',
-             _facts({"trials": ", ".join(f"{v} {k}" for k, v in report.counts.items()), **report.mlflow})]
+    parts = [
+        f"<h1>Search report: {e(report.study)}</h1>",
+        f'<p class="note">objective {e(goal)} · generated {datetime.now():%Y-%m-%d %H:%M} by automl report</p>',
+        '<h2 id="summary">Summary</h2>',
+        _facts({"trials": ", ".join(f"{v} {k}" for k, v in report.counts.items()), **report.mlflow}),
+    ]
     if report.best:
         values = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in report.best.items() if k != "params"}
         parts.append(f"<p>Best trial: {e(', '.join(f'{k} {v}' for k, v in values.items()))}</p>")
-    parts += ['<h2 id="leaderboard">Leaderboard</h2>',
-              _table(report.leaderboard, "leaderboard") if not report.leaderboard.empty else "<p>no trials yet</p>",
-              '<h2 id="plots">Plots</h2>']
+    parts += [
+        '<h2 id="leaderboard">Leaderboard</h2>',
+        _table(report.leaderboard, "leaderboard") if not report.leaderboard.empty else "<p>no trials yet</p>",
+        '<h2 id="plots">Plots</h2>',
+    ]
     for name, png in report.plots.items():
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f'<figure id="plot-{name}"><img alt="{e(TITLES.get(name, name))}" '
-                     f'src="data:image/png;base64,{data}"><figcaption>{e(TITLES.get(name, name))}</figcaption></figure>')
+        parts.append(
+            f'<figure id="plot-{name}"><img alt="{e(TITLES.get(name, name))}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{e(TITLES.get(name, name))}</figcaption></figure>'
+        )
     plot_notes = {k: v for k, v in report.notes.items() if k.startswith("plot ")}
     if plot_notes:
         parts.append("<ul class=note>" + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in plot_notes.items()) + "</ul>")
@@ -194,5 +209,7 @@ def render_html(report: Report) -> str:
     if "mlflow" in report.notes:
         parts.append(f'<p class="note">{e(report.notes["mlflow"])}</p>')
     body = "\n".join(parts)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{e(report.study)}: automl report</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(report.study)}: automl report</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )

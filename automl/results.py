@@ -1,54 +1,16 @@
 """Reading a search back: leaderboard, best parameters, best model. No TensorFlow import here
 except in `best_model()`, so `automl trials` stays fast."""
+
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
 import optuna
 import pandas as pd
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-COPIED_ATTR = "copied_from"  # trials copied in from another study (continue_from)
-TIEBREAK_ATTR = "tiebreak_val_loss"  # val_loss at the trial's best epoch: orders trials with equal values
-
-
-def feasible(t: optuna.trial.FrozenTrial) -> bool:
-    """Meets every constraint of the search (always, without constraints)."""
-    return all(c <= 0 for c in t.user_attrs.get("constraints", []))
-
-
-def objective_names(study: optuna.Study) -> list[str]:
-    names = study.user_attrs.get("objectives") or [study.user_attrs.get("objective", "value")]
-    return list(names) if len(names) == len(study.directions) else [f"value_{i}" for i in range(len(study.directions))]
-
-
-def leaderboard_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Feasible complete trials, best first (by the first objective when there are several)."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if feasible(t)]
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(done, key=lambda t: (*rank_key(t.values[0], t.user_attrs.get(TIEBREAK_ATTR), maximize), t.number))
-
-
-def rank_key(value: float, tiebreak_loss: float | None, maximize: bool) -> tuple:
-    """Sort key, best first: the objective, then (for equal values) the lower validation loss.
-
-    Why: accuracy on a small validation set moves in steps of one sample, so several trials often
-    share the best value; the one whose probabilities fit the validation data better is the safer
-    pick (the rule BestEpochStopping applies to a trial's epochs).
-    """
-    loss = tiebreak_loss if tiebreak_loss is not None and math.isfinite(tiebreak_loss) else math.inf
-    return (-value if maximize else value, loss)
-
-
-def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The non-dominated feasible complete trials."""
-    from .objectives import dominates
-
-    directions = [d.name.lower() for d in study.directions]
-    done = leaderboard_trials(study)
-    return [t for t in done if not any(dominates(o.values, t.values, directions) for o in done if o is not t)]
+from . import records, tracking
+from .ranking import feasible, leaderboard_trials, objective_names, pareto_trials
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -56,15 +18,29 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     names = objective_names(study)
     for t in study.get_trials(deepcopy=False):
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
         values = dict(zip(names, t.values)) if t.values and len(names) > 1 else {}
-        measured = {k: v for k, v in t.user_attrs.get("objectives", {}).items() if k not in values}
-        rows.append({"trial": t.number, "state": t.state.name,
-                     "value": t.values[0] if t.values else None, **values, **measured,
-                     **({"feasible": feasible(t)} if "constraints" in t.user_attrs else {}),
-                     "epochs": t.user_attrs.get("epochs_run"), "params_count": t.user_attrs.get("param_count"),
-                     "seconds": seconds, **t.user_attrs.get("params", t.params),
-                     "fail_reason": t.user_attrs.get("fail_reason")})
+        measured = {k: v for k, v in t.user_attrs.get(records.OBJECTIVES, {}).items() if k not in values}
+        attrs = t.user_attrs
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "value": t.values[0] if t.values else None,
+                **values,
+                **measured,
+                **({"feasible": feasible(t)} if records.CONSTRAINTS in attrs else {}),
+                "epochs": attrs.get(records.EPOCHS_RUN),
+                "params_count": attrs.get(records.PARAM_COUNT),
+                "seconds": seconds,
+                **attrs.get(records.PARAMS, t.params),
+                "fail_reason": attrs.get(records.FAIL_REASON),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -82,8 +58,7 @@ def leaderboard(study: optuna.Study, k: int | None = 10) -> pd.DataFrame:
 class SearchResult:
     """What `Search.fit` returns; also rebuilt from a stored study by `load_result`."""
 
-    def __init__(self, study: optuna.Study, tracking_uri: str, mlflow_run_id: str | None,
-                 objective: str, dataset=None):
+    def __init__(self, study: optuna.Study, tracking_uri: str, mlflow_run_id: str | None, objective: str, dataset=None):
         self.study, self.tracking_uri, self.mlflow_run_id = study, tracking_uri, mlflow_run_id
         self.objective, self.dataset = objective, dataset
 
@@ -91,9 +66,11 @@ class SearchResult:
     def best_trial(self) -> optuna.trial.FrozenTrial:
         """The best feasible complete trial; with several objectives, choose with `select(...)`."""
         if len(self.study.directions) > 1:
-            raise ValueError(f"this search has several objectives ({', '.join(objective_names(self.study))}): "
-                             "pick a trial of result.pareto_front() with result.select('<objective>') "
-                             "or best_model(select=...)")
+            raise ValueError(
+                f"this search has several objectives ({', '.join(objective_names(self.study))}): "
+                "pick a trial of result.pareto_front() with result.select('<objective>') "
+                "or best_model(select=...)"
+            )
         top = leaderboard_trials(self.study)
         if not top:
             raise ValueError(f"study {self.study.study_name!r} has no feasible complete trial")
@@ -118,8 +95,10 @@ class SearchResult:
         if not front:
             raise ValueError(f"study {self.study.study_name!r} has no feasible complete trial")
         if rule is None:
-            raise ValueError(f"several objectives: select by one of {', '.join(objective_names(self.study))} "
-                             "or a function of the trial")
+            raise ValueError(
+                f"several objectives: select by one of {', '.join(objective_names(self.study))} "
+                "or a function of the trial"
+            )
         if callable(rule):
             return max(front, key=rule)
         names = objective_names(self.study)
@@ -132,7 +111,7 @@ class SearchResult:
     @property
     def best_params(self) -> dict:
         t = self.best_trial
-        return dict(t.user_attrs.get("params", t.params))
+        return dict(t.user_attrs.get(records.PARAMS, t.params))
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -143,15 +122,12 @@ class SearchResult:
 
     def best_model_path(self, dst: str | Path | None = None, select=None) -> Path:
         """Download the best (or `select`ed) trial's `.keras` file from MLflow."""
-        from mlflow.tracking import MlflowClient
-
         t = self.select(select)
-        artifact = t.user_attrs.get("model_artifact")
+        artifact = t.user_attrs.get(records.MODEL_ARTIFACT)
         if not artifact:
             raise FileNotFoundError(f"trial {t.number} has no saved model")
         dst = Path(dst or tempfile.mkdtemp(prefix="automl-model-"))
-        client = MlflowClient(tracking_uri=self.tracking_uri)
-        return Path(client.download_artifacts(t.user_attrs["mlflow_run_id"], artifact, str(dst)))
+        return Path(tracking.download_artifact(self.tracking_uri, t.user_attrs[records.MLFLOW_RUN_ID], artifact, dst))
 
     def best_model(self, select=None):
         """The best trial's trained model (with several objectives: the `select`ed Pareto member),
@@ -172,9 +148,15 @@ class SearchResult:
 
 
 def load_result(study_name: str, storage: str | None = None, tracking_uri: str | None = None) -> SearchResult:
+    """A finished (or running) search read back from its Optuna storage; `KeyError` when the study is
+    not there."""
     from .stores import default_tracking_uri, open_storage
-    from .tracking import PARENT_RUN_ATTR
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    return SearchResult(study, tracking_uri or study.user_attrs.get("tracking_uri") or default_tracking_uri(),
-                        study.user_attrs.get(PARENT_RUN_ATTR), study.user_attrs.get("objective", "value"))
+    attrs = study.user_attrs
+    return SearchResult(
+        study,
+        tracking_uri or attrs.get(records.TRACKING_URI) or default_tracking_uri(),
+        attrs.get(records.PARENT_RUN),
+        attrs.get(records.OBJECTIVE, "value"),
+    )

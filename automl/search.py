@@ -1,34 +1,37 @@
 """The orchestrator: an Optuna study whose trials build and train Keras models, logged to MLflow."""
+
 from __future__ import annotations
 
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from . import records
 from .builder import validate_space
 from .data import Dataset, make_dataset
-from .results import COPIED_ATTR, FINISHED, SearchResult, leaderboard, leaderboard_trials, pareto_trials
-from .space import SearchSpace, SpaceError, load_space
-from .stores import open_storage
-from .objectives import ObjectiveError, parse_objectives
-from .strategies import check_names, make_pruner, make_sampler
-from .tracking import Tracker
-from .training import default_objective, metric_names
+from .errors import ObjectiveError, SearchError, SpaceError, TrialFailed
 from .isolation import IsolatedTrialRunner
+from .objectives import default_objective, metric_names, parse_objectives
+from .ranking import FINISHED, count, leaderboard_trials
+from .records import SearchSettings, TrialSettings
 from .recovery import reap_dead_trials
-from .trial import TrialFailed, TrialRunner, TrialSettings, frozen_heap
+from .results import SearchResult, leaderboard
+from .space import SearchSpace, load_space
+from .stores import open_storage
+from .strategies import SAMPLERS, check_names, make_pruner, make_sampler
+from .tracking import Tracker
+from .trial import TrialRunner, frozen_heap
+
+__all__ = ["DEFAULT_SPACES", "Search", "SearchError"]
 
 DEFAULT_SPACES = {"image": "image_cnn", "tabular": "tabular_mlp", "text": "text_cnn_rnn", "sequence": "sequence_rnn"}
 BUDGET_POLL_SECONDS = 1.0
-
-
-class SearchError(ValueError):
-    """Settings that cannot run (a study made with another space or data, a bad objective...)."""
 
 
 class SurplusTrial(TrialFailed):
@@ -42,17 +45,40 @@ class Search:
     the same study again after an interruption finishes the rest, and a larger number extends it.
     """
 
-    def __init__(self, space: str | Path | SearchSpace | None = None, *, study_name: str | None = None,
-                 storage: str | None = None, tracking_uri: str | None = None, experiment: str | None = None,
-                 sampler: str = "tpe", pruner: str = "median", seed: int | None = None,
-                 objective: str | None = None, direction: str | None = None, max_trials: int = 10,
-                 timeout: float | None = None, patience: int | None = 3, max_consecutive_failures: int = 10,
-                 enqueue: list[dict[str, Any]] | None = None, verbose: bool = True,
-                 on_trial: Callable | None = None, isolate: bool = False, memory_limit_mb: float | None = None,
-                 retry_dead: bool = False, worker: int = 0, objectives: list[str] | None = None,
-                 constraints: dict[str, float] | list[str] | None = None, max_epochs_total: int | None = None,
-                 warm_start: str | None = None, warm_start_top_k: int = 5, continue_from: str | None = None,
-                 hypermodel=None, fit_kwargs: dict | None = None, start: bool = True):
+    def __init__(
+        self,
+        space: str | Path | SearchSpace | None = None,
+        *,
+        study_name: str | None = None,
+        storage: str | None = None,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        sampler: str = "tpe",
+        pruner: str = "median",
+        seed: int | None = None,
+        objective: str | None = None,
+        direction: str | None = None,
+        max_trials: int = 10,
+        timeout: float | None = None,
+        patience: int | None = 3,
+        max_consecutive_failures: int = 10,
+        enqueue: list[dict[str, Any]] | None = None,
+        verbose: bool = True,
+        on_trial: Callable | None = None,
+        isolate: bool = False,
+        memory_limit_mb: float | None = None,
+        retry_dead: bool = False,
+        worker: int = 0,
+        objectives: list[str] | None = None,
+        constraints: dict[str, float] | list[str] | None = None,
+        max_epochs_total: int | None = None,
+        warm_start: str | None = None,
+        warm_start_top_k: int = 5,
+        continue_from: str | None = None,
+        hypermodel=None,
+        fit_kwargs: dict | None = None,
+        start: bool = True,
+    ):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
         if timeout is not None and timeout <= 0:
@@ -68,7 +94,11 @@ class Search:
         self.verbose, self.on_trial = verbose, on_trial
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
         self.start = start  # a new study first tries the space's `start` configurations
-        self.isolate, self.memory_limit_mb, self.retry_dead = isolate or bool(memory_limit_mb), memory_limit_mb, retry_dead
+        self.isolate, self.memory_limit_mb, self.retry_dead = (
+            isolate or bool(memory_limit_mb),
+            memory_limit_mb,
+            retry_dead,
+        )
         self.worker = worker  # several workers with one --seed: each samples its own sequence
         self.objectives, self.constraints, self.max_epochs_total = objectives, constraints, max_epochs_total
         self.warm_start, self.warm_start_top_k, self.continue_from = warm_start, warm_start_top_k, continue_from
@@ -76,21 +106,47 @@ class Search:
             raise SearchError(f"max_epochs_total must be at least 1, not {max_epochs_total}")
         check_names(sampler, pruner)  # fail on bad names now, not later
         self.hypermodel = None  # a KerasTuner build_model(hp) / HyperModel in the place of a space
-        if hypermodel is not None or fit_kwargs or sampler.startswith("kt-"):
+        if hypermodel is not None or fit_kwargs or SAMPLERS[sampler].keras_tuner:
             from .keras_tuner import check_search  # KerasTuner compatibility, both ways
 
-            self.hypermodel = check_search(self, hypermodel, fit_kwargs)
+            self.hypermodel, overrides = check_search(
+                sampler,
+                hypermodel,
+                fit_kwargs,
+                space=self.space,
+                objectives=objectives,
+                constraints=constraints,
+                isolate=self.isolate,
+            )
+            self.pruner = overrides.get("pruner", self.pruner)
 
-    def fit(self, x=None, y=None, *, data: Dataset | None = None, validation_data=None,
-            validation_split: float = 0.2, epochs: int = 10, task: str | None = None,
-            name: str = "arrays", kind: str | None = None) -> SearchResult:
+    def fit(
+        self,
+        x=None,
+        y=None,
+        *,
+        data: Dataset | None = None,
+        validation_data=None,
+        validation_split: float = 0.2,
+        epochs: int = 10,
+        task: str | None = None,
+        name: str = "arrays",
+        kind: str | None = None,
+    ) -> SearchResult:
         """Run trials until `max_trials` are finished or `timeout` passes; returns the result."""
         if data is None:
             if x is None:  # y may be None for a folder or a tf.data.Dataset: make_dataset checks
                 raise SearchError("fit needs x and y (or data=Dataset)")
             data = (self.hypermodel.dataset if self.hypermodel else make_dataset)(
-                x, y, validation_data=validation_data, validation_split=validation_split,
-                task=task, kind=kind, name=name, seed=self.seed or 0)
+                x,
+                y,
+                validation_data=validation_data,
+                validation_split=validation_split,
+                task=task,
+                kind=kind,
+                name=name,
+                seed=self.seed or 0,
+            )
         if epochs < 1:
             raise SearchError(f"epochs must be at least 1, not {epochs}")
         space = self.hypermodel or self.space or load_space(DEFAULT_SPACES[data.kind])
@@ -104,53 +160,89 @@ class Search:
         if self.verbose:  # our progress lines replace Optuna's per-trial log lines
             optuna.logging.set_verbosity(optuna.logging.ERROR)
         study_name = self.study_name or f"{space.name}-{data.name}".replace(":", "-")
+        storage = open_storage(self.storage)  # a bad storage fails before anything is written
         tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)  # fails before the study changes
-        storage = open_storage(self.storage)
         seed = None if self.seed is None else self.seed + self.worker
-        if self.sampler.startswith("kt-"):  # KerasTuner's tuners as samplers: keras_tuner.py
-            from .keras_tuner import make_sampler as keras_tuner_sampler
-
-            sampler = keras_tuner_sampler(self.sampler, space, objective, direction, seed, self.max_trials, epochs)
-        else:
-            sampler = make_sampler(self.sampler, seed, self.max_trials, space=space)
-        study_args = dict(study_name=study_name, storage=storage, directions=objs.directions, sampler=sampler,
-                          pruner=make_pruner(pruner, epochs))
+        sampler = make_sampler(
+            self.sampler, seed, self.max_trials, space=space, objective=objective, direction=direction, epochs=epochs
+        )
+        study_args = {
+            "study_name": study_name,
+            "storage": storage,
+            "directions": objs.directions,
+            "sampler": sampler,
+            "pruner": make_pruner(pruner, epochs),
+        }
         try:  # the worker that creates the study creates its MLflow parent run; the others join it
             study, created = optuna.create_study(**study_args), True
         except optuna.exceptions.DuplicatedStudyError:
             study, created = optuna.create_study(**study_args, load_if_exists=True), False
         self._check_or_record_study(study, space, data, objs)
         self._warm_start(study, storage, space, created)
-        study.set_user_attr("tracking_uri", tracker.tracking_uri)
-        settings_params = {"space": space.source or space.name, "space_name": space.name, **data.describe(),
-                           "objective": objective, "direction": direction, "sampler": self.sampler,
-                           "pruner": pruner, "seed": self.seed, "epochs": epochs, "patience": self.patience,
-                           "objectives": ",".join(f"{n}:{d[:3]}" for n, d in zip(objs.names, objs.directions)),
-                           "constraints": ",".join(f"{k}<={v:g}" for k, v in objs.constraints.items()) or None,
-                           "max_trials": self.max_trials, "timeout": self.timeout,
-                           "max_epochs_total": self.max_epochs_total}
-        run_id = tracker.start_search(study, settings_params, {"automl.study": study_name}, join=not created)
+        study.set_user_attr(records.TRACKING_URI, tracker.tracking_uri)
+        study.set_user_attr(
+            records.SETTINGS,
+            SearchSettings(
+                space=space.source or space.name,
+                space_name=space.name,
+                data=data.name,
+                train_samples=data.num_train,
+                val_samples=data.num_val,
+                objective=objective,
+                direction=direction,
+                seed=self.seed,
+                epochs=epochs,
+                patience=self.patience,
+            ).to_json(),
+        )
+        settings_params = {
+            "space": space.source or space.name,
+            "space_name": space.name,
+            **data.describe(),
+            "objective": objective,
+            "direction": direction,
+            "sampler": self.sampler,
+            "pruner": pruner,
+            "seed": self.seed,
+            "epochs": epochs,
+            "patience": self.patience,
+            "objectives": ",".join(f"{n}:{d[:3]}" for n, d in zip(objs.names, objs.directions)),
+            "constraints": ",".join(f"{k}<={v:g}" for k, v in objs.constraints.items()) or None,
+            "max_trials": self.max_trials,
+            "timeout": self.timeout,
+            "max_epochs_total": self.max_epochs_total,
+        }
+        run_id = tracker.start_search(study, settings_params, {records.TAG_STUDY: study_name}, join=not created)
         result = SearchResult(study, tracker.tracking_uri, run_id, objective, data)
 
         deadline = time.time() + self.timeout if self.timeout else None
-        settings = TrialSettings(objective=objective, direction=direction, epochs=epochs,
-                                 patience=self.patience, seed=self.seed, deadline=deadline,
-                                 objectives=objs if (objs.multi or objs.constraints or objs.costs) else None)
-        if self.hypermodel or self.sampler == "kt-hyperband":  # keras_tuner.py
+        settings = TrialSettings(
+            objective=objective,
+            direction=direction,
+            epochs=epochs,
+            patience=self.patience,
+            seed=self.seed,
+            deadline=deadline,
+            objectives=objs if (objs.multi or objs.constraints or objs.costs) else None,
+        )
+        if self.hypermodel or SAMPLERS[self.sampler].schedules_epochs:  # keras_tuner.py
             from .keras_tuner import make_runner
 
             runner = make_runner(self.hypermodel, space, data, settings, tracker, study_name)
         elif self.isolate:
-            runner = IsolatedTrialRunner(space, data, settings, tracker, study_name, self.storage, pruner,
-                                         self.memory_limit_mb)
+            runner = IsolatedTrialRunner(
+                space, data, settings, tracker, study_name, self.storage, pruner, self.memory_limit_mb
+            )
         else:
             runner = TrialRunner(space, data, settings, tracker, study_name)
         runner.gate = lambda trial: self._wait_for_budget(trial, tracker)
-        done = _count(study, FINISHED)
+        done = count(study, FINISHED)
         goal = ", ".join(f"{n} ({d})" for n, d in zip(objs.names, objs.directions))
-        self._say(f"[bold]study[/] {study_name}: {done} of {self.max_trials} trials finished before this run; "
-                  f"{data.summary()}; objective {goal}"
-                  + (f"; constraints {settings_params['constraints']}" if objs.constraints else ""))
+        self._say(
+            f"[bold]study[/] {study_name}: {done} of {self.max_trials} trials finished before this run; "
+            f"{data.summary()}; objective {goal}"
+            + (f"; constraints {settings_params['constraints']}" if objs.constraints else "")
+        )
         status = "FINISHED"
         try:
             with frozen_heap():
@@ -167,8 +259,7 @@ class Search:
     def _objectives(self, task: str):
         known, default = self.hypermodel.metrics() if self.hypermodel else (metric_names(task), default_objective(task))
         try:
-            return parse_objectives(self.objectives or self.objective, known, default,
-                                    self.direction, self.constraints)
+            return parse_objectives(self.objectives or self.objective, known, default, self.direction, self.constraints)
         except ObjectiveError as exc:
             raise SearchError(str(exc)) from None
 
@@ -177,23 +268,39 @@ class Search:
         if space.task and space.task != data.task:
             raise SpaceError([("task", f"the space is for {space.task} but the data is {data.task}")], space.source)
         if space.input and space.input != data.kind:
-            raise SpaceError([("input", f"the space is for {space.input} input but the data is {data.kind} "
-                                        f"(shape {data.input_shape})")], space.source)
+            raise SpaceError(
+                [
+                    (
+                        "input",
+                        f"the space is for {space.input} input but the data is {data.kind} (shape {data.input_shape})",
+                    )
+                ],
+                space.source,
+            )
 
     @staticmethod
     def _check_or_record_study(study: optuna.Study, space: SearchSpace, data: Dataset, objs):
-        expected = {"space_fingerprint": space.fingerprint(), "data_fingerprint": data.fingerprint(),
-                    "objective": objs.primary, "objectives": objs.names, "constraints": objs.constraints}
+        expected = {
+            records.SPACE_FINGERPRINT: space.fingerprint(),
+            records.DATA_FINGERPRINT: data.fingerprint(),
+            records.OBJECTIVE: objs.primary,
+            records.OBJECTIVE_NAMES: objs.names,
+            records.STUDY_CONSTRAINTS: objs.constraints,
+        }
         attrs = study.user_attrs
         had = [d.name.lower() for d in study.directions]
         if had != objs.directions:
-            raise SearchError(f"study {study.study_name!r} was created to {', '.join(had)}; "
-                              f"this search would {', '.join(objs.directions)}. Use another --study name.")
+            raise SearchError(
+                f"study {study.study_name!r} was created to {', '.join(had)}; "
+                f"this search would {', '.join(objs.directions)}. Use another --study name."
+            )
         for key, value in expected.items():
             if key in attrs and attrs[key] != value:
                 what = key.split("_")[0]
-                raise SearchError(f"study {study.study_name!r} was run with a different {what} "
-                                  f"({attrs[key]} != {value}); use another --study name to start a new study")
+                raise SearchError(
+                    f"study {study.study_name!r} was run with a different {what} "
+                    f"({attrs[key]} != {value}); use another --study name to start a new study"
+                )
         for key, value in expected.items():
             if key not in attrs:
                 study.set_user_attr(key, value)
@@ -203,7 +310,7 @@ class Search:
         study, the finished trials of another study so the sampler starts from what it learnt."""
         # the space's known-good configurations, for a new study the user has not seeded otherwise
         own = self.enqueue or self.warm_start or self.continue_from
-        starts = getattr(space, "start", [])[:self.max_trials] if self.start and created and not own else []
+        starts = getattr(space, "start", [])[: self.max_trials] if self.start and created and not own else []
         for params in [*self.enqueue, *starts]:
             study.enqueue_trial(params, skip_if_exists=True)
         for name, what in ((self.warm_start, "warm_start"), (self.continue_from, "continue_from")):
@@ -211,23 +318,36 @@ class Search:
                 raise SearchError(f"{what} names this study itself ({name!r})")
         if self.warm_start:
             other = self._other_study(self.warm_start, storage, "warm_start")
-            for t in leaderboard_trials(other)[:self.warm_start_top_k]:
-                study.enqueue_trial(t.params, user_attrs={"warm_start_from": f"{other.study_name}#{t.number}"},
-                                    skip_if_exists=True)
+            for t in leaderboard_trials(other)[: self.warm_start_top_k]:
+                study.enqueue_trial(
+                    t.params,
+                    user_attrs={records.WARM_START_FROM: f"{other.study_name}#{t.number}"},
+                    skip_if_exists=True,
+                )
         if self.continue_from and created:
             other = self._other_study(self.continue_from, storage, "continue_from")
-            if other.user_attrs.get("space_fingerprint") != space.fingerprint():
-                raise SearchError(f"continue_from: study {other.study_name!r} was run with another space; "
-                                  "its trials cannot teach this one (use warm_start to enqueue its best instead)")
+            if other.user_attrs.get(records.SPACE_FINGERPRINT) != space.fingerprint():
+                raise SearchError(
+                    f"continue_from: study {other.study_name!r} was run with another space; "
+                    "its trials cannot teach this one (use warm_start to enqueue its best instead)"
+                )
             if [d.name for d in other.directions] != [d.name for d in study.directions]:
                 raise SearchError(f"continue_from: study {other.study_name!r} has other objectives")
-            copied = [optuna.trial.create_trial(params=t.params, distributions=t.distributions, values=t.values,
-                                                user_attrs={**t.user_attrs, COPIED_ATTR: f"{other.study_name}#{t.number}"},
-                                                intermediate_values=t.intermediate_values)
-                      for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+            copied = [
+                optuna.trial.create_trial(
+                    params=t.params,
+                    distributions=t.distributions,
+                    values=t.values,
+                    user_attrs={**t.user_attrs, records.COPIED_FROM: f"{other.study_name}#{t.number}"},
+                    intermediate_values=t.intermediate_values,
+                )
+                for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            ]
             study.add_trials(copied)
-            self._say(f"continued from {other.study_name}: {len(copied)} finished trials copied in "
-                      "(they teach the sampler and do not count towards max_trials)")
+            self._say(
+                f"continued from {other.study_name}: {len(copied)} finished trials copied in "
+                "(they teach the sampler and do not count towards max_trials)"
+            )
 
     @staticmethod
     def _other_study(name: str, storage, what: str) -> optuna.Study:
@@ -246,20 +366,25 @@ class Search:
         callbacks = [self._progress(objective, study), self._failure_guard()]
         while self._stopping is None:
             self._reap(study, tracker)
-            finished = _count(study, FINISHED)
+            finished = count(study, FINISHED)
             if finished >= self.max_trials:
                 break
             if self.timeout is not None and time.time() - started >= self.timeout:
                 self._say(f"[yellow]stopping: the timeout of {self.timeout:g} s is reached[/]")
                 break
             if self.max_epochs_total is not None:
-                used = sum(t.user_attrs.get("epochs_run", 0) for t in study.get_trials(deepcopy=False)
-                           if COPIED_ATTR not in t.user_attrs)
+                used = sum(
+                    t.user_attrs.get(records.EPOCHS_RUN, 0)
+                    for t in study.get_trials(deepcopy=False)
+                    if records.COPIED_FROM not in t.user_attrs
+                )
                 if used >= self.max_epochs_total:
-                    self._say(f"[yellow]stopping: {used} epochs trained, max_epochs_total is {self.max_epochs_total}[/]")
+                    self._say(
+                        f"[yellow]stopping: {used} epochs trained, max_epochs_total is {self.max_epochs_total}[/]"
+                    )
                     break
                 runner.settings.epochs_left = self.max_epochs_total - used
-            if finished + _count(study, (TrialState.RUNNING,)) >= self.max_trials:
+            if finished + count(study, (TrialState.RUNNING,)) >= self.max_trials:
                 time.sleep(BUDGET_POLL_SECONDS)  # the rest of the budget is in flight on other workers
                 continue
             study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=callbacks)
@@ -267,21 +392,23 @@ class Search:
     def _reap(self, study: optuna.Study, tracker: Tracker):
         end = lambda run_id, reason: tracker.end_run(run_id, "FAIL", reason)  # noqa: E731
         for number in reap_dead_trials(study, end, retry=self.retry_dead):
-            self._say(f"[yellow]trial {number} was left RUNNING by a worker that died: marked failed"
-                      f"{', its configuration enqueued again' if self.retry_dead else ''}[/]")
+            self._say(
+                f"[yellow]trial {number} was left RUNNING by a worker that died: marked failed"
+                f"{', its configuration enqueued again' if self.retry_dead else ''}[/]"
+            )
 
     def _wait_for_budget(self, trial: optuna.Trial, tracker: Tracker):
         """Two workers may start the study's last trial at the same moment: the later one waits, and
         steps aside (fails as surplus, before any training or MLflow run) if the other one finishes."""
         while True:
-            trials = [t for t in trial.study.get_trials(deepcopy=False) if COPIED_ATTR not in t.user_attrs]
+            trials = [t for t in trial.study.get_trials(deepcopy=False) if records.COPIED_FROM not in t.user_attrs]
             finished = sum(t.state in FINISHED for t in trials)
             ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
             if finished + ahead < self.max_trials:
                 return
             if finished >= self.max_trials:
                 reason = f"surplus: the study already has {finished} finished trials (max_trials {self.max_trials})"
-                trial.set_user_attr("fail_reason", reason)
+                trial.set_user_attr(records.FAIL_REASON, reason)
                 self._stopping = reason
                 raise SurplusTrial(reason)
             time.sleep(BUDGET_POLL_SECONDS)
@@ -295,14 +422,24 @@ class Search:
         from .progress import SearchProgress
 
         prewarm()  # the end-of-search plots' imports load while trials train
-        self._bar = SearchProgress(self.max_trials, objective, timeout=self.timeout, title=study.study_name,
-                                   done_before=_count(study, FINISHED)) if self.verbose else None
+        self._bar = (
+            SearchProgress(
+                self.max_trials,
+                objective,
+                timeout=self.timeout,
+                title=study.study_name,
+                done_before=count(study, FINISHED),
+            )
+            if self.verbose
+            else None
+        )
 
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial):
             if self.on_trial:
                 self.on_trial(study, trial)
             if self._bar is not None:
                 self._bar.trial_finished(study, trial)
+
         return report
 
     def _failure_guard(self):
@@ -315,8 +452,11 @@ class Search:
                     break
             if streak >= self.max_consecutive_failures:
                 self._stopping = f"{streak} trials failed in a row"
-                self._say(f"[red]stopping: {streak} trials failed in a row; last reason: "
-                          f"{trial.user_attrs.get('fail_reason')}[/]")
+                self._say(
+                    f"[red]stopping: {streak} trials failed in a row; last reason: "
+                    f"{trial.user_attrs.get(records.FAIL_REASON)}[/]"
+                )
+
         return guard
 
     def _finish(self, tracker: Tracker, result: SearchResult, objective: str, status: str):
@@ -324,7 +464,7 @@ class Search:
             self._bar, bar = None, self._bar
             bar.close()
         study = result.study
-        counts = {s.name.lower(): _count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        counts = {s.name.lower(): count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         metrics = {f"trials_{k}": v for k, v in counts.items()}
         artifacts: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -339,19 +479,29 @@ class Search:
             elif top := leaderboard_trials(study):
                 best = top[0]
                 metrics[f"best_{objective}"] = best.value
-                (Path(tmp) / "best_params.json").write_text(json.dumps(
-                    {"trial": best.number, "value": best.value, "params": best.user_attrs.get("params", best.params)},
-                    indent=2, default=str))
+                (Path(tmp) / "best_params.json").write_text(
+                    json.dumps(
+                        {
+                            "trial": best.number,
+                            "value": best.value,
+                            "params": best.user_attrs.get(records.PARAMS, best.params),
+                        },
+                        indent=2,
+                        default=str,
+                    )
+                )
                 artifacts["best"] = str(Path(tmp) / "best_params.json")
                 try:
                     artifacts["best_model"] = str(result.best_model_path(Path(tmp) / "model"))
-                except (FileNotFoundError, OSError, Exception) as exc:  # noqa: BLE001 - report, keep the rest
+                except (FileNotFoundError, OSError, Exception) as exc:
                     self._say(f"[yellow]best model not attached to the search run: {exc}[/]")
             self._plots(tracker, study, Path(tmp) / "plots")
-            others_running = _count(study, (TrialState.RUNNING,)) > 0  # other workers, still at work
+            others_running = count(study, (TrialState.RUNNING,)) > 0  # other workers, still at work
             tracker.finish_search(status, metrics, artifacts, terminate=not others_running)
-        self._say(f"search {study.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
-                  f"{counts['fail']} failed; MLflow run {tracker.parent_run_id}")
+        self._say(
+            f"search {study.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['fail']} failed; MLflow run {tracker.parent_run_id}"
+        )
 
     def _plots(self, tracker: Tracker, study: optuna.Study, out: Path):
         """Plots onto the parent run under `plots/` (automl.plots); a plot that fails is reported and
@@ -360,7 +510,7 @@ class Search:
             from .plots import log_search_plots
 
             problems = log_search_plots(study, tracker.tracking_uri, tracker.parent_run_id, out).failed
-        except Exception as exc:  # noqa: BLE001 - plots are never worth failing a search for
+        except Exception as exc:
             problems = {"plots": f"{type(exc).__name__}: {exc}"}
         for name, why in problems.items():
             if self.verbose:
@@ -375,8 +525,3 @@ class Search:
             from .progress import say
 
             say(text, getattr(self, "_bar", None))
-
-
-def _count(study: optuna.Study, states) -> int:
-    """Trials of this study in `states`, not counting trials copied in from another study."""
-    return sum(COPIED_ATTR not in t.user_attrs for t in study.get_trials(deepcopy=False, states=states))

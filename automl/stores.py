@@ -4,17 +4,16 @@ Default (embedded, one machine): `mlruns/optuna.journal` (Optuna's journal file,
 several processes) and `sqlite:///mlruns/mlflow.db` with artifacts in `mlruns/artifacts/`.
 Both can point elsewhere, e.g. `postgresql://...` and `http://mlflow-server:5000`.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from .errors import StoreError
+
 DEFAULT_ROOT = Path("mlruns")
 RDB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql")
-
-
-class StoreError(RuntimeError):
-    """A storage or tracking location that cannot be used."""
 
 
 def default_root() -> Path:

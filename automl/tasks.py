@@ -9,6 +9,7 @@ Predictions come back in the user's own label values.
     clf.fit(texts, labels, validation_split=0.2)
     clf.predict(["a new text"])            # -> array(['positive'])
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,17 @@ class _Task:
     kind = ""
     task = "classification"
 
-    def __init__(self, max_trials: int = 10, timeout: float | None = None, seed: int | None = None,
-                 study_name: str | None = None, *, space=None, epochs: int = 10, **search_options: Any):
+    def __init__(
+        self,
+        max_trials: int = 10,
+        timeout: float | None = None,
+        seed: int | None = None,
+        study_name: str | None = None,
+        *,
+        space=None,
+        epochs: int = 10,
+        **search_options: Any,
+    ):
         """`space`: a space file, shipped space name or `SearchSpace` (default: the kind's shipped
         space); `epochs`: the most epochs per trial; other keywords go to `automl.Search`
         (storage, tracking_uri, experiment, sampler, pruner, objective, patience, verbose...).
@@ -36,15 +46,29 @@ class _Task:
         (bench/RESULTS.md, Quality). Pass `objective="val_accuracy"` for the other rule."""
         if "objective" not in search_options and not search_options.get("objectives"):
             search_options["objective"] = "val_loss"
-        self.search = Search(space if space is not None else DEFAULT_SPACES[self.kind], study_name=study_name,
-                             max_trials=max_trials, timeout=timeout, seed=seed, **search_options)
+        self.search = Search(
+            space if space is not None else DEFAULT_SPACES[self.kind],
+            study_name=study_name,
+            max_trials=max_trials,
+            timeout=timeout,
+            seed=seed,
+            **search_options,
+        )
         self.epochs = epochs
         self.data: Dataset | None = None
         self.result = None
         self._model = None
 
-    def fit(self, x, y=None, *, validation_data=None, validation_split: float = 0.2, epochs: int | None = None,
-            **read_options: Any):
+    def fit(
+        self,
+        x,
+        y=None,
+        *,
+        validation_data=None,
+        validation_split: float = 0.2,
+        epochs: int | None = None,
+        **read_options: Any,
+    ):
         """Search on (x, y); returns the `SearchResult` (also kept as `self.result`).
 
         Without `validation_data`, `validation_split` of the samples are held out (stratified for
@@ -52,9 +76,17 @@ class _Task:
         Fitting the same data again resumes its study up to `max_trials`.
         """
         named = isinstance(x, (str, Path))
-        self.data = make_dataset(x, y, validation_data=validation_data, validation_split=validation_split,
-                                 task=self.task, kind=self.kind, name=Path(x).name if named else self.kind,
-                                 seed=self.search.seed or 0, **read_options)
+        self.data = make_dataset(
+            x,
+            y,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            task=self.task,
+            kind=self.kind,
+            name=Path(x).name if named else self.kind,
+            seed=self.search.seed or 0,
+            **read_options,
+        )
         if not named:  # a study per data set: a refit resumes, other data starts a new study
             self.data.name = f"{self.kind}-{self.data.fingerprint()[:8]}"
         self.result = self.search.fit(data=self.data, epochs=epochs or self.epochs)

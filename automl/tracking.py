@@ -3,6 +3,7 @@
 Uses `MlflowClient` with explicit run ids (no global active run), so several searches or
 threads never mix their runs. Per-epoch metrics are buffered and written in batches.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,11 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network at run time
 
-from .stores import StoreError, default_artifact_location, default_tracking_uri
+from . import records
+from .errors import StoreError
+from .stores import default_artifact_location, default_tracking_uri
 
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
+PARENT_RUN_ATTR = records.PARENT_RUN
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 JOIN_WAIT_SECONDS = 60
@@ -50,8 +53,7 @@ def _probe_server(uri: str, timeout: float = 10.0):
 class Tracker:
     """Creates and ends the MLflow runs of one search."""
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "automl",
-                 flush_seconds: float = 10.0):
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "automl", flush_seconds: float = 10.0):
         self.tracking_uri = tracking_uri or default_tracking_uri()
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +84,11 @@ class Tracker:
             return exp.experiment_id
         try:
             # the kind tag opens the MLflow 3 UI on its runs table ("Model training"), not the GenAI view
-            return self.client.create_experiment(name, artifact_location=default_artifact_location(self.tracking_uri),
-                                                 tags={"mlflow.experimentKind": "custom_model_development"})
+            return self.client.create_experiment(
+                name,
+                artifact_location=default_artifact_location(self.tracking_uri),
+                tags={records.TAG_EXPERIMENT_KIND: "custom_model_development"},
+            )
         except MlflowException:  # another worker created it first
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -100,12 +105,13 @@ class Tracker:
         if run_id and self._run_exists(run_id):
             self.client.update_run(run_id, status="RUNNING")
         else:
-            run = self.client.create_run(self.experiment_id, run_name=study.study_name,
-                                         tags={"automl.role": "search", **tags})
+            run = self.client.create_run(
+                self.experiment_id, run_name=study.study_name, tags={records.TAG_ROLE: "search", **tags}
+            )
             run_id = run.info.run_id
             study.set_user_attr(PARENT_RUN_ATTR, run_id)
         self.parent_run_id = run_id
-        self._log_params(run_id, params)
+        self.log_params(run_id, params)
         return run_id
 
     def _run_exists(self, run_id: str) -> bool:
@@ -117,8 +123,9 @@ class Tracker:
             return False
         return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
 
-    def finish_search(self, status: str, metrics: dict[str, float], artifacts: dict[str, str] | None = None,
-                      terminate: bool = True):
+    def finish_search(
+        self, status: str, metrics: dict[str, float], artifacts: dict[str, str] | None = None, terminate: bool = True
+    ):
         """Final metrics and artifacts; the run stays RUNNING (`terminate=False`) while other
         workers still run trials of the study: the last one to finish ends it."""
         run_id = self.parent_run_id
@@ -130,12 +137,19 @@ class Tracker:
 
     # ------------------------------------------------------------ trial runs
 
-    def start_trial(self, number: int, study_name: str, params: dict[str, Any]) -> "TrialRun":
+    def start_trial(self, number: int, study_name: str, params: dict[str, Any]) -> TrialRun:
         run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{number:03d}",
-            tags={"mlflow.parentRunId": self.parent_run_id, "automl.role": "trial",
-                  "automl.trial_number": str(number), "automl.study": study_name, "automl.state": "RUNNING"})
-        self._log_params(run.info.run_id, params)
+            self.experiment_id,
+            run_name=f"trial-{number:03d}",
+            tags={
+                records.TAG_PARENT_RUN: self.parent_run_id,
+                records.TAG_ROLE: "trial",
+                records.TAG_TRIAL_NUMBER: str(number),
+                records.TAG_STUDY: study_name,
+                records.TAG_STATE: "RUNNING",
+            },
+        )
+        self.log_params(run.info.run_id, params)
         return TrialRun(self, run.info.run_id)
 
     def end_run(self, run_id: str, state: str, reason: str):
@@ -145,20 +159,20 @@ class Tracker:
         try:
             if self.client.get_run(run_id).info.status != "RUNNING":
                 return
-            self.set_tags(run_id, {"automl.state": state, "automl.fail_reason": reason})
+            self.set_tags(run_id, {records.TAG_STATE: state, records.TAG_FAIL_REASON: reason})
             self.client.set_terminated(run_id, status="KILLED")
         except MlflowException:
             pass  # a run that is gone cannot be left RUNNING either
 
     # ------------------------------------------------------------ helpers
 
-    def _log_params(self, run_id: str, params: dict[str, Any]):
+    def log_params(self, run_id: str, params: dict[str, Any]):
         from mlflow.entities import Param
 
         existing = self.client.get_run(run_id).data.params if params else {}
         items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+            self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0):
         from mlflow.entities import Metric
@@ -166,7 +180,7 @@ class Tracker:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=items[i:i + MAX_METRICS_PER_BATCH])
+            self.client.log_batch(run_id, metrics=items[i : i + MAX_METRICS_PER_BATCH])
 
     def set_tags(self, run_id: str, tags: dict[str, Any]):
         from mlflow.entities import RunTag
@@ -193,7 +207,7 @@ class TrialRun:
     def flush(self):
         pending, self._pending = self._pending, []
         for i in range(0, len(pending), MAX_METRICS_PER_BATCH):
-            self.tracker.client.log_batch(self.run_id, metrics=pending[i:i + MAX_METRICS_PER_BATCH])
+            self.tracker.client.log_batch(self.run_id, metrics=pending[i : i + MAX_METRICS_PER_BATCH])
         self._last_flush = time.monotonic()
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None):
@@ -208,10 +222,80 @@ class TrialRun:
 
         self.flush()
         now = int(time.time() * 1000)
-        all_tags = {"automl.state": state, **(tags or {})}
+        all_tags = {records.TAG_STATE: state, **(tags or {})}
         self.tracker.client.log_batch(
             self.run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None],
-            tags=[RunTag(k, str(v)[:5000]) for k, v in all_tags.items()])
+            tags=[RunTag(k, str(v)[:5000]) for k, v in all_tags.items()],
+        )
         status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}.get(state, "KILLED")
         self.tracker.client.set_terminated(self.run_id, status=status)
+
+
+# ---------------------------------------------------------------- reading and adding to finished runs
+# Export, plots, reports and results reach MLflow only through these functions.
+
+
+def download_artifact(tracking_uri: str, run_id: str, artifact_path: str, dst: str | Path) -> str:
+    """One artifact (file or folder) of a run, downloaded under `dst`; returns its local path."""
+    return _client(tracking_uri).download_artifacts(run_id, artifact_path, str(dst))
+
+
+def has_artifact(tracking_uri: str, run_id: str, folder: str, name: str) -> bool:
+    return any(f.path.endswith(name) for f in _client(tracking_uri).list_artifacts(run_id, folder))
+
+
+def metric_history(tracking_uri: str, run_id: str, metric: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric of a run, by step."""
+    history = _client(tracking_uri).get_metric_history(run_id, metric)
+    return [(h.step, h.value) for h in sorted(history, key=lambda h: h.step)]
+
+
+def run_facts(tracking_uri: str, run_id: str) -> dict[str, Any]:
+    """A run's experiment name, status and parameters."""
+    client = _client(tracking_uri)
+    run = client.get_run(run_id)
+    return {
+        "experiment": client.get_experiment(run.info.experiment_id).name,
+        "status": run.info.status,
+        "params": dict(run.data.params),
+    }
+
+
+def log_to_run(
+    tracking_uri: str,
+    run_id: str,
+    metrics: dict[str, float],
+    tags: dict[str, Any],
+    artifacts: tuple[str | Path, str] | None = None,
+) -> None:
+    """Metrics (step 0), tags and a folder of artifacts (`(local folder, artifact path)`) onto a run."""
+    from mlflow.entities import Metric, RunTag
+
+    client, now = _client(tracking_uri), int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for i in range(0, len(items), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=items[i : i + MAX_METRICS_PER_BATCH])
+    if tags:
+        client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+    if artifacts is not None:
+        client.log_artifacts(run_id, str(artifacts[0]), artifacts[1])
+
+
+def register_model_version(
+    tracking_uri: str, name: str, run_id: str, artifact_path: str, tags: dict[str, str], description: str
+) -> dict[str, Any]:
+    """A Model Registry version whose source is a folder of the run's artifacts (the registered
+    model is created on first use)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        client.create_registered_model(name, description="automl exports: .keras, SavedModel and TFLite variants")
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise
+    version = client.create_model_version(
+        name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=tags, description=description
+    )
+    return {"name": name, "version": int(version.version)}

@@ -1,19 +1,27 @@
-"""How a model is trained: the `training:` section of a space -> optimiser, loss, metrics.
-
-No TensorFlow import at module level (the builder's space check reads TRAINING_DEFAULTS).
+"""How a model is trained: the `training:` section of a space -> optimiser, loss, metrics, and the
+fit loop every trial uses (early stopping on the objective that keeps the best epoch).
 """
+
 from __future__ import annotations
 
+import math
+
+import keras
+
+from .records import TrialSettings
+
+TIEBREAK = "val_loss"  # between epochs (and trials) with equal objective values, the lower one wins
+
 TRAINING_DEFAULTS = {
-    "optimizer": "adam",      # adam | adamw | sgd (with momentum) | rmsprop
+    "optimizer": "adam",  # adam | adamw | sgd (with momentum) | rmsprop
     "learning_rate": 1e-3,
     "batch_size": 32,
-    "weight_decay": 0.0,      # decoupled weight decay, any optimiser
-    "momentum": 0.9,          # sgd and rmsprop only
-    "schedule": "constant",   # constant | cosine (decays to 0 over the trial's epochs) | warmup (linear, then cosine)
-    "warmup_fraction": 0.1,   # schedule warmup: share of the steps spent rising linearly from 0
+    "weight_decay": 0.0,  # decoupled weight decay, any optimiser
+    "momentum": 0.9,  # sgd and rmsprop only
+    "schedule": "constant",  # constant | cosine (decays to 0 over the trial's epochs) | warmup (linear, then cosine)
+    "warmup_fraction": 0.1,  # schedule warmup: share of the steps spent rising linearly from 0
     "clipnorm": None,
-    "label_smoothing": 0.0,   # classification: targets (1 - s) * one_hot + s / classes
+    "label_smoothing": 0.0,  # classification: targets (1 - s) * one_hot + s / classes
     "fine_tune_learning_rate": None,  # the backbone's unfrozen layers (None: learning_rate like the rest)
 }
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -39,12 +47,13 @@ def training_settings(config: dict) -> dict:
 
 def make_optimizer(settings: dict, total_steps: int, model=None):
     """The optimiser; given the model, a backbone's unfrozen variables step at fine_tune_learning_rate."""
-    import keras
-
     settings = training_settings(settings)
     lr = float(settings["learning_rate"])
-    common = {"learning_rate": learning_rate_schedule(settings, total_steps), "clipnorm": settings["clipnorm"],
-              "weight_decay": float(settings["weight_decay"]) or None}
+    common = {
+        "learning_rate": learning_rate_schedule(settings, total_steps),
+        "clipnorm": settings["clipnorm"],
+        "weight_decay": float(settings["weight_decay"]) or None,
+    }
     name = settings["optimizer"]
     if name == "adam":
         optimizer = keras.optimizers.Adam(**common)
@@ -64,7 +73,6 @@ def make_optimizer(settings: dict, total_steps: int, model=None):
 
 def learning_rate_schedule(settings: dict, total_steps: int):
     """A float (constant) or a Keras schedule over the trial's `total_steps` optimiser steps."""
-    import keras
 
     lr, steps = float(settings["learning_rate"]), max(1, int(total_steps))
     if settings["schedule"] == "cosine":
@@ -72,8 +80,9 @@ def learning_rate_schedule(settings: dict, total_steps: int):
     if settings["schedule"] == "warmup":
         # step s < warm runs at lr * (s + 1) / (warm + 1): linear from ~0, and no step at exactly 0
         warm = max(1, round(float(settings["warmup_fraction"]) * steps))
-        return keras.optimizers.schedules.CosineDecay(lr / (warm + 1), decay_steps=max(1, steps - warm),
-                                                      warmup_target=lr, warmup_steps=warm)
+        return keras.optimizers.schedules.CosineDecay(
+            lr / (warm + 1), decay_steps=max(1, steps - warm), warmup_target=lr, warmup_steps=warm
+        )
     return lr
 
 
@@ -116,7 +125,6 @@ def smoothed_sparse_crossentropy(smoothing: float):
     whose loss function one-hot encodes the labels and applies the categorical loss's smoothing;
     the compile config stays a plain sparse cross-entropy, so a saved model loads anywhere.
     """
-    import keras
     from keras import ops
 
     def smoothed(y_true, y_pred, **_):
@@ -129,17 +137,90 @@ def smoothed_sparse_crossentropy(smoothing: float):
     return loss
 
 
-def metric_names(task: str) -> list[str]:
-    """Names Keras logs per epoch for this task: the objective must be one of them."""
-    _, metrics = loss_and_metrics(task)
-    names = ["loss", *metrics]
-    return names + [f"val_{n}" for n in names]
+# ---------------------------------------------------------------- the fit loop
 
 
-def default_objective(task: str) -> tuple[str, str]:
-    return ("val_accuracy", "maximize") if task == "classification" else ("val_loss", "minimize")
+class BestEpochStopping(keras.callbacks.Callback):
+    """Early stopping on the objective, restoring the best epoch's weights at the end; an epoch with
+    an equal objective and a lower `val_loss` also counts as progress (and becomes the best epoch).
+
+    Why: on small validation sets accuracy moves in coarse steps. It sits on the majority class for
+    the first epochs or ties between epochs while the loss still shows learning; plain early
+    stopping then stops a model that is improving, or restores the first of several tied epochs.
+    """
+
+    def __init__(self, monitor: str, direction: str = "maximize", patience: int = 3, tiebreak: str = TIEBREAK):
+        super().__init__()
+        self.monitor, self.patience, self.tiebreak = monitor, patience, tiebreak
+        self.sign = 1.0 if direction == "maximize" else -1.0
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None):
+        self.best, self.best_weights, self.wait = None, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        key = epoch_key(logs or {}, self.monitor, self.sign, self.tiebreak)
+        if key is None:
+            return
+        if self.best is None or key > self.best:
+            self.best, self.wait = key, 0
+            self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
-def infer_direction(objective: str) -> str:
-    name = objective.removeprefix("val_")
-    return "maximize" if name in ("accuracy", "auc", "precision", "recall", "f1_score") else "minimize"
+def epoch_key(logs: dict, monitor: str, sign: float, tiebreak: str | None = TIEBREAK) -> tuple | None:
+    """How good an epoch is (larger is better): the objective, then a lower `tiebreak` loss; None
+    when the objective is missing or not finite."""
+    value = logs.get(monitor)
+    if value is None or not math.isfinite(value):
+        return None
+    loss = logs.get(tiebreak, math.inf) if tiebreak and tiebreak != monitor else math.inf
+    return (sign * value, -loss if math.isfinite(loss) else -math.inf)
+
+
+def best_epoch(history: list[dict], monitor: str, direction: str) -> int:
+    """Index of the epoch BestEpochStopping restores (the first of fully equal epochs)."""
+    sign = 1.0 if direction == "maximize" else -1.0
+    keys = [epoch_key(logs, monitor, sign) for logs in history]
+    ranked = [i for i, k in enumerate(keys) if k is not None]
+    return max(ranked, key=lambda i: (keys[i], -i)) if ranked else len(history) - 1
+
+
+def early_stopping(settings: TrialSettings) -> list:
+    """The trial's early-stopping callback (none when patience is off); also used for hypermodels."""
+    if not settings.patience:
+        return []
+    return [BestEpochStopping(settings.objective, settings.direction, settings.patience)]
+
+
+def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list, features=None):
+    """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py. With a
+    `FeatureCache`, the layers after the model's fixed preprocessing train on its cached outputs
+    (the same weights: `model` is trained, compiled as usual and computes what was trained)."""
+    steps = settings.epochs * math.ceil(len(data.y_train) / int(training["batch_size"]))
+    loss, metrics = loss_and_metrics(data.task, training)
+    optimizer = make_optimizer(training, steps, model)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    trainable, x_train, x_val = (features.split(model) if features is not None else None) or (
+        model,
+        data.x_train,
+        data.x_val,
+    )
+    if trainable is not model:
+        trainable.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return trainable.fit(
+        x_train,
+        data.y_train,
+        validation_data=(x_val, data.y_val),
+        epochs=settings.epochs,
+        batch_size=int(training["batch_size"]),
+        callbacks=[*callbacks, *early_stopping(settings)],
+        verbose=settings.verbose,
+    )

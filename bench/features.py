@@ -8,6 +8,7 @@ Both ways train the same model: the final validation losses must agree.
     .venv/bin/python bench/features.py                                   # bank_marketing, tabular_mlp
     .venv/bin/python bench/features.py --task sms_spam --space text_cnn_rnn
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,16 +16,17 @@ import time
 
 import keras
 import optuna
-
 from overhead import sample_configs
 from quality import load_task
 
 from automl.builder import build_model
 from automl.data import make_dataset
 from automl.feature_cache import FeatureCache
+from automl.objectives import default_objective
+from automl.records import TrialSettings
 from automl.space import load_space
-from automl.training import default_objective, training_settings
-from automl.trial import TrialSettings, fit_model, reclaim_memory
+from automl.training import fit_model, training_settings
+from automl.trial import reclaim_memory
 
 
 def train_all(space, data, configs, settings: TrialSettings, cached: bool) -> tuple[list[float], list[float]]:
@@ -57,8 +59,9 @@ def main():
     data = make_dataset(*splits["train"], validation_data=splits["val"], name=args.task, seed=args.seed)
     space = load_space(args.space)
     objective, direction = default_objective(data.task)
-    settings = TrialSettings(objective=objective, direction=direction, epochs=args.epochs, patience=None,
-                             seed=args.seed)
+    settings = TrialSettings(
+        objective=objective, direction=direction, epochs=args.epochs, patience=None, seed=args.seed
+    )
     configs = sample_configs(space, args.trials, args.seed)
     print(f"{args.trials} configurations of {args.space} on {data.summary()}, {args.epochs} epochs each")
     train_all(space, data, configs[:1], settings, cached=False)  # warm up TF kernels, off the clock
@@ -69,10 +72,14 @@ def main():
     k = args.trials
     raw, fast = (sum(sum(t) for t, _ in rounds[c]) / (k * len(rounds[c])) for c in (False, True))
     print(f"{'':34}{'s/trial':>10}")
-    print(f"{'raw inputs in every step':34}{raw:>10.3f}   (runs: "
-          f"{', '.join(f'{sum(t) / k:.3f}' for t, _ in rounds[False])})")
-    print(f"{'fixed preprocessing cached':34}{fast:>10.3f}   (runs: "
-          f"{', '.join(f'{sum(t) / k:.3f}' for t, _ in rounds[True])})")
+    print(
+        f"{'raw inputs in every step':34}{raw:>10.3f}   (runs: "
+        f"{', '.join(f'{sum(t) / k:.3f}' for t, _ in rounds[False])})"
+    )
+    print(
+        f"{'fixed preprocessing cached':34}{fast:>10.3f}   (runs: "
+        f"{', '.join(f'{sum(t) / k:.3f}' for t, _ in rounds[True])})"
+    )
     print(f"time ratio cached/raw: {fast / raw:.2f} ({1000 * (raw - fast):.0f} ms saved per trial)")
     diff = max(abs(a - b) for a, b in zip(rounds[False][0][1], rounds[True][0][1]))
     print(f"largest difference in final val_loss between the two ways, same seed: {diff:.2e}")

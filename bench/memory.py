@@ -12,6 +12,7 @@ Between trials automl collects garbage with a frozen heap (automl.trial.reclaim_
 uses Keras' `clear_session(free_memory=True)` instead (a full collection per trial, what a bare Keras
 loop does and what automl did before), and `--compare-gc` runs both, one child process each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,17 +32,25 @@ from automl.space import SearchSpace
 
 
 def space() -> SearchSpace:
-    return SearchSpace.from_dict({
-        "name": "memory",
-        "architecture": {
-            "blocks": {"repeat": {"type": "int", "low": 1, "high": 2},
-                       "each": {"block": "conv", "filters": {"type": "int", "low": 8, "high": 32},
-                                "kernel_size": 3, "pooling": ["max", "avg"]}},
-            "pool": {"block": "global_pool", "mode": "avg"},
-            "head": {"block": "dense", "units": {"type": "int", "low": 16, "high": 64}},
-        },
-        "training": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}, "batch_size": 128},
-    })
+    return SearchSpace.from_dict(
+        {
+            "name": "memory",
+            "architecture": {
+                "blocks": {
+                    "repeat": {"type": "int", "low": 1, "high": 2},
+                    "each": {
+                        "block": "conv",
+                        "filters": {"type": "int", "low": 8, "high": 32},
+                        "kernel_size": 3,
+                        "pooling": ["max", "avg"],
+                    },
+                },
+                "pool": {"block": "global_pool", "mode": "avg"},
+                "head": {"block": "dense", "units": {"type": "int", "low": 16, "high": 64}},
+            },
+            "training": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}, "batch_size": 128},
+        }
+    )
 
 
 def main():
@@ -49,8 +58,11 @@ def main():
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--isolate", action="store_true", help="train each trial in a child process")
-    ap.add_argument("--full-gc", action="store_true",
-                    help="clean up between trials with keras.backend.clear_session(free_memory=True)")
+    ap.add_argument(
+        "--full-gc",
+        action="store_true",
+        help="clean up between trials with keras.backend.clear_session(free_memory=True)",
+    )
     ap.add_argument("--compare-gc", action="store_true", help="run with and without --full-gc and compare")
     args = ap.parse_args()
     if args.compare_gc:
@@ -59,6 +71,7 @@ def main():
         import keras
 
         import automl.trial
+
         automl.trial.reclaim_memory = lambda: keras.backend.clear_session(free_memory=True)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -69,17 +82,31 @@ def main():
     def record(study, trial):
         rss.append(proc.memory_info().rss / 2**20)
         if len(rss) % 10 == 0:
-            print(f"after trial {len(rss):>4}: {rss[-1]:8.1f} MB resident  ({time.perf_counter() - start:6.1f} s)",
-                  flush=True)
+            print(
+                f"after trial {len(rss):>4}: {rss[-1]:8.1f} MB resident  ({time.perf_counter() - start:6.1f} s)",
+                flush=True,
+            )
 
     data = load_data("digits", seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        Search(space(), study_name="memory", storage=str(Path(tmp) / "optuna.journal"),
-               tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}", sampler="random", pruner="none", seed=0,
-               max_trials=args.trials, patience=None, verbose=False, on_trial=record,
-               isolate=args.isolate).fit(data=data, epochs=args.epochs)
-    print(f"RESULT seconds={time.perf_counter() - start:.1f} growth={rss[-1] - rss[min(9, len(rss) - 1)]:.1f} "
-          f"trials={len(rss)}")
+        Search(
+            space(),
+            study_name="memory",
+            storage=str(Path(tmp) / "optuna.journal"),
+            tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}",
+            sampler="random",
+            pruner="none",
+            seed=0,
+            max_trials=args.trials,
+            patience=None,
+            verbose=False,
+            on_trial=record,
+            isolate=args.isolate,
+        ).fit(data=data, epochs=args.epochs)
+    print(
+        f"RESULT seconds={time.perf_counter() - start:.1f} growth={rss[-1] - rss[min(9, len(rss) - 1)]:.1f} "
+        f"trials={len(rss)}"
+    )
     if len(rss) >= 100:
         growth = rss[99] - rss[9]
         print(f"growth from trial 10 to 100: {growth:+.1f} MB (goal <= 50 MB): {'met' if growth <= 50 else 'NOT met'}")
@@ -91,15 +118,29 @@ def compare_gc(args):
     """Both clean-ups on the same trials, one fresh process each, side by side."""
     rows = {}
     for name, extra in (("frozen heap (automl)", []), ("full gc (clear_session)", ["--full-gc"])):
-        cmd = [sys.executable, __file__, "--trials", str(args.trials), "--epochs", str(args.epochs),
-               *(["--isolate"] if args.isolate else []), *extra]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--trials",
+            str(args.trials),
+            "--epochs",
+            str(args.epochs),
+            *(["--isolate"] if args.isolate else []),
+            *extra,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        line = next(text for text in out.splitlines() if text.startswith("RESULT "))
         rows[name] = dict(kv.split("=") for kv in line.split()[1:])
-        print(f"{name:26s} {float(rows[name]['seconds']):7.1f} s for {rows[name]['trials']} trials, "
-              f"memory growth from trial 10 {float(rows[name]['growth']):+7.1f} MB", flush=True)
+        print(
+            f"{name:26s} {float(rows[name]['seconds']):7.1f} s for {rows[name]['trials']} trials, "
+            f"memory growth from trial 10 {float(rows[name]['growth']):+7.1f} MB",
+            flush=True,
+        )
     frozen, full = (float(r["seconds"]) for r in rows.values())
-    print(f"time ratio frozen/full: {frozen / full:.2f} ({(full - frozen) / int(args.trials) * 1000:.0f} ms saved per trial)")
+    print(
+        f"time ratio frozen/full: {frozen / full:.2f} "
+        f"({(full - frozen) / int(args.trials) * 1000:.0f} ms saved per trial)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ and is averaged, so drift of the machine does not favour either side.
     .venv/bin/python bench/overhead.py                 # ~10 s trials on digits (K=6)
     .venv/bin/python bench/overhead.py --epochs 2 --trials 10   # short trials: absolute overhead
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,11 @@ import optuna
 import automl  # noqa: F401  (sets quiet TF logging)
 from automl.builder import build_model
 from automl.data import load_data
+from automl.objectives import default_objective
+from automl.records import TrialSettings
 from automl.search import Search
 from automl.space import load_space
-from automl.training import default_objective, training_settings
-from automl.trial import TrialSettings, fit_model
+from automl.training import fit_model, training_settings
 
 
 def sample_configs(space, k: int, seed: int) -> list[dict]:
@@ -67,8 +69,9 @@ def main():
     space = load_space(args.space)
     data = load_data(args.data, seed=args.seed)
     objective, direction = default_objective(data.task)
-    settings = TrialSettings(objective=objective, direction=direction, epochs=args.epochs, patience=None,
-                             seed=args.seed)
+    settings = TrialSettings(
+        objective=objective, direction=direction, epochs=args.epochs, patience=None, seed=args.seed
+    )
     configs = sample_configs(space, args.trials, args.seed)
     print(f"{args.trials} configurations of {args.space} on {data.summary()}, {args.epochs} epochs each")
 
@@ -76,9 +79,20 @@ def main():
     bare_before = bare_loop(space, data, configs, settings)
 
     with tempfile.TemporaryDirectory() as tmp:
-        search = Search(space, study_name="overhead", start=False, storage=str(Path(tmp) / "optuna.journal"),
-                        tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}", sampler="random", pruner="none",
-                        seed=args.seed, max_trials=args.trials, patience=None, enqueue=configs, verbose=False)
+        search = Search(
+            space,
+            study_name="overhead",
+            start=False,
+            storage=str(Path(tmp) / "optuna.journal"),
+            tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}",
+            sampler="random",
+            pruner="none",
+            seed=args.seed,
+            max_trials=args.trials,
+            patience=None,
+            enqueue=configs,
+            verbose=False,
+        )
         start_wall, start = time.time(), time.perf_counter()
         result = search.fit(data=data, epochs=args.epochs)
         search_total = time.perf_counter() - start
@@ -95,13 +109,20 @@ def main():
     k = args.trials
     bare_mean = sum(bare) / k
     print(f"{'':34}{'s/trial':>10}")
-    print(f"{'bare Keras loop (mean of 2 runs)':34}{bare_mean:>10.3f}   (runs: {sum(bare_before)/k:.3f}, {sum(bare_after)/k:.3f})")
+    print(
+        f"{'bare Keras loop (mean of 2 runs)':34}{bare_mean:>10.3f}   "
+        f"(runs: {sum(bare_before) / k:.3f}, {sum(bare_after) / k:.3f})"
+    )
     print(f"{'automl.Search, trial to trial':34}{per_trial:>10.3f}   (states: {', '.join(sorted(states))})")
-    print(f"per-trial overhead: {1000 * (per_trial - bare_mean):.0f} ms = {100 * (per_trial / bare_mean - 1):.1f}% "
-          f"of trial time (ratio {per_trial / bare_mean:.3f}); goal <= 150 ms and <= 3% for ~10 s trials")
-    print(f"once per search: setup {setup:.2f} s (study, MLflow store and parent run), teardown {teardown:.2f} s "
-          f"(leaderboard, best model onto the parent run); whole fit() {search_total / k:.3f} s/trial "
-          f"= ratio {search_total / k / bare_mean:.3f} for {k} trials")
+    print(
+        f"per-trial overhead: {1000 * (per_trial - bare_mean):.0f} ms = {100 * (per_trial / bare_mean - 1):.1f}% "
+        f"of trial time (ratio {per_trial / bare_mean:.3f}); goal <= 150 ms and <= 3% for ~10 s trials"
+    )
+    print(
+        f"once per search: setup {setup:.2f} s (study, MLflow store and parent run), teardown {teardown:.2f} s "
+        f"(leaderboard, best model onto the parent run); whole fit() {search_total / k:.3f} s/trial "
+        f"= ratio {search_total / k / bare_mean:.3f} for {k} trials"
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ Other benches import `read_idx`, `check_data` and `load_task` from here (one rea
     .venv/bin/python bench/quality.py --seeds 1,2 --include seed0.json --json seeds12.json  # mean ± sd over seeds
     .venv/bin/python bench/quality.py --seeds '' --include a.json --include b.json          # report earlier runs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,12 @@ DATA_DIR = Path(os.environ.get("AUTOML_BENCH_DATA", ROOT.parent / "shared" / "da
 TASKS = ("mnist_test", "sms_spam", "ucr_ECG200", "bank_marketing")
 METHODS = ("automl", "kt-random", "kt-bayesian", "kt-hyperband")
 KIND = {"mnist_test": "images", "sms_spam": "text", "ucr_ECG200": "sequences", "bank_marketing": "table"}
-NEEDS = {"mnist_test": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
-         "sms_spam": ["SMSSpamCollection"], "ucr_ECG200": ["ECG200_TRAIN.txt", "ECG200_TEST.txt"],
-         "bank_marketing": ["bank.csv"]}
+NEEDS = {
+    "mnist_test": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+    "sms_spam": ["SMSSpamCollection"],
+    "ucr_ECG200": ["ECG200_TRAIN.txt", "ECG200_TEST.txt"],
+    "bank_marketing": ["bank.csv"],
+}
 SEED = 0  # the fixed splits; each search's own seed is --seed / --seeds
 MARK = "QUALITY-RESULT "  # the child's one result line on stdout
 
@@ -63,8 +67,11 @@ class MissingData(SystemExit):
 def check_data(tasks) -> None:
     """Say what is missing and exit non-zero: a benchmark on absent data must not pretend."""
     if not DATA_DIR.is_dir():
-        print(f"error: data folder {DATA_DIR} is absent (expected ../shared/data next to the repository, "
-              f"or AUTOML_BENCH_DATA=FOLDER); nothing was run", file=sys.stderr)
+        print(
+            f"error: data folder {DATA_DIR} is absent (expected ../shared/data next to the repository, "
+            f"or AUTOML_BENCH_DATA=FOLDER); nothing was run",
+            file=sys.stderr,
+        )
         raise MissingData(2)
     missing = [str(DATA_DIR / t / f) for t in tasks for f in NEEDS[t] if not (DATA_DIR / t / f).is_file()]
     if missing:
@@ -77,11 +84,12 @@ def check_data(tasks) -> None:
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (gzip): magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, then the data."""
-    raw = gzip.open(path, "rb").read()
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
     if raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise ValueError(f"{path}: not an IDX file of unsigned bytes")
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: header says {shape}, file holds {data.size} values")
@@ -98,8 +106,11 @@ def _split(x, y, n_val: int, n_test: int, n_train: int | None = None, seed: int 
     rest, test_idx = train_test_split(idx, test_size=n_test, random_state=seed, stratify=y[idx])
     train_idx, val_idx = train_test_split(rest, test_size=n_val, random_state=seed, stratify=y[rest])
     take = (lambda i: x.iloc[i].reset_index(drop=True)) if hasattr(x, "iloc") else (lambda i: x[i])
-    return {"train": (take(train_idx), y[train_idx]), "val": (take(val_idx), y[val_idx]),
-            "test": (take(test_idx), y[test_idx])}
+    return {
+        "train": (take(train_idx), y[train_idx]),
+        "val": (take(val_idx), y[val_idx]),
+        "test": (take(test_idx), y[test_idx]),
+    }
 
 
 def load_task(task: str) -> dict:
@@ -127,8 +138,11 @@ def load_task(task: str) -> dict:
         train, test = np.loadtxt(d / "ECG200_TRAIN.txt"), np.loadtxt(d / "ECG200_TEST.txt")
         x, y = train[:, 1:].astype("float32"), train[:, 0].astype("int64")
         tr, va = train_test_split(np.arange(len(y)), test_size=0.2, random_state=SEED, stratify=y)
-        return {"train": (x[tr], y[tr]), "val": (x[va], y[va]),
-                "test": (test[:, 1:].astype("float32"), test[:, 0].astype("int64"))}
+        return {
+            "train": (x[tr], y[tr]),
+            "val": (x[va], y[va]),
+            "test": (test[:, 1:].astype("float32"), test[:, 0].astype("int64")),
+        }
     if task == "bank_marketing":  # stratified 60/20/20; 9 text (categorical) columns, 7 numeric
         import pandas as pd
 
@@ -150,10 +164,16 @@ def scores(y_true, y_pred) -> dict:
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels, counts = np.unique(y_true, return_counts=True)
-    f1 = (f1_score(y_true, y_pred, pos_label=labels[np.argmin(counts)]) if len(labels) == 2
-          else f1_score(y_true, y_pred, average="macro"))
-    return {"acc": float(np.mean(y_true == y_pred)), "bal_acc": float(balanced_accuracy_score(y_true, y_pred)),
-            "f1": float(f1)}
+    f1 = (
+        f1_score(y_true, y_pred, pos_label=labels[np.argmin(counts)])
+        if len(labels) == 2
+        else f1_score(y_true, y_pred, average="macro")
+    )
+    return {
+        "acc": float(np.mean(y_true == y_pred)),
+        "bal_acc": float(balanced_accuracy_score(y_true, y_pred)),
+        "f1": float(f1),
+    }
 
 
 # ---------------------------------------------------------------- method 1: our default search
@@ -165,30 +185,49 @@ def run_automl(task: str, splits: dict, budget: float, epochs: int, seed: int = 
     import automl
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cls = {"mnist_test": automl.ImageClassifier, "sms_spam": automl.TextClassifier,
-           "ucr_ECG200": automl.SequenceClassifier, "bank_marketing": automl.TabularClassifier}[task]
+    cls = {
+        "mnist_test": automl.ImageClassifier,
+        "sms_spam": automl.TextClassifier,
+        "ucr_ECG200": automl.SequenceClassifier,
+        "bank_marketing": automl.TabularClassifier,
+    }[task]
     (x, y), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
 
     def progress(study, trial):
-        print(f"  [{task} automl] trial {trial.number} {trial.state.name} value={trial.value} "
-              f"epochs={trial.user_attrs.get('epochs_run')} t={time.perf_counter() - started:.0f}s",
-              file=sys.stderr, flush=True)
+        print(
+            f"  [{task} automl] trial {trial.number} {trial.state.name} value={trial.value} "
+            f"epochs={trial.user_attrs.get('epochs_run')} t={time.perf_counter() - started:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     with tempfile.TemporaryDirectory(prefix="automl-quality-") as tmp:
         # the default search: the kind's shipped space, TPE + median pruner, early stopping, as many
         # trials as the timeout allows; private Optuna/MLflow stores so mlruns/ stays clean
-        clf = cls(max_trials=100_000, timeout=budget, seed=seed, epochs=epochs, verbose=False,
-                  storage=str(Path(tmp) / "optuna.journal"), tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}",
-                  on_trial=progress)
+        clf = cls(
+            max_trials=100_000,
+            timeout=budget,
+            seed=seed,
+            epochs=epochs,
+            verbose=False,
+            storage=str(Path(tmp) / "optuna.journal"),
+            tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}",
+            on_trial=progress,
+        )
         started = time.perf_counter()
         result = clf.fit(x, y, validation_data=(x_val, y_val))
         seconds = time.perf_counter() - started
         trials = result.trials
         states = trials.state.value_counts().to_dict() if len(trials) else {}
-        out = {"objective": result.objective, "best_value": float(result.best_value), "seconds": seconds,
-               "trials": int(states.get("COMPLETE", 0) + states.get("PRUNED", 0)),
-               "pruned": int(states.get("PRUNED", 0)), "failed": int(states.get("FAIL", 0)),
-               "best_params": result.best_params}
+        out = {
+            "objective": result.objective,
+            "best_value": float(result.best_value),
+            "seconds": seconds,
+            "trials": int(states.get("COMPLETE", 0) + states.get("PRUNED", 0)),
+            "pruned": int(states.get("PRUNED", 0)),
+            "failed": int(states.get("FAIL", 0)),
+            "best_params": result.best_params,
+        }
         out["val"] = scores(y_val, clf.predict(x_val))
         out["val_acc"] = out["val"]["acc"]  # the best model's; the search ranks trials by its objective
         out["test"] = scores(y_test, clf.predict(x_test))
@@ -216,23 +255,32 @@ def hypermodel(task: str, data: dict, classes: list):
 
     def compiled(inputs, outputs, hp, low=1e-4, high=1e-2):
         model = keras.Model(inputs, outputs)
-        model.compile(optimizer=keras.optimizers.Adam(hp.Float("learning_rate", low, high, sampling="log")),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(hp.Float("learning_rate", low, high, sampling="log")),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         return model
 
     if task == "mnist_test":  # a small CNN
+
         def build(hp):
             inputs = keras.Input(x_train.shape[1:])
             x = layers.Rescaling(1 / 255)(inputs)
             kernel, norm = hp.Choice("kernel_size", [3, 5]), hp.Boolean("batch_norm")
             for i in range(hp.Int("conv_blocks", 1, 3)):
-                x = layers.Conv2D(hp.Int(f"filters_{i}", 16, 96, sampling="log"), kernel, padding="same",
-                                  use_bias=not norm)(x)
+                x = layers.Conv2D(
+                    hp.Int(f"filters_{i}", 16, 96, sampling="log"), kernel, padding="same", use_bias=not norm
+                )(x)
                 x = layers.BatchNormalization()(x) if norm else x
                 x = layers.MaxPooling2D()(layers.Activation("relu")(x))
-            x = layers.Flatten()(x) if hp.Choice("pooling", ["flatten", "avg"]) == "flatten" \
+            x = (
+                layers.Flatten()(x)
+                if hp.Choice("pooling", ["flatten", "avg"]) == "flatten"
                 else layers.GlobalAveragePooling2D()(x)
+            )
             return compiled(inputs, head(x, hp), hp)
+
         batch_sizes = [32, 64, 128]
     elif task == "sms_spam":  # TextVectorization + Embedding, then Conv1D + max pooling or average pooling
         adapter = layers.TextVectorization()
@@ -241,17 +289,23 @@ def hypermodel(task: str, data: dict, classes: list):
 
         def build(hp):
             inputs = keras.Input((), dtype="string")
-            vectorize = layers.TextVectorization(vocabulary=vocabulary[:hp.Choice("max_tokens", [2000, 10000, 20000]) - 2],
-                                                 output_sequence_length=hp.Choice("sequence_length", [32, 64, 128]))
+            vectorize = layers.TextVectorization(
+                vocabulary=vocabulary[: hp.Choice("max_tokens", [2000, 10000, 20000]) - 2],
+                output_sequence_length=hp.Choice("sequence_length", [32, 64, 128]),
+            )
             x = layers.Embedding(vectorize.vocabulary_size(), hp.Choice("embed_dim", [16, 32, 64]))(vectorize(inputs))
             if hp.Choice("encoder", ["conv", "pool"]) == "conv":
                 with hp.conditional_scope("encoder", ["conv"]):
-                    x = layers.Conv1D(hp.Int("filters", 16, 128, sampling="log"), hp.Choice("kernel_size", [3, 5, 7]),
-                                      activation="relu")(x)
+                    x = layers.Conv1D(
+                        hp.Int("filters", 16, 128, sampling="log"),
+                        hp.Choice("kernel_size", [3, 5, 7]),
+                        activation="relu",
+                    )(x)
                 x = layers.GlobalMaxPooling1D()(x)
             else:
                 x = layers.GlobalAveragePooling1D()(x)
             return compiled(inputs, head(x, hp, 16, 128), hp, 3e-4, 1e-2)
+
         batch_sizes = [16, 32, 64]
     elif task == "ucr_ECG200":  # normalisation, then a Conv1D stack or an LSTM
         mean, var = float(x_train.mean()), float(x_train.var())
@@ -262,15 +316,21 @@ def hypermodel(task: str, data: dict, classes: list):
             if hp.Choice("encoder", ["conv1d", "lstm"]) == "conv1d":
                 with hp.conditional_scope("encoder", ["conv1d"]):
                     for _ in range(hp.Int("conv_layers", 1, 3)):
-                        x = layers.Conv1D(hp.Int("filters", 16, 64, sampling="log"), hp.Choice("kernel_size", [3, 5, 7]),
-                                          padding="same", activation="relu")(x)
+                        x = layers.Conv1D(
+                            hp.Int("filters", 16, 64, sampling="log"),
+                            hp.Choice("kernel_size", [3, 5, 7]),
+                            padding="same",
+                            activation="relu",
+                        )(x)
                 x = layers.GlobalAveragePooling1D()(x)
             else:
                 with hp.conditional_scope("encoder", ["lstm"]):
                     x = layers.LSTM(hp.Int("lstm_units", 16, 64, sampling="log"))(x)
             return compiled(inputs, head(x, hp, 16, 128), hp, 3e-4, 1e-2)
+
         batch_sizes = [16, 32, 64]
     elif task == "bank_marketing":  # one-hot + standardised numbers (done once, below), then an MLP
+
         def build(hp):
             inputs = keras.Input(x_train.shape[1:])
             x = inputs
@@ -279,6 +339,7 @@ def hypermodel(task: str, data: dict, classes: list):
                 x = layers.BatchNormalization()(x) if hp.Boolean("batch_norm") else x
                 x = layers.Dropout(hp.Float("dropout", 0.0, 0.5, step=0.1))(x)
             return compiled(inputs, layers.Dense(k, activation="softmax")(x), hp, 1e-4, 3e-2)
+
         batch_sizes = [16, 32, 64, 128]
     else:
         raise ValueError(task)
@@ -307,6 +368,7 @@ def table_matrix(splits: dict) -> dict:
     def matrix(df):
         hot = pd.get_dummies(df[text].astype(str)).reindex(columns=columns, fill_value=0)
         return np.concatenate([((df[numeric] - mean) / std).to_numpy("float32"), hot.to_numpy("float32")], axis=1)
+
     return {k: (matrix(x), y) for k, (x, y) in splits.items()}
 
 
@@ -323,8 +385,9 @@ def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs:
     else:  # images and sequences: a channel / feature axis
         data = {k: (np.asarray(x, dtype="float32")[..., None], y) for k, (x, y) in data.items()}
     (x, y), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
-    tuner_class = {"kt-random": kt.RandomSearch, "kt-bayesian": kt.BayesianOptimization,
-                   "kt-hyperband": kt.Hyperband}[method]
+    tuner_class = {"kt-random": kt.RandomSearch, "kt-bayesian": kt.BayesianOptimization, "kt-hyperband": kt.Hyperband}[
+        method
+    ]
     deadline = [float("inf")]
     started = time.perf_counter()
 
@@ -344,25 +407,51 @@ def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs:
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
-            print(f"  [{task} {method}] trial {trial.trial_id} {trial.status} score={trial.score} "
-                  f"t={time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"  [{task} {method}] trial {trial.trial_id} {trial.status} score={trial.score} "
+                f"t={time.perf_counter() - started:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    options = {"max_epochs": epochs, "hyperband_iterations": 1000} if method == "kt-hyperband" else {"max_trials": 100_000}
+    options = (
+        {"max_epochs": epochs, "hyperband_iterations": 1000} if method == "kt-hyperband" else {"max_trials": 100_000}
+    )
     with tempfile.TemporaryDirectory(prefix="kt-quality-") as tmp:
-        tuner = Timed(hypermodel(task, data, classes), objective="val_accuracy", seed=seed, directory=tmp,
-                      project_name=task, overwrite=True, **options)
+        tuner = Timed(
+            hypermodel(task, data, classes),
+            objective="val_accuracy",
+            seed=seed,
+            directory=tmp,
+            project_name=task,
+            overwrite=True,
+            **options,
+        )
         deadline[0] = time.time() + budget
-        tuner.search(x, y, validation_data=(x_val, y_val), epochs=epochs, verbose=0,
-                     callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)])
+        tuner.search(
+            x,
+            y,
+            validation_data=(x_val, y_val),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)],
+        )
         seconds = time.perf_counter() - started
         done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
         failed = [t for t in tuner.oracle.trials.values() if t.status in ("FAILED", "INVALID")]
         best_trial = tuner.oracle.get_best_trials(1)[0]
         model = tuner.get_best_models(1)[0]
         predict = lambda xs: model.predict(xs, verbose=0).argmax(axis=1)  # noqa: E731
-        out = {"val_acc": float(best_trial.score), "seconds": seconds, "trials": len(done), "pruned": 0,
-               "failed": len(failed), "best_params": best_trial.hyperparameters.values,
-               "val": scores(y_val, predict(x_val)), "test": scores(y_test, predict(x_test))}
+        out = {
+            "val_acc": float(best_trial.score),
+            "seconds": seconds,
+            "trials": len(done),
+            "pruned": 0,
+            "failed": len(failed),
+            "best_params": best_trial.hyperparameters.values,
+            "val": scores(y_val, predict(x_val)),
+            "test": scores(y_test, predict(x_test)),
+        }
     return out
 
 
@@ -378,26 +467,50 @@ def run_one(task: str, method: str, budget: float, epochs: int, seed: int = 0) -
         out = run_keras_tuner(task, method, splits, budget, epochs, seed)
     else:
         raise SystemExit(f"error: unknown method {method!r} (methods: {', '.join(METHODS)})")
-    return {"task": task, "method": method, "budget": budget, "epochs": epochs, "seed": seed,
-            "code": code_version(), **out}
+    return {
+        "task": task,
+        "method": method,
+        "budget": budget,
+        "epochs": epochs,
+        "seed": seed,
+        "code": code_version(),
+        **out,
+    }
 
 
 # ---------------------------------------------------------------- the parent: one child per (task, method)
 
 
 def run_child(task: str, method: str, budget: float, epochs: int, seed: int = 0) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", task, method, "--budget", f"{budget:g}",
-           "--epochs", str(epochs), "--seed", str(seed)]
-    print(f"[{time.strftime('%H:%M:%S')}] {task} / {method} / seed {seed}: {budget:g} s ...", file=sys.stderr, flush=True)
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--one",
+        task,
+        method,
+        "--budget",
+        f"{budget:g}",
+        "--epochs",
+        str(epochs),
+        "--seed",
+        str(seed),
+    ]
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {task} / {method} / seed {seed}: {budget:g} s ...", file=sys.stderr, flush=True
+    )
     started = time.perf_counter()
     try:  # the child's own progress lines go to our stderr; its result is one marked stdout line
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, timeout=budget * 3 + 600)
     except subprocess.TimeoutExpired:
         return {"task": task, "method": method, "seed": seed, "error": f"child killed after {budget * 3 + 600:g} s"}
-    lines = [line[len(MARK):] for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    lines = [line[len(MARK) :] for line in proc.stdout.splitlines() if line.startswith(MARK)]
     if proc.returncode != 0 or not lines:
-        return {"task": task, "method": method, "seed": seed,
-                "error": f"child exited {proc.returncode} without a result"}
+        return {
+            "task": task,
+            "method": method,
+            "seed": seed,
+            "error": f"child exited {proc.returncode} without a result",
+        }
     result = json.loads(lines[-1])
     result["process_seconds"] = time.perf_counter() - started
     return result
@@ -417,8 +530,11 @@ def _figure(values, digits: int = 4) -> str:
 def report(results: list[dict], tasks, methods) -> tuple[str, list[str]]:
     """The markdown table (one row per task and method; mean ± sd over seeds when there are
     several) and one verdict line per task, on mean test accuracy."""
-    rows = ["| task (input; test classes) | method | seeds | trials (pruned) | seconds | best val acc | test acc "
-            "| test bal. acc | test F1 |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| task (input; test classes) | method | seeds | trials (pruned) | seconds | best val acc | test acc "
+        "| test bal. acc | test F1 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     verdicts = []
     for task in tasks:
         label = f"{task} ({KIND[task]}; {CLASS_NOTE[task]})"
@@ -428,8 +544,10 @@ def report(results: list[dict], tasks, methods) -> tuple[str, list[str]]:
             errors = [r for r in mine if "error" in r]
             good = sorted((r for r in mine if "error" not in r), key=lambda r: r.get("seed", 0))
             if errors:
-                rows.append(f"| {label} | {method} | {len(mine)} | - | - | - | - | - | "
-                            f"{len(errors)} failed: {errors[0]['error']} |")
+                rows.append(
+                    f"| {label} | {method} | {len(mine)} | - | - | - | - | - | "
+                    f"{len(errors)} failed: {errors[0]['error']} |"
+                )
             if not good:
                 continue
             ok[method] = good
@@ -439,9 +557,11 @@ def report(results: list[dict], tasks, methods) -> tuple[str, list[str]]:
             trials = _mean([r["trials"] for r in good])
             pruned = _mean([r["pruned"] for r in good])
             count = f"{trials:.0f} ({pruned:.0f})" if len(good) == 1 else f"{trials:.1f} ({pruned:.1f})"
-            rows.append(f"| {label} | {method} | {seeds} | {count}{failed} | {_mean([r['seconds'] for r in good]):.0f} "
-                        f"| {_figure([r['val_acc'] for r in good])} | {_figure([r['test']['acc'] for r in good])} "
-                        f"| {_figure([r['test']['bal_acc'] for r in good])} | {_figure([r['test']['f1'] for r in good])} |")
+            rows.append(
+                f"| {label} | {method} | {seeds} | {count}{failed} | {_mean([r['seconds'] for r in good]):.0f} "
+                f"| {_figure([r['val_acc'] for r in good])} | {_figure([r['test']['acc'] for r in good])} "
+                f"| {_figure([r['test']['bal_acc'] for r in good])} | {_figure([r['test']['f1'] for r in good])} |"
+            )
         ours = ok.get("automl")
         kts = {m: rs for m, rs in ok.items() if m != "automl"}
         if ours is None or not kts:
@@ -455,25 +575,37 @@ def report(results: list[dict], tasks, methods) -> tuple[str, list[str]]:
         word = "WINS" if a > b else ("TIES" if a == b else "LOSES")
         theirs = {r.get("seed", 0): r["test"]["acc"] for r in kts[best]}
         paired = [(r["test"]["acc"], theirs[r.get("seed", 0)]) for r in ours if r.get("seed", 0) in theirs]
-        per_seed = (f"; per seed vs {best}: {sum(x > y for x, y in paired)} ahead, {sum(x == y for x, y in paired)} "
-                    f"tied, {sum(x < y for x, y in paired)} behind" if len(paired) > 1 else "")
+        per_seed = (
+            f"; per seed vs {best}: {sum(x > y for x, y in paired)} ahead, {sum(x == y for x, y in paired)} "
+            f"tied, {sum(x < y for x, y in paired)} behind"
+            if len(paired) > 1
+            else ""
+        )
         mean = "mean " if len(ours) > 1 else ""
-        verdicts.append(f"- {task}: automl {word} on {mean}test accuracy, {a:.4f} vs {b:.4f} for the best KerasTuner "
-                        f"method ({best}), {100 * (a - b):+.2f} points, test error ratio automl/best-KT "
-                        f"{ratio:.2f}; {mean}best val {val['automl']:.4f} vs {max(val[m] for m in kts):.4f}; "
-                        f"{mean}test balanced acc {_mean([r['test']['bal_acc'] for r in ours]):.4f} vs "
-                        f"{max(_mean([r['test']['bal_acc'] for r in rs]) for rs in kts.values()):.4f}{per_seed}")
+        verdicts.append(
+            f"- {task}: automl {word} on {mean}test accuracy, {a:.4f} vs {b:.4f} for the best KerasTuner "
+            f"method ({best}), {100 * (a - b):+.2f} points, test error ratio automl/best-KT "
+            f"{ratio:.2f}; {mean}best val {val['automl']:.4f} vs {max(val[m] for m in kts):.4f}; "
+            f"{mean}test balanced acc {_mean([r['test']['bal_acc'] for r in ours]):.4f} vs "
+            f"{max(_mean([r['test']['bal_acc'] for r in rs]) for rs in kts.values()):.4f}{per_seed}"
+        )
     return "\n".join(rows), verdicts
 
 
-CLASS_NOTE = {"mnist_test": "10 balanced classes", "sms_spam": "13% spam", "ucr_ECG200": "64% class 1",
-              "bank_marketing": "11.5% yes"}
+CLASS_NOTE = {
+    "mnist_test": "10 balanced classes",
+    "sms_spam": "13% spam",
+    "ucr_ECG200": "64% class 1",
+    "bank_marketing": "11.5% yes",
+}
 
 
 def code_version() -> str:
     """The commit the product was measured at, and whether automl/ or the spaces had uncommitted edits."""
+
     def git(*a):
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
     rev = git("rev-parse", "--short", "HEAD") or "unknown (no git)"
     dirty = git("status", "--porcelain", "--", "automl", "search_spaces")
     return f"automl at {rev}" + (" with uncommitted changes in automl/ or search_spaces/" if dirty else "")
@@ -482,21 +614,38 @@ def code_version() -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=90.0, help="seconds per task and method (default 90)")
-    ap.add_argument("--epochs", type=int, default=10, help="most epochs per trial, both sides (default 10, "
-                                                           "the task classes' default)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        help="most epochs per trial, both sides (default 10, the task classes' default)",
+    )
     ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     ap.add_argument("--json", metavar="FILE", help="also write every child's raw result (with best parameters) here")
-    ap.add_argument("--seeds", default="0", help="comma-separated search seeds (default 0); every method runs "
-                                                 "once per seed on the same fixed splits; the table shows mean ± sd")
-    ap.add_argument("--include", metavar="FILE", action="append", default=[],
-                    help="results of an earlier run (its --json) to report with this run's, e.g. seed 0 done "
-                         "before --seeds 1,2; same budget and epochs required. Rows for a task, method and seed "
-                         "this run repeats are dropped; of two files, the later one's row counts. With "
-                         "--seeds '' nothing runs: the included results are reported")
-    ap.add_argument("--one", nargs=2, metavar=("TASK", "METHOD"), help="(child) run one method on one task, "
-                                                                       "print its result as JSON")
+    ap.add_argument(
+        "--seeds",
+        default="0",
+        help="comma-separated search seeds (default 0); every method runs "
+        "once per seed on the same fixed splits; the table shows mean ± sd",
+    )
+    ap.add_argument(
+        "--include",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="results of an earlier run (its --json) to report with this run's, e.g. seed 0 done "
+        "before --seeds 1,2; same budget and epochs required. Rows for a task, method and seed "
+        "this run repeats are dropped; of two files, the later one's row counts. With "
+        "--seeds '' nothing runs: the included results are reported",
+    )
+    ap.add_argument(
+        "--one",
+        nargs=2,
+        metavar=("TASK", "METHOD"),
+        help="(child) run one method on one task, print its result as JSON",
+    )
     ap.add_argument("--seed", type=int, default=0, help="(child) the search seed")
     args = ap.parse_args(argv)
     if args.budget <= 0 or args.epochs < 1:
@@ -524,10 +673,14 @@ def main(argv=None):
         except (OSError, ValueError) as exc:
             ap.error(f"--include {path}: {exc}")
         rows = [r for r in rows if r.get("task") in tasks and r.get("method") in methods]
-        other = [r for r in rows if (r.get("budget"), r.get("epochs")) != (args.budget, args.epochs) and "error" not in r]
+        other = [
+            r for r in rows if (r.get("budget"), r.get("epochs")) != (args.budget, args.epochs) and "error" not in r
+        ]
         if other:
-            ap.error(f"--include {path}: its runs used budget {other[0].get('budget')} / epochs {other[0].get('epochs')}, "
-                     f"not {args.budget:g} / {args.epochs}")
+            ap.error(
+                f"--include {path}: its runs used budget {other[0].get('budget')} / epochs {other[0].get('epochs')}, "
+                f"not {args.budget:g} / {args.epochs}"
+            )
         earlier += rows
     check_data(tasks)
     run_now = {(t, m, seed) for t in tasks for m in methods for seed in seeds}
@@ -547,51 +700,65 @@ def main(argv=None):
                 if "error" in r:
                     print(f"  -> {r['error']}", file=sys.stderr, flush=True)
                 else:
-                    print(f"  -> {r['trials']} trials in {r['seconds']:.0f} s, best val {r['val_acc']:.4f}, "
-                          f"test {r['test']['acc']:.4f}; best: {json.dumps(r['best_params'], default=str)}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  -> {r['trials']} trials in {r['seconds']:.0f} s, best val {r['val_acc']:.4f}, "
+                        f"test {r['test']['acc']:.4f}; best: {json.dumps(r['best_params'], default=str)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     elapsed, load_after = time.time() - started, os.getloadavg()
     table, verdicts = report(earlier + results, tasks, methods)
     import keras
     import keras_tuner
     import optuna
 
-    machine = (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {platform.system()}, "
-               f"Python {platform.python_version()}, Keras {keras.__version__}, KerasTuner {keras_tuner.__version__}, "
-               f"Optuna {optuna.__version__}; load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end")
-    body = "\n".join([
-        "## Quality",
-        "",
-        f"Our default search vs KerasTuner's tuners at an equal wall-clock budget of {args.budget:g} s per task "
-        f"and method (one process each), at most {args.epochs} epochs per trial on both sides. "
-        "`automl` = the task class (ImageClassifier / TextClassifier / SequenceClassifier / "
-        "TabularClassifier) with its shipped space and defaults: objective val_loss, TPE, median pruning, "
-        "early stopping (patience 3) and `timeout`; `kt-*` = keras_tuner RandomSearch / BayesianOptimization / Hyperband (default settings) "
-        "on a hand-written hypermodel per task (see `hypermodel()` in bench/quality.py) with "
-        "EarlyStopping(patience=3). Fixed seeded splits of ../shared/data: mnist_test 4000/1000/2000 "
-        "(stratified subsample of the 10k test digits), sms_spam and bank_marketing stratified 60/20/20, "
-        "ucr_ECG200 its TRAIN file 80/20 + its TEST file (100). Best val = the validation accuracy of the "
-        "search's best model (KerasTuner ranks by it; automl by its objective); test = that model on the test split. F1: of the rare class (spam, yes, class -1), "
-        "macro for MNIST. `seconds` = the whole search call, setup and teardown included. `seeds` = the "
-        "searches' own seeds (KerasTuner's `seed` and Keras' initialisation; ours: `seed`), the splits "
-        "stay fixed; with several seeds a figure is mean ± standard deviation over them.",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}, "
-        + (f"{elapsed / 60:.0f} min in all  " if results else "report of the included runs only  "),
-        (f"Code: {code_version()} (this run)" if results else "Code: (nothing run; results from --include)")
-        + (f"; included: {', '.join(args.include)} with {', '.join(sorted({r.get('code', 'code not recorded') for r in earlier}))}"
-           if earlier else "") + "  ",
-        f"Machine: {machine}",
-        "",
-        table,
-        "",
-        "Per task (winner on (mean) test accuracy; the best KerasTuner method is picked by its test score, "
-        "the stricter comparison):",
-        "",
-        *verdicts,
-        "",
-    ])
+    machine = (
+        f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {platform.system()}, "
+        f"Python {platform.python_version()}, Keras {keras.__version__}, KerasTuner {keras_tuner.__version__}, "
+        f"Optuna {optuna.__version__}; load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end"
+    )
+    body = "\n".join(
+        [
+            "## Quality",
+            "",
+            f"Our default search vs KerasTuner's tuners at an equal wall-clock budget of {args.budget:g} s per task "
+            f"and method (one process each), at most {args.epochs} epochs per trial on both sides. "
+            "`automl` = the task class (ImageClassifier / TextClassifier / SequenceClassifier / "
+            "TabularClassifier) with its shipped space and defaults: objective val_loss, TPE, median pruning, "
+            "early stopping (patience 3) and `timeout`; `kt-*` = keras_tuner RandomSearch / "
+            "BayesianOptimization / Hyperband (default settings) "
+            "on a hand-written hypermodel per task (see `hypermodel()` in bench/quality.py) with "
+            "EarlyStopping(patience=3). Fixed seeded splits of ../shared/data: mnist_test 4000/1000/2000 "
+            "(stratified subsample of the 10k test digits), sms_spam and bank_marketing stratified 60/20/20, "
+            "ucr_ECG200 its TRAIN file 80/20 + its TEST file (100). Best val = the validation accuracy of the "
+            "search's best model (KerasTuner ranks by it; automl by its objective); test = that model on the "
+            "test split. F1: of the rare class (spam, yes, class -1), "
+            "macro for MNIST. `seconds` = the whole search call, setup and teardown included. `seeds` = the "
+            "searches' own seeds (KerasTuner's `seed` and Keras' initialisation; ours: `seed`), the splits "
+            "stay fixed; with several seeds a figure is mean ± standard deviation over them.",
+            "",
+            f"Command: `{command}`  ",
+            f"Date: {datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}, "
+            + (f"{elapsed / 60:.0f} min in all  " if results else "report of the included runs only  "),
+            (f"Code: {code_version()} (this run)" if results else "Code: (nothing run; results from --include)")
+            + (
+                f"; included: {', '.join(args.include)} with "
+                f"{', '.join(sorted({r.get('code', 'code not recorded') for r in earlier}))}"
+                if earlier
+                else ""
+            )
+            + "  ",
+            f"Machine: {machine}",
+            "",
+            table,
+            "",
+            "Per task (winner on (mean) test accuracy; the best KerasTuner method is picked by its test score, "
+            "the stricter comparison):",
+            "",
+            *verdicts,
+            "",
+        ]
+    )
     print()
     print(body)
     if args.json:

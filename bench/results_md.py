@@ -1,4 +1,5 @@
 """bench/RESULTS.md: each bench replaces its own `## Section` and leaves the others alone."""
+
 from __future__ import annotations
 
 import datetime

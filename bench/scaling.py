@@ -8,6 +8,7 @@ one, on this 2-core machine.
     .venv/bin/python bench/scaling.py               # 40 trials per run, ~2 min
     .venv/bin/python bench/scaling.py --storage postgresql://user:pw@host/db   # a real server
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,23 +41,53 @@ def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None) 
     space = tmp / "scaling.yaml"
     space.write_text(SPACE)
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [str(Path(sys.executable).parent / "automl"), "search", str(space), "--data", "digits",
-           "--trials", str(trials), "--epochs", str(epochs), "--study", study, "--storage", storage,
-           "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--pruner", "none", "--sampler", "random",
-           "--seed", "0", "--quiet"]
-    procs = [subprocess.Popen([*cmd, "--worker", str(i)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for i in range(workers)]
+    cmd = [
+        str(Path(sys.executable).parent / "automl"),
+        "search",
+        str(space),
+        "--data",
+        "digits",
+        "--trials",
+        str(trials),
+        "--epochs",
+        str(epochs),
+        "--study",
+        study,
+        "--storage",
+        storage,
+        "--tracking-uri",
+        f"sqlite:///{tmp / 'mlflow.db'}",
+        "--pruner",
+        "none",
+        "--sampler",
+        "random",
+        "--seed",
+        "0",
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--worker", str(i)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(workers)
+    ]
     for p in procs:
         _, err = p.communicate()
         if p.returncode:
             raise SystemExit(f"worker failed: {err[-2000:]}")
-    done = [t for t in optuna.load_study(study_name=study, storage=open_storage(storage)).trials
-            if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [
+        t
+        for t in optuna.load_study(study_name=study, storage=open_storage(storage)).trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
     per_hour = len(done) / span * 3600
-    owners = len({t.user_attrs['owner']['pid'] for t in done})
-    print(f"{workers} worker(s): {len(done)} trials in {span:6.1f} s = {per_hour:8.0f} trials/hour "
-          f"({owners} process(es) ran trials)", flush=True)
+    owners = len({t.user_attrs["owner"]["pid"] for t in done})
+    print(
+        f"{workers} worker(s): {len(done)} trials in {span:6.1f} s = {per_hour:8.0f} trials/hour "
+        f"({owners} process(es) ran trials)",
+        flush=True,
+    )
     return per_hour
 
 

@@ -8,7 +8,8 @@ from automl.builder import build_model
 from automl.data import make_dataset
 from automl.feature_cache import FeatureCache
 from automl.training import training_settings
-from automl.trial import TrialSettings, fit_model
+from automl.records import TrialSettings
+from automl.training import fit_model
 
 
 def _table(n: int, seed: int = 0):

@@ -215,7 +215,7 @@ def _run_stopping(stopping, logs):
 
 
 def test_early_stopping_counts_a_lower_loss_at_an_equal_accuracy_as_progress():
-    from automl.trial import BestEpochStopping
+    from automl.training import BestEpochStopping
 
     # accuracy stuck on the majority class while the loss falls: keeps training, keeps the latest tie
     plateau = [(0.7, 0.69), (0.7, 0.66), (0.7, 0.62), (0.7, 0.60), (0.7, 0.55), (0.85, 0.50)]
@@ -232,7 +232,7 @@ def test_early_stopping_counts_a_lower_loss_at_an_equal_accuracy_as_progress():
 
 
 def test_best_epoch_is_the_epoch_early_stopping_restores():
-    from automl.trial import BestEpochStopping, best_epoch
+    from automl.training import BestEpochStopping, best_epoch
 
     for logs in ([(0.7, 0.69), (0.7, 0.66), (0.8, 0.62), (0.8, 0.55), (0.75, 0.4)],
                  [(0.9, 0.6), (0.8, 0.1), (0.9, 0.5), (0.9, 0.7)], [(0.5, 0.5), (0.5, 0.5)]):
@@ -246,7 +246,7 @@ def test_trials_with_an_equal_objective_rank_by_validation_loss(stores):
     """Every trial reaches validation accuracy 1.0 on separable blobs; the best trial (and the one
     whose model was kept) is the one with the lowest validation loss, not the first one."""
     from automl.data import make_dataset
-    from automl.results import TIEBREAK_ATTR
+    from automl.records import TIEBREAK as TIEBREAK_ATTR
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-3, 0.5, (80, 2)), rng.normal(3, 0.5, (80, 2))]).astype("float32")

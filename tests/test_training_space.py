@@ -8,7 +8,8 @@ from automl.builder import build_model, validate_space
 from automl.space import SearchSpace, SpaceError
 from automl.training import (learning_rate_schedule, loss_and_metrics, make_optimizer, smoothed_sparse_crossentropy,
                              training_settings)
-from automl.trial import TrialSettings, fit_model
+from automl.records import TrialSettings
+from automl.training import fit_model
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 Keras' random preprocessing layers pass images through unchanged at inference, so the saved and
 the exported (TFLite) model compute exactly what the model without augmentation would.
 """
+
 from keras import layers
 
 from .registry import register
@@ -12,8 +13,9 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
 
 @register("augment")
-def augment(x, flip: str = "none", rotation: float = 0.0, zoom: float = 0.0, translation: float = 0.0,
-            contrast: float = 0.0):
+def augment(
+    x, flip: str = "none", rotation: float = 0.0, zoom: float = 0.0, translation: float = 0.0, contrast: float = 0.0
+):
     """Random flips, rotation (fraction of a full turn), zoom, translation (fraction of the size) and
     contrast; a factor of 0 leaves that layer out.
 
@@ -22,8 +24,12 @@ def augment(x, flip: str = "none", rotation: float = 0.0, zoom: float = 0.0, tra
     feature_map(x, "augment")
     if flip not in FLIPS:
         raise ValueError(f"augment flip must be one of {FLIPS}, not {flip!r}")
-    for name, value, high in (("rotation", rotation, 0.5), ("zoom", zoom, 0.9), ("translation", translation, 0.5),
-                              ("contrast", contrast, 1.0)):
+    for name, value, high in (
+        ("rotation", rotation, 0.5),
+        ("zoom", zoom, 0.9),
+        ("translation", translation, 0.5),
+        ("contrast", contrast, 1.0),
+    ):
         if not 0 <= value <= high:
             raise ValueError(f"augment {name} must be between 0 and {high}, not {value!r}")
     augmenters = []

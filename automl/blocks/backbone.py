@@ -4,6 +4,7 @@ Nothing is downloaded: an application is built with `weights=None` (architecture
 weights file the user names. The backbone is one nested model named `backbone`; training.py trains
 its unfrozen variables at `fine_tune_learning_rate` (see `fine_tuned_variables`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,14 @@ APPLICATIONS = {
 
 
 @register("backbone")
-def backbone(x, source: str = "mobilenet_v2", alpha: float = 1.0, weights: str | None = None,
-             frozen_fraction: float = 0.0, image_size: int | None = None):
+def backbone(
+    x,
+    source: str = "mobilenet_v2",
+    alpha: float = 1.0,
+    weights: str | None = None,
+    frozen_fraction: float = 0.0,
+    image_size: int | None = None,
+):
     """Features from a pretrained or architecture-only network, the first `frozen_fraction` of its
     layers (those with weights, input side first) frozen.
 
@@ -48,12 +55,16 @@ def backbone(x, source: str = "mobilenet_v2", alpha: float = 1.0, weights: str |
         raise ValueError(f"backbone image_size must be at least {MIN_SIZE}, not {image_size}")
     if str(source).endswith(".keras"):
         if weights is not None or alpha != 1.0 or image_size is not None:
-            raise ValueError(f"backbone {source}: weights, alpha and image_size apply to keras.applications "
-                             "only; a .keras model brings its own weights and input size")
+            raise ValueError(
+                f"backbone {source}: weights, alpha and image_size apply to keras.applications "
+                "only; a .keras model brings its own weights and input size"
+            )
         model = _saved_model(Path(source))
         x = _fit_input(x, model.inputs[0].shape[1:3], model.inputs[0].shape[-1], source)
     else:
-        height, width = (image_size, image_size) if image_size else (max(x.shape[1], MIN_SIZE), max(x.shape[2], MIN_SIZE))
+        height, width = (
+            (image_size, image_size) if image_size else (max(x.shape[1], MIN_SIZE), max(x.shape[2], MIN_SIZE))
+        )
         channels = 3 if x.shape[-1] == 1 else x.shape[-1]
         model, (low, high) = _application(source, alpha, weights, (height, width, channels))
         x = _fit_input(x, (height, width), channels, source)
@@ -69,28 +80,34 @@ def fine_tuned_variables(model) -> list:
 
 def _application(name: str, alpha: float, weights: str | None, shape: tuple):
     if name not in APPLICATIONS:
-        raise ValueError(f"backbone source {name!r} is neither a known application "
-                         f"({', '.join(APPLICATIONS)}) nor a .keras file")
+        raise ValueError(
+            f"backbone source {name!r} is neither a known application ({', '.join(APPLICATIONS)}) nor a .keras file"
+        )
     build, pixel_range, takes_alpha, extra = APPLICATIONS[name]
     if takes_alpha:
         extra = {**extra, "alpha": alpha}
     elif alpha != 1.0:
         raise ValueError(f"backbone alpha applies to the mobilenet applications, not {name}")
     if weights == "imagenet":
-        raise ValueError("backbone weights='imagenet' would download them; give the path of a local "
-                         "weights file or leave weights empty (architecture only)")
+        raise ValueError(
+            "backbone weights='imagenet' would download them; give the path of a local "
+            "weights file or leave weights empty (architecture only)"
+        )
     if weights is not None and not Path(weights).is_file():
         raise ValueError(f"backbone weights file {weights}: no such file")
     if weights is not None and shape[-1] != 3:
-        raise ValueError(f"backbone weights file {weights}: pretrained weights need 1 or 3 image channels, "
-                         f"the input has {shape[-1]}")
+        raise ValueError(
+            f"backbone weights file {weights}: pretrained weights need 1 or 3 image channels, the input has {shape[-1]}"
+        )
     try:
         return build(input_shape=shape, include_top=False, weights=weights, name=BACKBONE, **extra), pixel_range
     except ValueError as exc:
         if weights is None:
             raise
-        raise ValueError(f"backbone weights file {weights} does not fit {name} (alpha {alpha}, input "
-                         f"{shape}, include_top=False): {exc}") from None
+        raise ValueError(
+            f"backbone weights file {weights} does not fit {name} (alpha {alpha}, input "
+            f"{shape}, include_top=False): {exc}"
+        ) from None
 
 
 def _saved_model(path: Path):
@@ -99,8 +116,10 @@ def _saved_model(path: Path):
         raise ValueError(f"backbone source {path}: no such file")
     try:
         saved = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - any load failure is the file's fault
-        raise ValueError(f"backbone source {path}: cannot load as a Keras model ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:
+        raise ValueError(
+            f"backbone source {path}: cannot load as a Keras model ({type(exc).__name__}: {exc})"
+        ) from None
     if len(saved.inputs) != 1:
         raise ValueError(f"backbone source {path}: needs a model with one image input, it has {len(saved.inputs)}")
     start = saved.inputs[0]
@@ -129,7 +148,7 @@ def _fit_input(x, size, channels: int, source: str):
 
 def _freeze(model, fraction: float) -> None:
     weighted = [layer for layer in _leaves(model) if layer.weights]
-    for layer in weighted[:round(fraction * len(weighted))]:
+    for layer in weighted[: round(fraction * len(weighted))]:
         layer.trainable = False
 
 

@@ -3,6 +3,7 @@
 A space repeats `block: cell` for a searched number of stages; parameters of one operation carry
 `when: {op: ...}` so they exist only in stages that chose it (see search_spaces/image_cells.yaml).
 """
+
 from keras import layers
 
 from .conv import conv
@@ -14,9 +15,20 @@ OPS = ("conv", "residual", "mbconv")
 
 
 @register("cell")
-def cell(x, op: str = "conv", filters: int = 32, kernel_size: int = 3, depth: int = 1, downsample: bool = False,
-         skip: bool = True, activation: str = "relu", separable: bool = False, bottleneck: bool = False,
-         expand_ratio: int = 4, se_ratio: float = 0.25):
+def cell(
+    x,
+    op: str = "conv",
+    filters: int = 32,
+    kernel_size: int = 3,
+    depth: int = 1,
+    downsample: bool = False,
+    skip: bool = True,
+    activation: str = "relu",
+    separable: bool = False,
+    bottleneck: bool = False,
+    expand_ratio: int = 4,
+    se_ratio: float = 0.25,
+):
     """One stage of width `filters`, halving the map when `downsample`.
 
     Operation-specific: `skip`, `separable` (conv), `bottleneck` (residual), `expand_ratio`, `se_ratio`
@@ -27,14 +39,36 @@ def cell(x, op: str = "conv", filters: int = 32, kernel_size: int = 3, depth: in
     feature_map(x, "cell")
     strides = 2 if downsample else 1
     if op == "conv":
-        y = conv(x, filters=filters, kernel_size=kernel_size, depth=depth, pooling="strided" if downsample else "none",
-                 activation=activation, separable=separable)
+        y = conv(
+            x,
+            filters=filters,
+            kernel_size=kernel_size,
+            depth=depth,
+            pooling="strided" if downsample else "none",
+            activation=activation,
+            separable=separable,
+        )
     elif op == "residual":
-        y = residual(x, filters=filters, kernel_size=kernel_size, depth=depth, bottleneck=bottleneck,
-                     strides=strides, activation=activation)
+        y = residual(
+            x,
+            filters=filters,
+            kernel_size=kernel_size,
+            depth=depth,
+            bottleneck=bottleneck,
+            strides=strides,
+            activation=activation,
+        )
     elif op == "mbconv":
-        y = mbconv(x, filters=filters, kernel_size=kernel_size, depth=depth, expand_ratio=expand_ratio,
-                   se_ratio=se_ratio, strides=strides, activation=activation)
+        y = mbconv(
+            x,
+            filters=filters,
+            kernel_size=kernel_size,
+            depth=depth,
+            expand_ratio=expand_ratio,
+            se_ratio=se_ratio,
+            strides=strides,
+            activation=activation,
+        )
     else:
         raise ValueError(f"cell op must be one of {OPS}, not {op!r}")
     if op == "conv" and skip and tuple(y.shape[1:]) == tuple(x.shape[1:]):

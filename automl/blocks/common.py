@@ -1,4 +1,5 @@
 """Shape-agnostic blocks: global pooling / flatten, dropout, normalisation."""
+
 import keras
 from keras import layers, ops
 

@@ -1,4 +1,5 @@
 """2-D convolution blocks with a pooling choice."""
+
 from keras import layers
 
 from .registry import register
@@ -7,8 +8,17 @@ POOLING = ("max", "avg", "none", "strided")
 
 
 @register("conv")
-def conv(x, filters: int = 32, kernel_size: int = 3, depth: int = 1, pooling: str = "max",
-         batch_norm: bool = True, dropout: float = 0.0, activation: str = "relu", separable: bool = False):
+def conv(
+    x,
+    filters: int = 32,
+    kernel_size: int = 3,
+    depth: int = 1,
+    pooling: str = "max",
+    batch_norm: bool = True,
+    dropout: float = 0.0,
+    activation: str = "relu",
+    separable: bool = False,
+):
     """`depth` convolutions (optionally separable) then a 2x downsampling by `pooling`.
 
     Downsampling is skipped once the feature map is 1 pixel wide, so deep stacks fit small images.

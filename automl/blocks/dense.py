@@ -1,4 +1,5 @@
 """Dense / MLP blocks."""
+
 from keras import layers, regularizers
 
 from .registry import register
@@ -7,8 +8,15 @@ NORMS = ("none", "batch", "layer")
 
 
 @register("dense")
-def dense(x, units: int = 64, depth: int = 1, activation: str = "relu", dropout: float = 0.0,
-          norm: str = "none", l2: float = 0.0):
+def dense(
+    x,
+    units: int = 64,
+    depth: int = 1,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    norm: str = "none",
+    l2: float = 0.0,
+):
     """`depth` Dense layers of `units`, each with optional norm and dropout.
 
     A spatial input is flattened first, so a dense block may follow convolutions.
@@ -18,8 +26,7 @@ def dense(x, units: int = 64, depth: int = 1, activation: str = "relu", dropout:
     if len(x.shape) > 2:
         x = layers.Flatten()(x)
     for _ in range(depth):
-        x = layers.Dense(units, use_bias=norm == "none",
-                         kernel_regularizer=regularizers.L2(l2) if l2 else None)(x)
+        x = layers.Dense(units, use_bias=norm == "none", kernel_regularizer=regularizers.L2(l2) if l2 else None)(x)
         if norm == "batch":
             x = layers.BatchNormalization()(x)
         elif norm == "layer":

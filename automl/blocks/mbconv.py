@@ -1,4 +1,5 @@
 """EfficientNet-style MBConv: inverted residual with depthwise convolution and squeeze-and-excitation."""
+
 from keras import layers
 
 from .registry import register
@@ -6,8 +7,17 @@ from .residual import can_downsample, check_strides, feature_map
 
 
 @register("mbconv")
-def mbconv(x, filters: int = 16, kernel_size: int = 3, expand_ratio: int = 4, se_ratio: float = 0.25,
-           strides: int = 1, depth: int = 1, stochastic_depth: float = 0.0, activation: str = "swish"):
+def mbconv(
+    x,
+    filters: int = 16,
+    kernel_size: int = 3,
+    expand_ratio: int = 4,
+    se_ratio: float = 0.25,
+    strides: int = 1,
+    depth: int = 1,
+    stochastic_depth: float = 0.0,
+    activation: str = "swish",
+):
     """`depth` MBConv units with `filters` output channels; the first downsamples by `strides`.
 
     Each unit: 1x1 expansion to `expand_ratio` x input channels, depthwise k x k, squeeze-and-excitation
@@ -18,11 +28,13 @@ def mbconv(x, filters: int = 16, kernel_size: int = 3, expand_ratio: int = 4, se
     feature_map(x, "mbconv")
     check_strides(strides, "mbconv")
     if filters < 1 or depth < 1 or expand_ratio < 1:
-        raise ValueError(f"mbconv filters, depth and expand_ratio must be at least 1 "
-                         f"(got {filters}, {depth}, {expand_ratio})")
+        raise ValueError(
+            f"mbconv filters, depth and expand_ratio must be at least 1 (got {filters}, {depth}, {expand_ratio})"
+        )
     if not 0 <= se_ratio <= 1 or not 0 <= stochastic_depth < 1:
-        raise ValueError(f"mbconv se_ratio must be in [0, 1] and stochastic_depth in [0, 1) "
-                         f"(got {se_ratio}, {stochastic_depth})")
+        raise ValueError(
+            f"mbconv se_ratio must be in [0, 1] and stochastic_depth in [0, 1) (got {se_ratio}, {stochastic_depth})"
+        )
     for i in range(depth):
         s = strides if i == 0 and can_downsample(x) else 1
         channels = x.shape[-1]

@@ -1,4 +1,5 @@
 """Recurrent (LSTM, GRU) and 1-D convolution blocks for sequences and embedded text."""
+
 import warnings
 
 from keras import layers
@@ -15,8 +16,10 @@ def _recurrent(cell, x, units, depth, bidirectional, dropout, return_sequences, 
         raise ValueError(f"recurrent blocks need a sequence (batch, steps, features), got shape {tuple(x.shape)}")
     if unroll and bidirectional and (return_sequences or depth > 1):
         # Keras 3.15 zeroes an unrolled backward layer's masked outputs at unreversed positions
-        raise ValueError("unroll with bidirectional layers that return sequences gives wrong outputs on padded "
-                         "input (a Keras masking bug); use unroll only for one-way or last-state layers")
+        raise ValueError(
+            "unroll with bidirectional layers that return sequences gives wrong outputs on padded "
+            "input (a Keras masking bug); use unroll only for one-way or last-state layers"
+        )
     for i in range(depth):
         layer = cell(units, return_sequences=return_sequences or i < depth - 1, dropout=dropout, unroll=unroll)
         x = (layers.Bidirectional(layer) if bidirectional else layer)(x)
@@ -24,8 +27,15 @@ def _recurrent(cell, x, units, depth, bidirectional, dropout, return_sequences, 
 
 
 @register("lstm")
-def lstm(x, units: int = 32, depth: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-         return_sequences: bool = False, unroll: bool = False):
+def lstm(
+    x,
+    units: int = 32,
+    depth: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    return_sequences: bool = False,
+    unroll: bool = False,
+):
     """`depth` stacked LSTM layers (padded steps are skipped via the mask); the last returns its final
     state unless `return_sequences`. `unroll` trades graph size for a loop-free model (faster on
     short sequences, and TFLite-convertible at any batch size)."""
@@ -33,15 +43,30 @@ def lstm(x, units: int = 32, depth: int = 1, bidirectional: bool = False, dropou
 
 
 @register("gru")
-def gru(x, units: int = 32, depth: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-        return_sequences: bool = False, unroll: bool = False):
+def gru(
+    x,
+    units: int = 32,
+    depth: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    return_sequences: bool = False,
+    unroll: bool = False,
+):
     """Like `lstm` with GRU cells (fewer weights, often as good on short sequences)."""
     return _recurrent(layers.GRU, x, units, depth, bidirectional, dropout, return_sequences, unroll)
 
 
 @register("conv1d")
-def conv1d(x, filters: int = 32, kernel_size: int = 3, depth: int = 1, pooling: str = "max",
-           batch_norm: bool = False, dropout: float = 0.0, activation: str = "relu"):
+def conv1d(
+    x,
+    filters: int = 32,
+    kernel_size: int = 3,
+    depth: int = 1,
+    pooling: str = "max",
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    activation: str = "relu",
+):
     """`depth` Conv1D layers then a 2x downsampling along time by `pooling` (max, avg or none).
 
     Convolutions do not carry a padding mask: padded steps are convolved like the others.

@@ -10,10 +10,11 @@ Two additions for blocks that start from the raw input:
   kind (strings, a dict of table columns). When a space does not start with such a block, the
   builder puts the kind's first registered input block in front with its default parameters.
 """
+
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 BLOCKS: dict[str, Callable] = {}
 INPUT_BLOCKS: dict[str, str] = {}  # block name -> the data kind whose raw input it takes
@@ -28,6 +29,7 @@ def register(name: str, *, input_for: str | None = None):
         if input_for:
             INPUT_BLOCKS[name] = input_for
         return fn
+
     return wrap
 
 

@@ -1,4 +1,5 @@
 """ResNet-style residual blocks: basic or bottleneck units, projection shortcut when the shape changes."""
+
 from keras import layers
 
 from .registry import register
@@ -7,8 +8,10 @@ from .registry import register
 def feature_map(x, block: str):
     """Image blocks need (batch, height, width, channels); say so instead of failing deep in Keras."""
     if len(x.shape) != 4:
-        raise ValueError(f"{block} block needs image feature maps (batch, height, width, channels); "
-                         f"it got shape {tuple(x.shape)} (put it before global_pool/dense blocks)")
+        raise ValueError(
+            f"{block} block needs image feature maps (batch, height, width, channels); "
+            f"it got shape {tuple(x.shape)} (put it before global_pool/dense blocks)"
+        )
 
 
 def check_strides(strides, block: str):
@@ -22,8 +25,16 @@ def can_downsample(x) -> bool:
 
 
 @register("residual")
-def residual(x, filters: int = 32, kernel_size: int = 3, depth: int = 1, bottleneck: bool = False,
-             strides: int = 1, activation: str = "relu", dropout: float = 0.0):
+def residual(
+    x,
+    filters: int = 32,
+    kernel_size: int = 3,
+    depth: int = 1,
+    bottleneck: bool = False,
+    strides: int = 1,
+    activation: str = "relu",
+    dropout: float = 0.0,
+):
     """A ResNet stage: `depth` residual units with `filters` output channels; the first unit
     downsamples by `strides`.
 

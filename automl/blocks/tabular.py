@@ -6,6 +6,7 @@ indicator feature (for columns with gaps in training); categorical columns go th
 missing value `""` is its own category when training had any) and then one-hot or a learnt
 embedding. A plain numeric matrix is just standardised.
 """
+
 import re
 
 import keras
@@ -56,15 +57,24 @@ def tabular(x, data, categorical: str = "one_hot", embedding_dim: int = 8, max_c
     if numeric:
         cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numeric]
         joined = layers.Concatenate(name="numeric_columns")(cols) if len(cols) > 1 else cols[0]
-        parts.append(NumericColumns([c.mean for c in numeric], [c.std for c in numeric],
-                                    [i for i, c in enumerate(numeric) if c.missing], name="standardize")(joined))
+        parts.append(
+            NumericColumns(
+                [c.mean for c in numeric],
+                [c.std for c in numeric],
+                [i for i, c in enumerate(numeric) if c.missing],
+                name="standardize",
+            )(joined)
+        )
     for c in data.columns:
         if c.kind != "categorical":
             continue
-        vocabulary = c.vocabulary[:max(1, max_categories)]
+        vocabulary = c.vocabulary[: max(1, max_categories)]
         if categorical == "one_hot":
-            parts.append(layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot",
-                                             name=f"{names[c.name]}_one_hot")(x[c.name]))
+            parts.append(
+                layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot", name=f"{names[c.name]}_one_hot")(
+                    x[c.name]
+                )
+            )
         else:
             ids = layers.StringLookup(vocabulary=vocabulary, name=f"{names[c.name]}_lookup")(x[c.name])
             size = len(vocabulary) + 1

@@ -1,4 +1,5 @@
 """Text: raw strings -> token ids -> vectors, inside the model so a raw-string model is exported whole."""
+
 import numpy as np
 from keras import layers
 
@@ -16,11 +17,14 @@ def text(x, data, max_tokens: int = 10000, sequence_length: int = 64, embed_dim:
     if data is None or data.kind != "text":
         raise ValueError(f"the text block takes raw strings; this data is {getattr(data, 'kind', None)} input")
     if max_tokens < 3 or sequence_length < 1 or embed_dim < 1:
-        raise ValueError(f"text block needs max_tokens >= 3, sequence_length >= 1 and embed_dim >= 1 "
-                         f"(got {max_tokens}, {sequence_length}, {embed_dim})")
-    vocabulary = training_vocabulary(data)[:max_tokens - 2]
-    vectorize = layers.TextVectorization(vocabulary=vocabulary, output_sequence_length=sequence_length,
-                                         name="vectorize")
+        raise ValueError(
+            f"text block needs max_tokens >= 3, sequence_length >= 1 and embed_dim >= 1 "
+            f"(got {max_tokens}, {sequence_length}, {embed_dim})"
+        )
+    vocabulary = training_vocabulary(data)[: max_tokens - 2]
+    vectorize = layers.TextVectorization(
+        vocabulary=vocabulary, output_sequence_length=sequence_length, name="vectorize"
+    )
     tokens = vectorize(x)
     return layers.Embedding(vectorize.vocabulary_size(), embed_dim, mask_zero=True, name="token_embedding")(tokens)
 
@@ -59,8 +63,13 @@ def text_ngrams(x, data, split: str = "words", ngrams: int = 2, max_tokens: int 
         raise ValueError(f"text_ngrams needs ngrams >= 1 and max_tokens >= 2 (got {ngrams}, {max_tokens})")
     characters = split == "characters"
     vectorize = layers.TextVectorization(
-        max_tokens, standardize="lower" if characters else "lower_and_strip_punctuation",
-        split="character" if characters else "whitespace", ngrams=ngrams, output_mode=output, name="ngrams")
+        max_tokens,
+        standardize="lower" if characters else "lower_and_strip_punctuation",
+        split="character" if characters else "whitespace",
+        ngrams=ngrams,
+        output_mode=output,
+        name="ngrams",
+    )
     vectorize.adapt(np.asarray(data.x_train, dtype=object), batch_size=1024)
     if vectorize.vocabulary_size() < 2:
         raise ValueError("the training texts hold no tokens")

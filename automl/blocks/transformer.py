@@ -1,4 +1,5 @@
 """Transformer encoder for token or numeric sequences: position embedding, then attention layers."""
+
 import keras
 from keras import layers, ops
 
@@ -21,8 +22,7 @@ class PositionEmbedding(layers.Layer):
     def build(self, input_shape):
         if input_shape[-2] is None:
             raise ValueError("position embedding needs a fixed sequence length")
-        self.positions = self.add_weight(shape=tuple(input_shape[-2:]), initializer="glorot_uniform",
-                                         name="positions")
+        self.positions = self.add_weight(shape=tuple(input_shape[-2:]), initializer="glorot_uniform", name="positions")
 
     def call(self, x):
         return x + ops.cast(self.positions, x.dtype)
@@ -40,8 +40,16 @@ def position_embedding(x, dim: int = 0):
 
 
 @register("transformer")
-def transformer(x, heads: int = 2, key_dim: int = 16, ff_units: int = 64, depth: int = 1, norm: str = "pre",
-                dropout: float = 0.1, activation: str = "gelu"):
+def transformer(
+    x,
+    heads: int = 2,
+    key_dim: int = 16,
+    ff_units: int = 64,
+    depth: int = 1,
+    norm: str = "pre",
+    dropout: float = 0.1,
+    activation: str = "gelu",
+):
     """`depth` encoder layers: multi-head self-attention and a feed-forward net, each residual.
 
     `norm: pre` normalises each sub-layer's input (steadier on small data, a final norm closes the
@@ -71,5 +79,7 @@ def transformer(x, heads: int = 2, key_dim: int = 16, ff_units: int = 64, depth:
 
 def _check_sequence(x, block: str):
     if len(x.shape) != 3:
-        raise ValueError(f"the {block} block needs a sequence (batch, steps, features), got shape {tuple(x.shape)}; "
-                         f"use it on text or sequence input")
+        raise ValueError(
+            f"the {block} block needs a sequence (batch, steps, features), got shape {tuple(x.shape)}; "
+            f"use it on text or sequence input"
+        )

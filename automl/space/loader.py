@@ -1,4 +1,5 @@
 """Load a search space from YAML: a file path or the name of a shipped space."""
+
 from __future__ import annotations
 
 from pathlib import Path

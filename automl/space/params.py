@@ -3,14 +3,15 @@
 A parameter is a small pydantic model; `suggest()` asks an Optuna trial (or
 `optuna.trial.FixedTrial`) for a value under a flat, readable name.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-Scalar = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str | None
 
 _OPS = {
     "eq": lambda a, b: a == b,
@@ -133,6 +134,6 @@ class Fixed(_Param):
         return self.value
 
 
-Param = Annotated[Union[Int, Float, Categorical, Bool, Fixed], Field(discriminator="type")]
+Param = Annotated[Int | Float | Categorical | Bool | Fixed, Field(discriminator="type")]
 PARAM_TYPES = ("int", "float", "categorical", "bool", "fixed")
 param_adapter: TypeAdapter = TypeAdapter(Param)

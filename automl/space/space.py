@@ -7,18 +7,28 @@ for a categorical). Any parameter or group may carry `when:` to exist only when 
 parameters take given values (on a repeat's count, `when:` switches the whole repeat); a repeated
 group's items exist only while `num_<key> > i`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .params import (PARAM_TYPES, Bool, Categorical, Fixed, Float, Int, _Param, check_condition,
-                     condition_holds, param_adapter)
+from .params import (
+    PARAM_TYPES,
+    Bool,
+    Categorical,
+    Fixed,
+    Float,
+    Int,
+    _Param,
+    check_condition,
+    condition_holds,
+    param_adapter,
+)
 
 SECTIONS = ("architecture", "training")
 TOP_LEVEL_KEYS = ("name", "description", "task", "input", *SECTIONS, "start")
@@ -120,8 +130,9 @@ class _Parser:
             if not isinstance(key, str) or not key.replace("_", "").isalnum():
                 self.error(f"{path}.{key}", "names must be letters, digits and underscores")
                 continue
-            child = self.node(value, f"{path}.{key}" if path else key, f"{flat}.{key}" if flat else key,
-                              siblings, in_repeat)
+            child = self.node(
+                value, f"{path}.{key}" if path else key, f"{flat}.{key}" if flat else key, siblings, in_repeat
+            )
             if child is not None:
                 items[key] = child
             siblings.add(key)
@@ -139,7 +150,9 @@ class _Parser:
                 count = Int.model_validate({k: v for k, v in count.items() if k != "type"})
             except ValidationError as exc:
                 for err in exc.errors():
-                    self.error(f"{path}.repeat." + ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "))
+                    self.error(
+                        f"{path}.repeat." + ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, ")
+                    )
                 return None
             if isinstance(count, Int) and count.low < 0:
                 self.error(f"{path}.repeat.low", "a repeat count cannot be negative")
@@ -198,8 +211,7 @@ def _sample(node, trial, flat: str, scope: dict, out: dict):
             return _ABSENT  # e.g. no convolutions over a bag of n-grams
         count = node.count.suggest(trial, name) if isinstance(node.count, Int) else node.count
         out[name] = count
-        return [v for i in range(count)
-                if (v := _sample(node.each, trial, f"{flat}.{i}", {}, out)) is not _ABSENT]
+        return [v for i in range(count) if (v := _sample(node.each, trial, f"{flat}.{i}", {}, out)) is not _ABSENT]
     if node.when and not _holds(node.when, scope, out):
         return _ABSENT
     value = node.suggest(trial, flat)
@@ -234,9 +246,18 @@ class SearchSpace:
     ...             training={"learning_rate": Float(low=1e-4, high=1e-2, log=True)})
     """
 
-    def __init__(self, architecture: dict, training: dict | None = None, *, name: str = "custom",
-                 description: str = "", task: str | None = None, input: str | None = None,
-                 start: list[dict] | None = None, source: str | None = None):
+    def __init__(
+        self,
+        architecture: dict,
+        training: dict | None = None,
+        *,
+        name: str = "custom",
+        description: str = "",
+        task: str | None = None,
+        input: str | None = None,
+        start: list[dict] | None = None,
+        source: str | None = None,
+    ):
         self.name, self.description, self.task, self.input = name, description, task, input
         self.source = source
         self.raw = {"architecture": architecture, "training": training or {}}
@@ -267,8 +288,9 @@ class SearchSpace:
         if start is None:
             return []
         if not isinstance(start, list):
-            raise SpaceError([("start", "must be a list of configurations (mappings of parameter names to values)")],
-                             source)
+            raise SpaceError(
+                [("start", "must be a list of configurations (mappings of parameter names to values)")], source
+            )
         params, problems = self.parameters(), []
         for i, entry in enumerate(start):
             if not isinstance(entry, dict):
@@ -276,8 +298,9 @@ class SearchSpace:
                 continue
             for name, value in entry.items():
                 if name not in params:
-                    problems.append((f"start[{i}].{name}", "not a parameter of this space "
-                                     f"(parameters: {', '.join(params)})"))
+                    problems.append(
+                        (f"start[{i}].{name}", f"not a parameter of this space (parameters: {', '.join(params)})")
+                    )
                 elif not _allows(params[name], value):
                     problems.append((f"start[{i}].{name}", f"{value!r} is outside the parameter's range"))
         if problems:
@@ -285,11 +308,12 @@ class SearchSpace:
         return [dict(entry) for entry in start]
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str | None = None) -> "SearchSpace":
+    def from_dict(cls, raw: Any, source: str | None = None) -> SearchSpace:
         if not isinstance(raw, dict):
             raise SpaceError([("", "the file must hold a mapping with 'architecture' and 'training'")], source)
-        problems = [(str(k), f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})")
-                    for k in raw if k not in TOP_LEVEL_KEYS]
+        problems = [
+            (str(k), f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})") for k in raw if k not in TOP_LEVEL_KEYS
+        ]
         if "architecture" not in raw:
             problems.append(("architecture", "missing: the space needs an architecture section"))
         for key in ("name", "description", "input"):
@@ -297,9 +321,16 @@ class SearchSpace:
                 problems.append((key, "must be a string"))
         if problems:
             raise SpaceError(problems, source)
-        return cls(raw["architecture"], raw.get("training") or {}, name=raw.get("name", "custom"),
-                   description=raw.get("description", ""), task=raw.get("task"), input=raw.get("input"),
-                   start=raw.get("start"), source=source)
+        return cls(
+            raw["architecture"],
+            raw.get("training") or {},
+            name=raw.get("name", "custom"),
+            description=raw.get("description", ""),
+            task=raw.get("task"),
+            input=raw.get("input"),
+            start=raw.get("start"),
+            source=source,
+        )
 
     def sample(self, trial) -> Configuration:
         """Sample every active parameter from an Optuna trial (or `optuna.trial.FixedTrial`)."""
@@ -354,7 +385,6 @@ def iter_groups(group: Group, path: str = "architecture"):
             yield from iter_groups(child, f"{path}.{key}")
         elif isinstance(child, Repeat):
             yield from iter_groups(child.each, f"{path}.{key}.each")
-
 
 
 def _allows(param, value) -> bool:

@@ -5,6 +5,7 @@ both softmax outputs softened at temperature T (log-probabilities / T, so the mo
 output). Regression: alpha * MSE(targets) + (1 - alpha) * MSE(teacher's predictions). The teacher's
 outputs are computed once, then packed beside the labels, so training is a plain `model.fit`.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .export import ExportError, pareto_front
+from .. import records
+from ..errors import ExportError
+from ..ranking import weight_pareto
 
 
 def distillation_loss(classification: bool, temperature: float, alpha: float):
@@ -39,25 +42,40 @@ def distillation_loss(classification: bool, temperature: float, alpha: float):
     return loss
 
 
-def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 0.1, epochs: int = 10,
-            training: dict | None = None, patience: int | None = 3, verbose: int = 0):
+def distill(
+    teacher,
+    student,
+    data,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 0.1,
+    epochs: int = 10,
+    training: dict | None = None,
+    patience: int | None = 3,
+    verbose: int = 0,
+):
     """Fit `student` (a fresh `keras.Model` with the teacher's input and output shapes) on `data`
     (an `automl.Dataset`) against the teacher's soft targets; returns it with its best weights
     (early stopping on validation accuracy, or validation loss for regression)."""
     import keras
     from keras import ops
 
-    from .training import loss_and_metrics, make_optimizer, training_settings
+    from ..training import loss_and_metrics, make_optimizer, training_settings
 
     if tuple(student.outputs[0].shape[1:]) != tuple(teacher.outputs[0].shape[1:]):
-        raise ExportError(f"student output shape {tuple(student.outputs[0].shape[1:])} differs from the teacher's "
-                          f"{tuple(teacher.outputs[0].shape[1:])}")
+        raise ExportError(
+            f"student output shape {tuple(student.outputs[0].shape[1:])} differs from the teacher's "
+            f"{tuple(teacher.outputs[0].shape[1:])}"
+        )
     if tuple(student.inputs[0].shape[1:]) != tuple(teacher.inputs[0].shape[1:]):
-        raise ExportError(f"student input shape {tuple(student.inputs[0].shape[1:])} differs from the teacher's "
-                          f"{tuple(teacher.inputs[0].shape[1:])}")
+        raise ExportError(
+            f"student input shape {tuple(student.inputs[0].shape[1:])} differs from the teacher's "
+            f"{tuple(teacher.inputs[0].shape[1:])}"
+        )
     if not (temperature > 0 and 0 <= alpha <= 1 and epochs >= 1):
-        raise ExportError(f"distillation needs temperature > 0, 0 <= alpha <= 1, epochs >= 1 "
-                          f"(got {temperature}, {alpha}, {epochs})")
+        raise ExportError(
+            f"distillation needs temperature > 0, 0 <= alpha <= 1, epochs >= 1 (got {temperature}, {alpha}, {epochs})"
+        )
     settings = training_settings(training or {})
     classification = data.task == "classification"
 
@@ -78,25 +96,47 @@ def distill(teacher, student, data, *, temperature: float = 4.0, alpha: float = 
     metric = hard_accuracy if classification else hard_mae
     batch = int(settings["batch_size"])
     steps = epochs * math.ceil(len(data.y_train) / batch)
-    student.compile(optimizer=make_optimizer(settings, steps, student),
-                    loss=distillation_loss(classification, temperature, alpha), metrics=[metric])
+    student.compile(
+        optimizer=make_optimizer(settings, steps, student),
+        loss=distillation_loss(classification, temperature, alpha),
+        metrics=[metric],
+    )
     callbacks = []
     if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=f"val_{metric.__name__}",
-                                                       mode="max" if classification else "min",
-                                                       patience=patience, restore_best_weights=True))
-    history = student.fit(data.x_train, targets(data.x_train, data.y_train),
-                          validation_data=(data.x_val, targets(data.x_val, data.y_val)),
-                          epochs=epochs, batch_size=batch, callbacks=callbacks, verbose=verbose)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=f"val_{metric.__name__}",
+                mode="max" if classification else "min",
+                patience=patience,
+                restore_best_weights=True,
+            )
+        )
+    history = student.fit(
+        data.x_train,
+        targets(data.x_train, data.y_train),
+        validation_data=(data.x_val, targets(data.x_val, data.y_val)),
+        epochs=epochs,
+        batch_size=batch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     loss, metrics = loss_and_metrics(data.task)  # a plain compile config, so the saved file loads anywhere
     student.compile(optimizer=student.optimizer, loss=loss, metrics=metrics)
     student.distill_history = history.history  # read by distill_student for the report
     return student
 
 
-def distill_student(source, teacher, student=None, *, epochs: int | None = None, exclude: int | None = None,
-                    temperature: float = 4.0, alpha: float = 0.1) -> tuple[Any, dict[str, Any]]:
-    """Pick, build and distil a student for a search (`source`: export's `_TrialModels`).
+def distill_student(
+    source,
+    teacher,
+    student=None,
+    *,
+    epochs: int | None = None,
+    exclude: int | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.1,
+) -> tuple[Any, dict[str, Any]]:
+    """Pick, build and distil a student for a search (`source`: export's `TrialModels`).
 
     `student`: None (the smallest Pareto trial with fewer weights than the teacher), a trial
     number (its architecture and training settings, fresh weights), a parameter dict for the
@@ -104,7 +144,7 @@ def distill_student(source, teacher, student=None, *, epochs: int | None = None,
     import keras
     import optuna
 
-    from .builder import build_model
+    from ..builder import build_model
 
     study, data = source.result.study, source.data
     facts: dict[str, Any] = {}
@@ -129,40 +169,57 @@ def distill_student(source, teacher, student=None, *, epochs: int | None = None,
                 raise ExportError(f"student parameters do not fit the search space: {exc}") from None
             facts["student"] = "given parameters"
         else:
-            raise ExportError(f"student must be a trial number, a parameter dict or a keras.Model, "
-                              f"not {type(student).__name__}")
+            raise ExportError(
+                f"student must be a trial number, a parameter dict or a keras.Model, not {type(student).__name__}"
+            )
         keras.utils.set_random_seed(source.seed)
         model, training = build_model(config.architecture, data), config.training
         facts["student_params"] = dict(config.params)
-    p = source.params
-    epochs = epochs or int(p.get("epochs") or 10)
-    patience = None if p.get("patience") in ("None",) else int(p.get("patience") or 3)
+    epochs = epochs or source.settings.epochs
+    patience = source.settings.patience
     if source.verbose:
         from rich.console import Console
 
         Console(stderr=True, highlight=False).print(
             f"distilling: student {facts['student']}, {model.count_params()} weights "
-            f"(teacher {teacher.count_params()}), up to {epochs} epochs")
-    distill(teacher, model, data, temperature=temperature, alpha=alpha, epochs=epochs, training=training,
-            patience=patience)
-    facts.update({"title": f"{study.study_name} student distilled from trial {exclude}", "study": study.study_name,
-                  "teacher_trial": exclude, "teacher_param_count": int(teacher.count_params()),
-                  "param_count": int(model.count_params()), "temperature": temperature, "alpha": alpha,
-                  "epochs_run": len(model.distill_history.get("loss", []))})
+            f"(teacher {teacher.count_params()}), up to {epochs} epochs"
+        )
+    distill(
+        teacher, model, data, temperature=temperature, alpha=alpha, epochs=epochs, training=training, patience=patience
+    )
+    facts.update(
+        {
+            "title": f"{study.study_name} student distilled from trial {exclude}",
+            "study": study.study_name,
+            "teacher_trial": exclude,
+            "teacher_param_count": int(teacher.count_params()),
+            "param_count": int(model.count_params()),
+            "temperature": temperature,
+            "alpha": alpha,
+            "epochs_run": len(model.distill_history.get("loss", [])),
+        }
+    )
     return model, facts
 
 
 def _smallest_student(study, teacher_weights: int, exclude: int | None):
     import optuna
 
-    front = [t for t in pareto_front(study)
-             if t.number != exclude and (t.user_attrs.get("param_count") or 0) < teacher_weights]
+    front = [
+        t
+        for t in weight_pareto(study)
+        if t.number != exclude and (t.user_attrs.get(records.PARAM_COUNT) or 0) < teacher_weights
+    ]
     if front:
         return front[0]
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.number != exclude and (t.user_attrs.get("param_count") or math.inf) < teacher_weights]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.number != exclude and (t.user_attrs.get(records.PARAM_COUNT) or math.inf) < teacher_weights
+    ]
     if not done:
-        raise ExportError(f"no completed trial of study {study.study_name!r} is smaller than the teacher "
-                          f"({teacher_weights} weights): pass student=TRIAL or a parameter dict")
-    return min(done, key=lambda t: t.user_attrs["param_count"])
-
+        raise ExportError(
+            f"no completed trial of study {study.study_name!r} is smaller than the teacher "
+            f"({teacher_weights} weights): pass student=TRIAL or a parameter dict"
+        )
+    return min(done, key=lambda t: t.user_attrs[records.PARAM_COUNT])

@@ -1,0 +1,109 @@
+"""Every key automl writes on Optuna trials/studies and on MLflow runs, and the typed settings it keeps.
+
+Why one module: the same strings are written by the trial runners and read by results, export,
+plots and reaping; a typo in one place would silently read nothing. The search's settings are
+stored once, as JSON on the Optuna study (`SearchSettings`), and read back from there by export,
+distillation and results -- never parsed back from MLflow's string parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# ---------------------------------------------------------------- Optuna trial user attributes
+PARAMS = "params"  # the sampled configuration, flat names (hypermodels: what they asked for)
+MLFLOW_RUN_ID = "mlflow_run_id"  # the trial's nested MLflow run
+MODEL_ARTIFACT = "model_artifact"  # artifact path of the trial's saved model (best-so-far trials only)
+PARAM_COUNT = "param_count"
+EPOCHS_RUN = "epochs_run"
+FAIL_REASON = "fail_reason"
+OBJECTIVES = "objectives"  # {name: value} of every objective and constrained quantity
+CONSTRAINTS = "constraints"  # constraint slack values, Optuna's convention (<= 0 feasible)
+TIEBREAK = "tiebreak_val_loss"  # val_loss at the trial's best epoch: orders trials with equal values
+OWNER = "owner"  # host, pid and start time of the process that runs the trial
+RETRY_OF = "retry_of"  # a dead trial's configuration enqueued again
+COPIED_FROM = "copied_from"  # trials copied in from another study (continue_from)
+WARM_START_FROM = "warm_start_from"  # enqueued from another study's top-k
+WARM_STARTED_FROM = "warm_started_from"  # kt-hyperband: the trial whose weights this one starts from
+KERAS_TUNER_TRIAL = "keras_tuner_trial"
+
+# ---------------------------------------------------------------- Optuna study user attributes
+SETTINGS = "settings"  # SearchSettings as JSON
+PARENT_RUN = "mlflow_parent_run_id"
+TRACKING_URI = "tracking_uri"
+SPACE_FINGERPRINT = "space_fingerprint"
+DATA_FINGERPRINT = "data_fingerprint"
+OBJECTIVE = "objective"  # the primary objective's name
+OBJECTIVE_NAMES = "objectives"  # every objective's name, in order
+STUDY_CONSTRAINTS = "constraints"  # {name: upper bound}
+
+# ---------------------------------------------------------------- MLflow tags
+TAG_ROLE = "automl.role"  # search | trial
+TAG_STUDY = "automl.study"
+TAG_TRIAL_NUMBER = "automl.trial_number"
+TAG_STATE = "automl.state"  # RUNNING, COMPLETE, PRUNED, FAIL, KILLED
+TAG_FAIL_REASON = "automl.fail_reason"
+TAG_PRUNED_AT = "automl.pruned_at_epoch"
+TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total
+TAG_FEASIBLE = "automl.feasible"
+TAG_TRIAL = "automl.trial"  # model registry versions: the exported trial
+TAG_RECOMMENDED = "automl.recommended"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+TAG_PARENT_RUN = "mlflow.parentRunId"
+
+
+@dataclass
+class SearchSettings:
+    """How a search trained its trials: what export, distillation and retraining need to do the same."""
+
+    space: str | None = None  # path of the space file, or a shipped name
+    space_name: str | None = None
+    data: str | None = None  # data set name (a built-in set can be loaded again from it)
+    train_samples: int | None = None
+    val_samples: int | None = None
+    objective: str | None = None
+    direction: str | None = None
+    seed: int | None = None
+    epochs: int = 10
+    patience: int | None = 3
+
+    @property
+    def validation_split(self) -> float:
+        """The share held out for validation, as the data was split (0.2 when unknown)."""
+        if self.train_samples and self.val_samples:
+            return self.val_samples / (self.train_samples + self.val_samples)
+        return 0.2
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> SearchSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    @classmethod
+    def of(cls, study) -> SearchSettings:
+        """The settings recorded on an Optuna study (defaults for a study that recorded none)."""
+        return cls.from_json(study.user_attrs.get(SETTINGS))
+
+
+@dataclass
+class TrialSettings:
+    """How each trial of a running search trains (the runner's, not the space's, settings)."""
+
+    objective: str
+    direction: str  # maximize | minimize
+    epochs: int = 10
+    patience: int | None = 3  # early stopping on the objective; None turns it off
+    seed: int | None = None
+    deadline: float | None = None  # time.time() after which training stops after the epoch in flight
+    verbose: int = 0
+    objectives: Any = None  # automl.objectives.Objectives when there are several, or constraints
+    epochs_left: int | None = None  # what remains of the search's max_epochs_total
+
+    @property
+    def prune(self) -> bool:  # Optuna cannot prune multi-objective trials
+        return not (self.objectives is not None and self.objectives.multi)
