@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench clean
+.PHONY: install run check test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/automl search image_cnn --data digits --trials 12 --epochs 15 --seed 0
 
-test: $(STAMP)
+# The project's habits first (seconds), then the suite: lint, format, import contracts, types.
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
+
+test: check
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py
 
 clean:
-	rm -rf $(VENV) mlruns/* .pytest_cache
+	rm -rf $(VENV) mlruns/* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

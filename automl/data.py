@@ -56,6 +56,7 @@ __all__ = [
     "load_npz",
     "make_dataset",
     "model_inputs",
+    "validation_size",
 ]
 
 TASKS = ("classification", "regression")
@@ -242,11 +243,7 @@ def make_dataset(
         x_train, y_train = x, y
         x_train, x_val = _match(x_train, x_val, kind)
     else:
-        if not 0 < validation_split < 1:
-            raise DataError(f"validation_split must be between 0 and 1, not {validation_split}")
-        n_val = round(len(x) * validation_split)
-        if n_val < 1 or len(x) - n_val < 1:
-            raise DataError(f"{len(x)} samples are too few to split off {validation_split:.0%} for validation")
+        n_val = validation_size(len(x), validation_split)
         from sklearn.model_selection import train_test_split
 
         stratify = y if task == "classification" and _can_stratify(y, n_val) else None
@@ -259,6 +256,16 @@ def make_dataset(
         ds.target_mean, ds.target_std = float(ds.y_train.mean()), float(ds.y_train.std() or 1.0)
     _learn_input_facts(ds)
     return ds
+
+
+def validation_size(n: int, validation_split: float) -> int:
+    """How many of `n` samples a split holds out; both parts must keep at least one."""
+    if not 0 < validation_split < 1:
+        raise DataError(f"validation_split must be between 0 and 1, not {validation_split}")
+    n_val = round(n * validation_split)
+    if n_val < 1 or n - n_val < 1:
+        raise DataError(f"{n} samples are too few to split off {validation_split:.0%} for validation")
+    return n_val
 
 
 def _match(x_train, x_val, kind: str):

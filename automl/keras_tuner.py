@@ -30,7 +30,7 @@ import optuna
 from keras_tuner.engine import hyperparameters as hp_types
 
 from . import records
-from .data import Dataset
+from .data import Dataset, validation_size
 from .errors import DataError, HyperModelError, TrialFailed
 from .space.space import Configuration
 from .training import early_stopping
@@ -290,11 +290,7 @@ def raw_dataset(
             raise DataError("validation_data must be a pair (x_val, y_val)")
         x_val, y_val = arrays(*validation_data, "validation data")
     else:
-        if not 0 < validation_split < 1:
-            raise DataError(f"validation_split must be between 0 and 1, not {validation_split}")
-        n_val = round(len(x) * validation_split)
-        if n_val < 1 or len(x) - n_val < 1:
-            raise DataError(f"{len(x)} samples are too few to split off {validation_split:.0%} for validation")
+        n_val = validation_size(len(x), validation_split)
         order = np.random.default_rng(seed).permutation(len(x))
         x, y, x_val, y_val = x[order[n_val:]], y[order[n_val:]], x[order[:n_val]], y[order[:n_val]]
     integer = np.issubdtype(y.dtype, np.integer) or y.dtype == bool

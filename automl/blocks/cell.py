@@ -38,37 +38,13 @@ def cell(
     """
     feature_map(x, "cell")
     strides = 2 if downsample else 1
+    shared = {"filters": filters, "kernel_size": kernel_size, "depth": depth, "activation": activation}
     if op == "conv":
-        y = conv(
-            x,
-            filters=filters,
-            kernel_size=kernel_size,
-            depth=depth,
-            pooling="strided" if downsample else "none",
-            activation=activation,
-            separable=separable,
-        )
+        y = conv(x, **shared, pooling="strided" if downsample else "none", separable=separable)
     elif op == "residual":
-        y = residual(
-            x,
-            filters=filters,
-            kernel_size=kernel_size,
-            depth=depth,
-            bottleneck=bottleneck,
-            strides=strides,
-            activation=activation,
-        )
+        y = residual(x, **shared, bottleneck=bottleneck, strides=strides)
     elif op == "mbconv":
-        y = mbconv(
-            x,
-            filters=filters,
-            kernel_size=kernel_size,
-            depth=depth,
-            expand_ratio=expand_ratio,
-            se_ratio=se_ratio,
-            strides=strides,
-            activation=activation,
-        )
+        y = mbconv(x, **shared, expand_ratio=expand_ratio, se_ratio=se_ratio, strides=strides)
     else:
         raise ValueError(f"cell op must be one of {OPS}, not {op!r}")
     if op == "conv" and skip and tuple(y.shape[1:]) == tuple(x.shape[1:]):

@@ -26,34 +26,35 @@ def _recurrent(cell, x, units, depth, bidirectional, dropout, return_sequences, 
     return x
 
 
-@register("lstm")
-def lstm(
-    x,
-    units: int = 32,
-    depth: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.0,
-    return_sequences: bool = False,
-    unroll: bool = False,
-):
-    """`depth` stacked LSTM layers (padded steps are skipped via the mask); the last returns its final
+def _recurrent_block(cell, doc: str):
+    """A registered recurrent block over `cell` (its keyword arguments are the searchable parameters)."""
+
+    def block(
+        x,
+        units: int = 32,
+        depth: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        return_sequences: bool = False,
+        unroll: bool = False,
+    ):
+        return _recurrent(cell, x, units, depth, bidirectional, dropout, return_sequences, unroll)
+
+    block.__doc__ = doc
+    return block
+
+
+lstm = register("lstm")(
+    _recurrent_block(
+        layers.LSTM,
+        """`depth` stacked LSTM layers (padded steps are skipped via the mask); the last returns its final
     state unless `return_sequences`. `unroll` trades graph size for a loop-free model (faster on
-    short sequences, and TFLite-convertible at any batch size)."""
-    return _recurrent(layers.LSTM, x, units, depth, bidirectional, dropout, return_sequences, unroll)
-
-
-@register("gru")
-def gru(
-    x,
-    units: int = 32,
-    depth: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.0,
-    return_sequences: bool = False,
-    unroll: bool = False,
-):
-    """Like `lstm` with GRU cells (fewer weights, often as good on short sequences)."""
-    return _recurrent(layers.GRU, x, units, depth, bidirectional, dropout, return_sequences, unroll)
+    short sequences, and TFLite-convertible at any batch size).""",
+    )
+)
+gru = register("gru")(
+    _recurrent_block(layers.GRU, "Like `lstm` with GRU cells (fewer weights, often as good on short sequences).")
+)
 
 
 @register("conv1d")
