@@ -13,6 +13,7 @@ if ! pg_lsclusters -h | grep -q "^$version main"; then
 fi
 pg_ctlcluster "$version" main start >&2 2>/dev/null || true
 for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+pg_isready -q -h 127.0.0.1 || { echo "error: PostgreSQL $version did not start on 127.0.0.1:5432" >&2; exit 1; }
 su postgres -c "psql -qtA -c \"SELECT 1 FROM pg_roles WHERE rolname='automl'\"" | grep -q 1 ||
   su postgres -c "psql -q -c \"CREATE ROLE automl LOGIN SUPERUSER PASSWORD 'automl'\"" >&2
 echo "postgresql://automl:automl@127.0.0.1:5432/postgres"

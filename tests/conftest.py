@@ -7,6 +7,14 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def require(condition, reason: str):
+    """Skip a test whose service (PostgreSQL, chromium, PyTorch) is missing here; under CI (CI=true) fail
+    it instead, so a broken setup cannot leave the suite green by skipping."""
+    __tracebackhide__ = True  # reports point at the test, not here
+    if not condition:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
+
+
 @pytest.fixture(scope="session")
 def digits_small():
     """300 of scikit-learn's bundled 8x8 digits: real images, trains in a second."""

@@ -2,26 +2,29 @@
 /usr/bin/chromedriver) opens the experiment page of a finished search served by a real `mlflow server`
 and finds every trial run listed under the search's run.
 
-Marked `browser`; skipped where chromium is not installed (`.ci/run` installs it:
-`apt-get install chromium chromium-driver`)."""
+Marked `browser`; skipped where chromium is not installed, a failure under CI=true (`.ci/run` installs
+it: `apt-get install chromium chromium-driver`)."""
 import json
 import os
 import time
 import urllib.request
 
 import pytest
+from conftest import require
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
-                       reason=f"{CHROMIUM} / {CHROMEDRIVER} not installed: apt-get install chromium chromium-driver"),
-]
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _needs_chromium():  # session scope: checked before the search and server fixtures start
+    require(os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
+            f"{CHROMIUM} / {CHROMEDRIVER} not installed: apt-get install chromium chromium-driver")
 
 
 @pytest.fixture
 def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()

@@ -18,12 +18,16 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import mlflow_runs
+from conftest import mlflow_runs, require
 from test_reliability import SPACE
 
 PG = os.environ.get("AUTOML_TEST_POSTGRES")
-pytestmark = pytest.mark.skipif(not PG, reason="AUTOML_TEST_POSTGRES not set: run .ci/postgres.sh (CI does)")
 AUTOML = str(Path(sys.executable).parent / "automl")
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres():
+    require(PG, "AUTOML_TEST_POSTGRES not set: run .ci/postgres.sh (CI does)")
 
 
 def _database(name: str) -> str:
