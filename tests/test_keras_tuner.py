@@ -273,8 +273,8 @@ def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weig
     assert parent.value == max(t.value for t in trials[:3])  # Hyperband promoted the round's best
 
     # the promoted trial starts from the weights its parent's round saved in KerasTuner's trial folder
-    sampler = result.study.sampler
-    checkpoint = os.path.join(sampler.tuner.get_trial_dir(parent.user_attrs["keras_tuner_trial"]), "checkpoint.weights.h5")
+    parent_dir = result.study.sampler.tuner.get_trial_dir(parent.user_attrs["keras_tuner_trial"])
+    checkpoint = os.path.join(parent_dir, "checkpoint.weights.h5")
     from_file = keras.models.clone_model(WeightsAtTrainStart.models[promoted.number])
     from_file.load_weights(checkpoint)
     saved = from_file.get_weights()

@@ -198,7 +198,7 @@ def test_a_worker_on_another_host_killed_mid_trial_is_reaped_by_its_heartbeat(tm
     from automl.stores import StoreError
 
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = dict(study="hb", trials=3, epochs=20)
+    args = {"study": "hb", "trials": 3, "epochs": 20}
     cmd = [AUTOML, "search", str(space_file), "--data", "digits", "--trials", str(args["trials"]), "--epochs",
            str(args["epochs"]), "--study", args["study"], "--storage", storage, "--tracking-uri", uri,
            "--seed", "0", "--pruner", "none", "-q"]
