@@ -12,12 +12,19 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
 
 from . import records
+from .data import Dataset
 from .errors import TrialFailed
+from .records import TrialSettings
+from .space import Configuration, SearchSpace
 from .trial import Runner
+
+if TYPE_CHECKING:
+    from .tracking import Tracker
 
 POLL_SECONDS = 0.2
 
@@ -30,10 +37,10 @@ class ChildJob:
     study_name: str
     pruner: str
     trial_id: int
-    config: object
-    space: object
-    data: object
-    settings: object
+    config: Configuration
+    space: SearchSpace
+    data: Dataset
+    settings: TrialSettings
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
@@ -84,10 +91,10 @@ class IsolatedTrialRunner(Runner):
 
     def __init__(
         self,
-        space,
-        data,
-        settings,
-        tracker,
+        space: SearchSpace,
+        data: Dataset,
+        settings: TrialSettings,
+        tracker: Tracker,
         study_name: str,
         storage_url: str | None,
         pruner: str,
@@ -99,7 +106,7 @@ class IsolatedTrialRunner(Runner):
         self.ctx = _context()
         self.current_pid: int | None = None  # the child in flight, for tests and `automl` status
 
-    def run(self, trial: optuna.Trial, config) -> float:
+    def run(self, trial: optuna.Trial, config: Configuration) -> float:
         job = ChildJob(
             self.storage_url,
             self.study_name,
@@ -111,7 +118,7 @@ class IsolatedTrialRunner(Runner):
             self.settings,
             self.tracker.tracking_uri,
             self.tracker.experiment_id,
-            self.tracker.parent_run_id,
+            self.tracker.search_run_id,
         )
         receive, send = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=_child_main, args=(send, job), name=f"automl-trial-{trial.number}", daemon=True)

@@ -7,7 +7,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -26,7 +26,11 @@ from .space import SearchSpace, load_space
 from .stores import open_storage
 from .strategies import SAMPLERS, check_names, make_pruner, make_sampler
 from .tracking import Tracker
-from .trial import TrialRunner, frozen_heap
+from .trial import Runner, TrialRunner, frozen_heap
+
+if TYPE_CHECKING:
+    from .keras_tuner import HyperModelSpace
+    from .progress import SearchProgress
 
 __all__ = ["DEFAULT_SPACES", "Search", "SearchError"]
 
@@ -105,7 +109,8 @@ class Search:
         if max_epochs_total is not None and max_epochs_total < 1:
             raise SearchError(f"max_epochs_total must be at least 1, not {max_epochs_total}")
         check_names(sampler, pruner)  # fail on bad names now, not later
-        self.hypermodel = None  # a KerasTuner build_model(hp) / HyperModel in the place of a space
+        # a KerasTuner build_model(hp) / HyperModel in the place of a space
+        self.hypermodel: HyperModelSpace | None = None
         if hypermodel is not None or fit_kwargs or SAMPLERS[sampler].keras_tuner:
             from .keras_tuner import check_search  # KerasTuner compatibility, both ways
 
@@ -119,6 +124,8 @@ class Search:
                 isolate=self.isolate,
             )
             self.pruner = overrides.get("pruner", self.pruner)
+        self._bar: SearchProgress | None = None  # while trials run and verbose (see _progress)
+        self._stopping: str | None = None  # why the trial loop stops, set by its callbacks
 
     def fit(
         self,
@@ -149,8 +156,11 @@ class Search:
             )
         if epochs < 1:
             raise SearchError(f"epochs must be at least 1, not {epochs}")
-        space = self.hypermodel or self.space or load_space(DEFAULT_SPACES[data.kind])
-        if not self.hypermodel:
+        space: SearchSpace | HyperModelSpace
+        if self.hypermodel:
+            space = self.hypermodel
+        else:
+            space = self.space or load_space(DEFAULT_SPACES[data.kind])
             validate_space(space)
             self._check_space_fits(space, data)
         objs = self._objectives(data.task)
@@ -228,8 +238,9 @@ class Search:
         if self.hypermodel or SAMPLERS[self.sampler].schedules_epochs:  # keras_tuner.py
             from .keras_tuner import make_runner
 
-            runner = make_runner(self.hypermodel, space, data, settings, tracker, study_name)
+            runner: Runner = make_runner(self.hypermodel, space, data, settings, tracker, study_name)
         elif self.isolate:
+            assert isinstance(space, SearchSpace)  # check_search refuses isolate with a hypermodel
             runner = IsolatedTrialRunner(
                 space, data, settings, tracker, study_name, self.storage, pruner, self.memory_limit_mb
             )
@@ -279,7 +290,7 @@ class Search:
             )
 
     @staticmethod
-    def _check_or_record_study(study: optuna.Study, space: SearchSpace, data: Dataset, objs):
+    def _check_or_record_study(study: optuna.Study, space: SearchSpace | HyperModelSpace, data: Dataset, objs):
         expected = {
             records.SPACE_FINGERPRINT: space.fingerprint(),
             records.DATA_FINGERPRINT: data.fingerprint(),
@@ -305,7 +316,7 @@ class Search:
             if key not in attrs:
                 study.set_user_attr(key, value)
 
-    def _warm_start(self, study: optuna.Study, storage, space: SearchSpace, created: bool):
+    def _warm_start(self, study: optuna.Study, storage, space: SearchSpace | HyperModelSpace, created: bool):
         """Known-good configurations first: given ones, then another study's top-k; and, for a new
         study, the finished trials of another study so the sampler starts from what it learnt."""
         # the space's known-good configurations, for a new study the user has not seeded otherwise
@@ -460,12 +471,12 @@ class Search:
         return guard
 
     def _finish(self, tracker: Tracker, result: SearchResult, objective: str, status: str):
-        if getattr(self, "_bar", None) is not None:
-            self._bar, bar = None, self._bar
+        bar, self._bar = self._bar, None
+        if bar is not None:
             bar.close()
         study = result.study
         counts = {s.name.lower(): count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        metrics = {f"trials_{k}": v for k, v in counts.items()}
+        metrics: dict[str, float] = {f"trials_{k}": v for k, v in counts.items()}
         artifacts: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
             table = Path(tmp) / "trials.csv"
@@ -478,6 +489,7 @@ class Search:
                 metrics["pareto_front_size"] = len(front)
             elif top := leaderboard_trials(study):
                 best = top[0]
+                assert best.value is not None  # a complete single-objective trial has its value
                 metrics[f"best_{objective}"] = best.value
                 (Path(tmp) / "best_params.json").write_text(
                     json.dumps(
@@ -509,7 +521,7 @@ class Search:
         try:
             from .plots import log_search_plots
 
-            problems = log_search_plots(study, tracker.tracking_uri, tracker.parent_run_id, out).failed
+            problems = log_search_plots(study, tracker.tracking_uri, tracker.search_run_id, out).failed
         except Exception as exc:
             problems = {"plots": f"{type(exc).__name__}: {exc}"}
         for name, why in problems.items():
@@ -524,4 +536,4 @@ class Search:
         if self.verbose:
             from .progress import say
 
-            say(text, getattr(self, "_bar", None))
+            say(text, self._bar)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,13 @@ class Tracker:
         tracker.parent_run_id = parent_run_id
         return tracker
 
+    @property
+    def search_run_id(self) -> str:
+        """The parent run's id, for calls that need it set (by `start_search` or `attach`)."""
+        if self.parent_run_id is None:
+            raise RuntimeError("the search's MLflow run is not started yet (Tracker.start_search)")
+        return self.parent_run_id
+
     def _experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 
@@ -124,11 +132,11 @@ class Tracker:
         return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
 
     def finish_search(
-        self, status: str, metrics: dict[str, float], artifacts: dict[str, str] | None = None, terminate: bool = True
+        self, status: str, metrics: Mapping[str, float], artifacts: dict[str, str] | None = None, terminate: bool = True
     ):
         """Final metrics and artifacts; the run stays RUNNING (`terminate=False`) while other
         workers still run trials of the study: the last one to finish ends it."""
-        run_id = self.parent_run_id
+        run_id = self.search_run_id
         self.log_metrics(run_id, metrics)
         for artifact_path, local in (artifacts or {}).items():
             self.client.log_artifact(run_id, local, artifact_path or None)
@@ -174,7 +182,7 @@ class Tracker:
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0):
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int = 0):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)

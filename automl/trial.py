@@ -13,8 +13,10 @@ import math
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 import optuna
@@ -27,6 +29,10 @@ from .ranking import dominates, feasible, rank_key
 from .records import TrialSettings
 from .recovery import owner_record
 from .training import TIEBREAK, best_epoch, fit_model, training_settings
+
+if TYPE_CHECKING:
+    from .data import Dataset
+    from .tracking import Tracker
 
 MODEL_ARTIFACT = "model/model.keras"
 
@@ -99,10 +105,11 @@ class Runner:
     """The objective `study.optimize` calls: stamps the trial with its owner (first, so a kill from
     then on is detectable), passes the budget gate, samples the configuration and runs it."""
 
-    def __init__(self, space, data, settings: TrialSettings, tracker, study_name: str):
+    def __init__(self, space, data: Dataset, settings: TrialSettings, tracker: Tracker, study_name: str):
         self.space, self.data, self.settings, self.tracker = space, data, settings, tracker
         self.study_name = study_name
-        self.gate = None  # called first with the trial; may wait, or raise to keep it from training
+        # called first with the trial; may wait, or raise to keep it from training
+        self.gate: Callable[[optuna.Trial], None] | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr(records.OWNER, owner_record())
@@ -121,7 +128,7 @@ class Runner:
 class TrialRunner(Runner):
     """Trains each trial in this process; returns the best epoch's objective value."""
 
-    def __init__(self, space, data, settings: TrialSettings, tracker, study_name: str):
+    def __init__(self, space, data: Dataset, settings: TrialSettings, tracker: Tracker, study_name: str):
         super().__init__(space, data, settings, tracker, study_name)
         self.features = FeatureCache(data)  # fixed preprocessing's outputs, computed once per search
 
@@ -141,7 +148,9 @@ class TrialRunner(Runner):
         trial.set_user_attr(records.PARAMS, config.params)
         run = self.tracker.start_trial(trial.number, self.study_name, config.params)
         trial.set_user_attr(records.MLFLOW_RUN_ID, run.run_id)
-        state, metrics, tags = "FAIL", {}, {}
+        state = "FAIL"
+        metrics: dict[str, float] = {}
+        tags: dict[str, Any] = {}
         started = time.perf_counter()
         model = None
         try:
