@@ -49,7 +49,7 @@ def build_model(architecture: dict[str, Any], data) -> keras.Model:
         for cfg in (stage if isinstance(stage, list) else [stage])
         if isinstance(cfg, dict)
     ]
-    x = inputs
+    x: Any = inputs  # a dict of column inputs for a table, until its input block makes one tensor
     if not stages or stages[0]["block"] not in INPUT_BLOCKS:
         x = _default_input(x, data, defaults, default_input_block(data.kind), apply_block)
     for cfg in stages:

@@ -102,7 +102,11 @@ class Dataset:
 
     @property
     def num_classes(self) -> int | None:
-        return len(self.class_names) if self.task == "classification" else None
+        if self.task != "classification":
+            return None
+        if self.class_names is None:
+            raise DataError(f"{self.name}: a classification Dataset needs its class_names")
+        return len(self.class_names)
 
     @property
     def num_train(self) -> int:
@@ -124,18 +128,19 @@ class Dataset:
         if self.task == "classification":
             d["num_classes"] = self.num_classes
         if self.columns is not None:
-            d["columns"] = self._columns_summary()
+            d["columns"] = self._columns_summary(self.columns)
         return d
 
     def summary(self) -> str:
         what = f"{self.num_classes} classes" if self.task == "classification" else "regression"
-        shape = f"{self._columns_summary()}" if self.columns is not None else f"{self.input_shape}"
+        shape = f"{self._columns_summary(self.columns)}" if self.columns is not None else f"{self.input_shape}"
         return f"{self.name}: {self.num_train} train / {self.num_val} val, {self.kind} input {shape}, {what}"
 
-    def _columns_summary(self) -> str:
-        numeric = sum(c.kind == "numeric" for c in self.columns)
-        missing = sum(c.missing or MISSING in c.vocabulary for c in self.columns)
-        return f"{numeric} numeric + {len(self.columns) - numeric} categorical columns, {missing} with missing values"
+    @staticmethod
+    def _columns_summary(columns: list[Column]) -> str:
+        numeric = sum(c.kind == "numeric" for c in columns)
+        missing = sum(c.missing or MISSING in c.vocabulary for c in columns)
+        return f"{numeric} numeric + {len(columns) - numeric} categorical columns, {missing} with missing values"
 
     def fingerprint(self) -> str:
         """Hash of the data, stored with a study so resuming on other data is caught."""
@@ -236,7 +241,8 @@ def make_dataset(
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise DataError("validation_data must be a pair (x_val, y_val)")
-        x_val, y_val, _ = read_input(*validation_data, kind, "validation data", image_size)
+        x_val, y_val = validation_data
+        x_val, y_val, _ = read_input(x_val, y_val, kind, "validation data", image_size)
         if len(x_val) != len(y_val):
             raise DataError(f"validation data: x has {len(x_val)} samples but y has {len(y_val)}")
         check_task_labels(y_val, task, "validation data")
@@ -357,9 +363,8 @@ def model_inputs(ds: Dataset, x):
         x = x[names]  # the training order; other columns (e.g. the target) are ignored
     if ds.columns is not None:
         if not isinstance(x, pd.DataFrame):
-            raise DataError(
-                f"{what}: the model takes table columns ({', '.join(names)}); pass a DataFrame or a dict of columns"
-            )
+            taken = ", ".join(c.name for c in ds.columns)
+            raise DataError(f"{what}: the model takes table columns ({taken}); pass a DataFrame or a dict of columns")
         df = read_table(x, what)
         for c in ds.columns:
             if c.kind == "categorical" and _numeric(df[c.name]):

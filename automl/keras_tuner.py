@@ -288,7 +288,7 @@ def raw_dataset(
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise DataError("validation_data must be a pair (x_val, y_val)")
-        x_val, y_val = arrays(*validation_data, "validation data")
+        x_val, y_val = arrays(validation_data[0], validation_data[1], "validation data")
     else:
         n_val = validation_size(len(x), validation_split)
         order = np.random.default_rng(seed).permutation(len(x))
@@ -390,7 +390,8 @@ class KerasTunerSampler(optuna.samplers.BaseSampler):
         self.oracle = self.tuner.oracle
         self.oracle.verbose = 0
         self._fallback = optuna.samplers.RandomSampler(seed)
-        self._trials: dict[int, object] = {}  # Optuna trial number -> KerasTuner trial (None: random)
+        # Optuna trial number -> KerasTuner trial (None: random)
+        self._trials: dict[int, kt.engine.trial.Trial | None] = {}
 
     def infer_relative_search_space(self, study, trial):
         return {}
@@ -442,9 +443,9 @@ class KerasTunerSampler(optuna.samplers.BaseSampler):
     def plan(self, number: int) -> dict | None:
         """Hyperband's round for a trial: epochs to train, and the weights to start from and leave."""
         proposed = self._trials.get(number)
-        values = proposed.hyperparameters.values if proposed is not None else {}
-        if "tuner/epochs" not in values:
+        if proposed is None or "tuner/epochs" not in proposed.hyperparameters.values:
             return None
+        values = proposed.hyperparameters.values
         warm = self._checkpoint(values.get("tuner/trial_id"))
         start = values.get("tuner/initial_epoch", 0) if warm and os.path.exists(warm) else 0
         return {

@@ -84,17 +84,17 @@ def parse_objectives(
             )
         if name in names:
             raise ObjectiveError(f"objective {name!r} is given twice")
-        way = {
+        resolved = {
             "max": "maximize",
             "maximize": "maximize",
             "min": "minimize",
             "minimize": "minimize",
             "": "minimize" if name in COSTS else infer_direction(name),
         }.get(way)
-        if way is None:
+        if resolved is None:
             raise ObjectiveError(f"objective {item!r}: the direction after ':' must be max or min")
         names.append(name)
-        directions.append(way)
+        directions.append(resolved)
     if all(n in COSTS for n in names):
         raise ObjectiveError(
             "at least one objective must be a validation metric "
@@ -128,8 +128,8 @@ def measure_costs(model, data, needed: set[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     if "param_count" in needed:
         out["param_count"] = float(model.count_params())
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
         if "model_size_bytes" in needed:
             model.save(tmp / "m.keras")
             out["model_size_bytes"] = float((tmp / "m.keras").stat().st_size)

@@ -205,8 +205,8 @@ def read_input(x, y, kind: str | None, what: str, image_size=None):
             raise DataError(f"{what}: sequences have shape {x.shape}; expected (samples, steps[, features])")
     elif x.ndim == 3:
         x = x[..., None]  # (n, h, w) grayscale images
-    found = kind or {2: "tabular", 3: "sequence", 4: "image"}.get(x.ndim)
-    if found not in KINDS or {"image": 4, "tabular": 2, "sequence": 3}.get(found) != x.ndim:
+    x_kind = kind or {2: "tabular", 3: "sequence", 4: "image"}.get(x.ndim)
+    if x_kind not in KINDS or {"image": 4, "tabular": 2, "sequence": 3}.get(x_kind) != x.ndim:
         raise DataError(
             f"{what}: x has shape {x.shape}: expected (samples, features) or "
             f"(samples, height, width[, channels])" + (f" for {kind} input" if kind else "")
@@ -217,7 +217,7 @@ def read_input(x, y, kind: str | None, what: str, image_size=None):
             f"{what}: x contains NaN or infinite values (first in sample {bad}); "
             f"use a pandas DataFrame to have missing table values handled"
         )
-    return x, y, found
+    return x, y, x_kind
 
 
 def _expect(kind, found: str, what: str, got: str):
@@ -283,7 +283,7 @@ def _pad_sequences(x, what: str) -> np.ndarray:
     """Variable-length sequences -> (n, longest, features), padded at the end with all-zero steps."""
     if type(x).__name__ == "RaggedTensor":
         x = x.to_list()
-    seqs = []
+    seqs: list[np.ndarray] = []
     for i, s in enumerate(x):
         try:
             s = np.asarray(s, dtype="float32")

@@ -58,8 +58,7 @@ def _is_dead(trial: optuna.trial.FrozenTrial, rdb: bool, stale: set[int]) -> str
     if trial._trial_id in stale:
         where = f" (pid {owner['pid']} on {owner['host']})" if owner else ""
         return f"worker{where} stopped sending heartbeats during the trial"
-    alive = owner_alive(owner)
-    if alive is False:
+    if owner is not None and owner_alive(owner) is False:
         return f"worker process {owner['pid']} on {owner['host']} died during the trial"
     if owner is None and not rdb and trial.datetime_start is not None:
         age = (dt.datetime.now() - trial.datetime_start).total_seconds()
@@ -77,7 +76,9 @@ def reap_dead_trials(
     storage = study._storage
     backend = getattr(storage, "_backend", storage)  # Optuna wraps RDB storages in a cache
     rdb = isinstance(backend, RDBStorage)
-    stale = set(backend._get_stale_trial_ids(study._study_id)) if rdb and backend.heartbeat_interval else set()
+    stale: set[int] = set()
+    if isinstance(backend, RDBStorage) and backend.heartbeat_interval:
+        stale = set(backend._get_stale_trial_ids(study._study_id))
     reaped = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = _is_dead(trial, rdb, stale)

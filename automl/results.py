@@ -78,7 +78,9 @@ class SearchResult:
 
     @property
     def best_value(self) -> float:
-        return self.best_trial.value
+        value = self.best_trial.value
+        assert value is not None  # a complete single-objective trial has its value
+        return value
 
     def pareto_front(self) -> pd.DataFrame:
         """The non-dominated feasible trials with their objectives and parameters."""

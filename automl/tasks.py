@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .data import DataError, Dataset, encode_targets, make_dataset, model_inputs
+from .results import SearchResult
 from .search import DEFAULT_SPACES, Search
 
 
@@ -56,7 +57,7 @@ class _Task:
         )
         self.epochs = epochs
         self.data: Dataset | None = None
-        self.result = None
+        self.result: SearchResult | None = None
         self._model = None
 
     def fit(
@@ -95,11 +96,11 @@ class _Task:
 
     def best_model(self):
         """The best trial's trained Keras model (takes raw inputs: strings, columns, padded sequences)."""
-        self._check_fitted()
+        result, _ = self._fitted()
         if self._model is None:
             from . import blocks  # noqa: F401 - registers the custom layers a saved model refers to
 
-            self._model = self.result.best_model()
+            self._model = result.best_model()
         return self._model
 
     def predict(self, x) -> np.ndarray:
@@ -107,7 +108,8 @@ class _Task:
         out = self.best_model().predict(self._inputs(x), verbose=0)
         if self.task == "regression":
             return out[:, 0]
-        return np.asarray(self.data.class_names)[out.argmax(axis=1)]
+        _, data = self._fitted()
+        return np.asarray(data.class_names)[out.argmax(axis=1)]
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities, columns in the order of `classes_`."""
@@ -117,15 +119,16 @@ class _Task:
 
     @property
     def classes_(self) -> list | None:
-        self._check_fitted()
-        return self.data.class_names
+        _, data = self._fitted()
+        return data.class_names
 
     def evaluate(self, x, y) -> dict[str, float]:
         """Loss and metrics (accuracy, or mae for regression) of the best model on (x, y)."""
         from .training import loss_and_metrics
 
         model = self.best_model()
-        targets = encode_targets(self.data, y)
+        _, data = self._fitted()
+        targets = encode_targets(data, y)
         inputs = self._inputs(x)
         if len(targets) != _length(inputs):
             raise DataError(f"x has {_length(inputs)} samples but y has {len(targets)}")
@@ -137,17 +140,19 @@ class _Task:
         """Write the best model as `.keras`, SavedModel and TFLite files, each measured on the
         validation split, logged to MLflow and registered (`SearchResult.export`, whose options
         apply: formats, register, latency_runs...). Returns the export report."""
-        self._check_fitted()
+        result, data = self._fitted()
         options.setdefault("verbose", self.search.verbose)
-        return self.result.export(out_dir, data=self.data, **options)
+        return result.export(out_dir, data=data, **options)
 
     def _inputs(self, x):
-        self._check_fitted()
-        return model_inputs(self.data, x)
+        _, data = self._fitted()
+        return model_inputs(data, x)
 
-    def _check_fitted(self):
-        if self.result is None:
+    def _fitted(self) -> tuple[SearchResult, Dataset]:
+        """The search's result and data; a clear error before `fit` has finished."""
+        if self.result is None or self.data is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(x, y) first")
+        return self.result, self.data
 
 
 def _length(inputs) -> int:

@@ -7,7 +7,9 @@ its unfrozen variables at `fine_tune_learning_rate` (see `fine_tuned_variables`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 from keras import layers
@@ -21,7 +23,7 @@ PREPROCESSING = ("rescale", "normalize")  # the builder's input layers, skipped 
 
 # name -> (constructor, pixel range it expects, whether it takes alpha, extra arguments).
 # MobileNetV3's own rescaling is switched off so every application is fed by the same code below.
-APPLICATIONS = {
+APPLICATIONS: dict[str, tuple[Callable[..., Any], tuple[float, float], bool, dict[str, Any]]] = {
     "mobilenet_v2": (keras.applications.MobileNetV2, (-1.0, 1.0), True, {}),
     "mobilenet_v3_small": (keras.applications.MobileNetV3Small, (-1.0, 1.0), True, {"include_preprocessing": False}),
     "mobilenet_v3_large": (keras.applications.MobileNetV3Large, (-1.0, 1.0), True, {"include_preprocessing": False}),

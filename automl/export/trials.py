@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from .evaluate import score
 from .model import export_model
 from .report import ExportReport, fmt
 from .runners import TFLiteRunner, rows
+
+if TYPE_CHECKING:
+    from ..space import SearchSpace
 
 METRIC_KEYS = ("size_bytes", "agreement", "max_abs_diff", "latency_p50_ms", "latency_p95_ms", "throughput_per_s")
 
@@ -207,12 +210,13 @@ class TrialModels:
         self.result, self.data, self.verbose = result, data, verbose
         self.settings = SearchSettings.of(result.study)
         self.seed = self.settings.seed or 0
-        self._space, self._space_arg = None, space
+        self._space: SearchSpace | None = None
+        self._space_arg = space
         self.origin: dict[int, str] = {}
         self._cache: dict[int, Any] = {}
 
     @property
-    def space(self):
+    def space(self) -> SearchSpace:
         from ..space import load_space
 
         if self._space is None:

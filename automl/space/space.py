@@ -87,6 +87,7 @@ class _Parser:
             raw = {"repeat": raw.count, "each": raw.each}
         elif isinstance(raw, Group):
             raw = {**raw.items, **({"when": raw.when} if raw.when else {})}
+        node: _Param | Repeat | Group | None
         if isinstance(raw, _Param):
             node = raw
             self._check_when(raw.when, path, siblings, in_repeat)
@@ -94,13 +95,14 @@ class _Parser:
             node = self.repeat(raw, path, flat, in_repeat)
         elif isinstance(raw, dict) and raw.get("type") in PARAM_TYPES:
             try:
-                node = param_adapter.validate_python(raw)
+                param = param_adapter.validate_python(raw)
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = ".".join(str(p) for p in err["loc"][1:])  # drop the discriminator tag
                     self.error(f"{path}.{loc}" if loc else path, err["msg"].removeprefix("Value error, "))
                 return None
-            self._check_when(node.when, path, siblings, in_repeat)
+            self._check_when(param.when, path, siblings, in_repeat)
+            node = param
         elif isinstance(raw, dict) and "type" in raw and "block" not in raw:
             self.error(f"{path}.type", f"unknown parameter type {raw['type']!r} (use one of {', '.join(PARAM_TYPES)})")
             return None
@@ -348,9 +350,10 @@ class SearchSpace:
                 for key, child in node.items.items():
                     walk(child, f"{flat}.{key}" if flat else key)
             elif isinstance(node, Repeat):
-                top = node.count
                 if isinstance(node.count, Int):
                     out[_count_name(flat)], top = node.count, node.count.high
+                else:
+                    top = node.count
                 for i in range(top):
                     walk(node.each, f"{flat}.{i}")
             elif not isinstance(node, Fixed):
