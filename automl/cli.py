@@ -46,21 +46,29 @@ def search(
     direction: Optional[str] = typer.Option(None, "--direction", help="maximize | minimize (default: from the objective)."),
     validation_split: float = typer.Option(0.2, "--validation-split", help="Share of the data held out for validation."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or trial lines: print only the leaderboard (scripts)."),
-    isolate: bool = typer.Option(False, "--isolate", help="Train each trial in a child process: a crash or kill of it fails only that trial."),
-    memory_limit: Optional[float] = typer.Option(None, "--memory-limit", help="MB of resident memory a trial process may use before it is killed (implies --isolate)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show TensorFlow's C++ start-up log lines (hidden by default)."),
+    isolate: bool = typer.Option(False, "--isolate", help="A fresh process for every trial (default: one worker process, replaced after --recycle-mb of growth)."),
+    in_process: bool = typer.Option(False, "--in-process", help="Train trials in this process (TensorFlow's memory then grows with every trial)."),
+    recycle_mb: float = typer.Option(400, "--recycle-mb", help="MB a worker process may grow by (TensorFlow keeps every model's graph) before it is replaced."),
+    memory_limit: Optional[float] = typer.Option(None, "--memory-limit", help="MB of resident memory a trial process may use before it is killed."),
     retry_dead: bool = typer.Option(False, "--retry-dead", help="Enqueue again the configurations of trials whose worker died."),
     worker: int = typer.Option(0, "--worker", help="Index of this worker when several share a study and a --seed: each samples its own sequence."),
     device: Optional[str] = typer.Option(None, "--device", help="GPU(s) this worker may use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES); 'cpu' hides all GPUs."),
 ):
     """Run (or resume) a search and print the leaderboard."""
+    if not verbose:
+        _hide_tensorflow_startup_log()
     if device is not None:  # before TensorFlow loads, or it would already have claimed every GPU
         import os
 
         os.environ["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device
     from .data import DataError, load_data
+    from .errors import NoCompleteTrial
     from .space import SpaceError, load_space
     from .stores import StoreError
 
+    if isolate and in_process:
+        _fail("--isolate and --in-process contradict each other: choose one")
     try:
         space_obj = load_space(space)  # before TensorFlow loads: a bad file fails in a blink
         dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0)
@@ -71,9 +79,14 @@ def search(
                         objectives=list(objective) if objective else None, constraints=constraint,
                         max_epochs_total=max_epochs_total, enqueue=_read_enqueue(enqueue), start=start, warm_start=warm_start,
                         warm_start_top_k=top_k, continue_from=continue_from,
-                        max_trials=trials, timeout=timeout, verbose=not quiet, isolate=isolate,
+                        max_trials=trials, timeout=timeout, verbose=not quiet,
+                        isolate=False if in_process else (True if isolate else None), recycle_mb=recycle_mb,
                         memory_limit_mb=memory_limit, retry_dead=retry_dead, worker=worker,
                         ).fit(data=dataset, epochs=epochs)
+    except NoCompleteTrial as exc:  # the search ran, but its result is no answer
+        if exc.result is not None:
+            _print_leaderboard(exc.result.study, k=10)
+        _fail(str(exc), code=1)
     except (SpaceError, DataError, StoreError) as exc:
         _fail(str(exc))
     except ValueError as exc:  # SearchError and bad sampler/pruner names
@@ -201,18 +214,124 @@ def ui(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default sqlite:///mlruns/mlflow.db)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 127.0.0.1 keeps it private."),
     port: int = typer.Option(5000, "--port"),
+    study: Optional[str] = typer.Option(None, "--study", help="Print the runs table of this study's experiment (default: the latest search's)."),
 ):
-    """Open the MLflow UI on the local store."""
+    """Open the MLflow UI on the local store and print the address of the latest search's runs table."""
+    import os
+    import signal
     import subprocess
 
     from .stores import default_artifact_location, default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        _fail(f"{uri}: no MLflow store here (run a search first, or pass --tracking-uri)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     if artifacts := default_artifact_location(uri):
         cmd += ["--default-artifact-root", artifacts]
-    err.print(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(cmd))
+    local = host in ("127.0.0.1", "localhost", "0.0.0.0", "::")
+    shown = "127.0.0.1" if local else f"[{host}]" if ":" in host else host
+    if not local and not os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS"):
+        # MLflow answers only Host headers of localhost and private networks: also the address it is bound to
+        cmd += ["--allowed-hosts", f"{shown},{shown}:{port}"]
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    server = None
+    try:
+        # its own session: the server and its workers (uvicorn, job runner) are one group, stopped together
+        server = subprocess.Popen(cmd, start_new_session=True)
+        base = f"http://{shown}:{port}"
+        if _wait_until_serving(base, server):
+            err.print(f"MLflow UI: {_runs_page(base, study, uri)}  (Ctrl-C to stop)", soft_wrap=True)
+        code = server.wait()
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        if server is not None:
+            _stop_process_group(server)
+    raise typer.Exit(code)
+
+
+def _wait_until_serving(base: str, server) -> bool:
+    """Poll the server's /health until it answers (True) or it exits (False: it printed why)."""
+    import time
+    import urllib.request
+
+    while server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def _runs_page(base: str, study: str | None, uri: str) -> str:
+    """Address of the runs table of `study`'s experiment (named after the study) or of the experiment with
+    the latest run. MLflow 3 opens an experiment's own address on its GenAI overview, without the trials."""
+    import json
+    import urllib.request
+
+    def api(path: str, body: dict) -> dict:
+        request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.load(r)
+
+    try:
+        experiments = api("experiments/search", {"max_results": 1000}).get("experiments", [])
+    except (OSError, ValueError):
+        return base
+    if study:
+        found = [e["experiment_id"] for e in experiments if e["name"] == study]
+        if not found:
+            names = ", ".join(e["name"] for e in experiments)
+            _fail(f"--study {study}: no MLflow experiment of that name in {uri} (experiments: {names or 'none'})")
+        return f"{base}/#/experiments/{found[0]}/runs"
+    try:
+        latest = api("runs/search", {"experiment_ids": [e["experiment_id"] for e in experiments],
+                                     "order_by": ["attributes.start_time DESC"], "max_results": 1}).get("runs")
+    except (OSError, ValueError):
+        return base
+    return f"{base}/#/experiments/{latest[0]['info']['experiment_id']}/runs" if latest else base
+
+
+def _stop_process_group(proc, grace: float = 10.0):
+    """SIGTERM to the process group of `proc` (its own session), SIGKILL to what still runs after `grace` s."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    try:
+        members = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        members = []
+
+    def running(p) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and (proc.poll() is None or any(running(p) for p in members)):
+            time.sleep(0.1)
+        if not any(running(p) for p in members):
+            break
+    proc.wait()
 
 
 @app.command()
@@ -371,12 +490,62 @@ def _fmt(v) -> str:
 
 
 def _where(study: str, tracking_uri: str, storage: str | None):
-    from .stores import default_storage_url
+    from .stores import default_storage_url, default_tracking_uri
 
     err.print(f"\nResults: Optuna study [bold]{study}[/] in {storage or default_storage_url()}; "
-              f"MLflow runs in {tracking_uri}")
+              f"MLflow runs in {tracking_uri}", soft_wrap=True)
     err.print(f"Leaderboard again: automl trials --study {study}" + (f" --storage {storage}" if storage else ""))
-    err.print("Browse and compare trials: automl ui   (then open http://127.0.0.1:5000)")
+    default = tracking_uri == default_tracking_uri()
+    if tracking_uri.startswith(("http://", "https://")):
+        err.print(f"Browse and compare trials: {tracking_uri} (the experiment {study}, its Runs tab)", soft_wrap=True)
+    else:
+        err.print(f"Browse and compare trials: automl ui --study {study}"
+                  + ("" if default else f" --tracking-uri {tracking_uri}")
+                  + "   (prints the address of this search's runs table)", soft_wrap=True)
+
+
+# TensorFlow 2.21 logs INFO lines through absl while its libraries load ("oneDNN custom operations are
+# on ...", twice per process), before its log honours TF_CPP_MIN_LOG_LEVEL; no setting turns them off
+# except TF_ENABLE_ONEDNN_OPTS=0, which changes the numerics. This filter drops absl lines below that level.
+_ABSL_FILTER = r"""
+import re, sys
+level = int(sys.argv[1])
+line_format = re.compile(rb"([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")  # seconds: since 1970 before init
+banner = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+for line in sys.stdin.buffer:
+    found = line_format.match(line)
+    if line.startswith(banner) or (found and b"IWEF".index(found[1]) < level):
+        continue
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
+"""
+_filters: list = []  # the filter process, kept referenced while this process runs
+
+
+def _hide_tensorflow_startup_log():
+    """Route file descriptor 2 of this process and of every process it starts (the trials' forkserver and
+    workers) through `_ABSL_FILTER`; Python's own stderr (progress, errors) keeps the terminal."""
+    import os
+    import subprocess
+
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
+    if not level.isdigit() or level == "0":
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    read, write = os.pipe()
+    try:  # its own session: Ctrl-C stops the search, and the filter passes on its last words
+        _filters.append(subprocess.Popen([sys.executable, "-I", "-S", "-c", _ABSL_FILTER, level], stdin=read,
+                                         stdout=terminal, start_new_session=True))
+    except OSError:
+        os.close(write)
+        os.close(terminal)
+        return
+    finally:
+        os.close(read)
+    os.dup2(write, 2)
+    os.close(write)
+    sys.stderr = open(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
 
 
 def main():

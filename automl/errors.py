@@ -21,6 +21,15 @@ class SearchError(ValueError):
     """Settings that cannot run (a study made with another space or data, a bad objective...)."""
 
 
+class NoCompleteTrial(SearchError):
+    """A search that ended without a single complete trial: its result is no answer. `result` still
+    holds the study (failed trials and their reasons); the CLI exits with code 1."""
+
+    def __init__(self, study_name: str, last_reason: str, result=None):
+        super().__init__(f"study {study_name!r} has no complete trial; last failure: {last_reason}")
+        self.result = result
+
+
 class HyperModelError(SearchError):
     """A hypermodel or KerasTuner setting that cannot run; raised before any trial."""
 
@@ -48,6 +57,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "HyperModelError",
+    "NoCompleteTrial",
     "ObjectiveError",
     "SearchError",
     "SpaceError",

@@ -7,6 +7,7 @@ names the input, the column, sample or file, and the shape at fault.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,10 @@ def load_csv(path: str | Path, target: str | None):
     if not target:
         raise DataError(f"{path}: --target COLUMN is required for a CSV file")
     try:
+        if not path.read_bytes().strip():
+            raise DataError(f"{path}: the file is empty")
         df = pd.read_csv(path, sep=None, engine="python")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as CSV: {exc}") from None
     if target not in df.columns:
         raise DataError(f"{path}: no column {target!r} (columns: {', '.join(map(str, df.columns))})")

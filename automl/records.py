@@ -28,6 +28,7 @@ COPIED_FROM = "copied_from"  # trials copied in from another study (continue_fro
 WARM_START_FROM = "warm_start_from"  # enqueued from another study's top-k
 WARM_STARTED_FROM = "warm_started_from"  # kt-hyperband: the trial whose weights this one starts from
 KERAS_TUNER_TRIAL = "keras_tuner_trial"
+WORKER = "automl.worker"  # host:pid of the process that trained the trial
 
 # ---------------------------------------------------------------- Optuna study user attributes
 SETTINGS = "settings"  # SearchSettings as JSON
@@ -48,6 +49,7 @@ TAG_FAIL_REASON = "automl.fail_reason"
 TAG_PRUNED_AT = "automl.pruned_at_epoch"
 TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total
 TAG_FEASIBLE = "automl.feasible"
+TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
 TAG_TRIAL = "automl.trial"  # model registry versions: the exported trial
 TAG_RECOMMENDED = "automl.recommended"
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"

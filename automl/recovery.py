@@ -31,6 +31,11 @@ def host_name() -> str:
     return os.environ.get("AUTOML_HOST") or socket.gethostname()
 
 
+def worker_id() -> str:
+    """The process that trains a trial, as `host:pid` (recorded on the trial and its MLflow run)."""
+    return f"{host_name()}:{os.getpid()}"
+
+
 def owner_record() -> dict:
     """Who runs this trial: enough to tell later whether that process is still alive."""
     import psutil

@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 from . import records
 from .builder import validate_space
 from .data import Dataset, make_dataset
-from .errors import ObjectiveError, SearchError, SpaceError, TrialFailed
-from .isolation import IsolatedTrialRunner
+from .errors import NoCompleteTrial, ObjectiveError, SearchError, SpaceError, TrialFailed
+from .isolation import RECYCLE_MB, IsolatedTrialRunner
 from .objectives import default_objective, metric_names, parse_objectives
 from .ranking import FINISHED, count, leaderboard_trials
 from .records import SearchSettings, TrialSettings
@@ -69,7 +69,8 @@ class Search:
         enqueue: list[dict[str, Any]] | None = None,
         verbose: bool = True,
         on_trial: Callable | None = None,
-        isolate: bool = False,
+        isolate: bool | None = None,
+        recycle_mb: float = RECYCLE_MB,
         memory_limit_mb: float | None = None,
         retry_dead: bool = False,
         worker: int = 0,
@@ -98,11 +99,14 @@ class Search:
         self.verbose, self.on_trial = verbose, on_trial
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
         self.start = start  # a new study first tries the space's `start` configurations
-        self.isolate, self.memory_limit_mb, self.retry_dead = (
-            isolate or bool(memory_limit_mb),
-            memory_limit_mb,
-            retry_dead,
-        )
+        # where trials train: None (default) a worker process replaced after `recycle_mb` of growth,
+        # True a fresh process per trial, False this process (isolation.py says why)
+        self.isolate, self.recycle_mb, self.memory_limit_mb = isolate, recycle_mb, memory_limit_mb
+        self.retry_dead = retry_dead
+        if memory_limit_mb and isolate is False:
+            raise SearchError("memory_limit_mb needs trials in a worker process: drop isolate=False (--in-process)")
+        if recycle_mb < 0:
+            raise SearchError(f"recycle_mb must be 0 (a fresh process per trial) or more, not {recycle_mb}")
         self.worker = worker  # several workers with one --seed: each samples its own sequence
         self.objectives, self.constraints, self.max_epochs_total = objectives, constraints, max_epochs_total
         self.warm_start, self.warm_start_top_k, self.continue_from = warm_start, warm_start_top_k, continue_from
@@ -121,7 +125,7 @@ class Search:
                 space=self.space,
                 objectives=objectives,
                 constraints=constraints,
-                isolate=self.isolate,
+                isolate=bool(self.isolate),
             )
             self.pruner = overrides.get("pruner", self.pruner)
         self._bar: SearchProgress | None = None  # while trials run and verbose (see _progress)
@@ -239,13 +243,14 @@ class Search:
             from .keras_tuner import make_runner
 
             runner: Runner = make_runner(self.hypermodel, space, data, settings, tracker, study_name)
-        elif self.isolate:
-            assert isinstance(space, SearchSpace)  # check_search refuses isolate with a hypermodel
-            runner = IsolatedTrialRunner(
-                space, data, settings, tracker, study_name, self.storage, pruner, self.memory_limit_mb
-            )
-        else:
+        elif self.isolate is False:
             runner = TrialRunner(space, data, settings, tracker, study_name)
+        else:
+            assert isinstance(space, SearchSpace)  # a hypermodel trains in this process (above)
+            recycle = 0 if self.isolate else self.recycle_mb
+            runner = IsolatedTrialRunner(
+                space, data, settings, tracker, study_name, self.storage, pruner, self.memory_limit_mb, recycle
+            )
         runner.gate = lambda trial: self._wait_for_budget(trial, tracker)
         done = count(study, FINISHED)
         goal = ", ".join(f"{n} ({d})" for n, d in zip(objs.names, objs.directions))
@@ -258,12 +263,22 @@ class Search:
         try:
             with frozen_heap():
                 self._run_trials(study, runner, tracker, objective)
+            if count(study, (TrialState.COMPLETE,)) == 0:
+                status = "FAILED"
         except BaseException:
             status = "KILLED"
             raise
         finally:
+            runner.close()
             self._finish(tracker, result, objective, status)
+        if status == "FAILED":
+            raise NoCompleteTrial(study_name, self._last_failure(study), result)
         return result
+
+    def _last_failure(self, study: optuna.Study) -> str:
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        reason = failed[-1].user_attrs.get(records.FAIL_REASON) if failed else None
+        return reason or self._stopping or "no trial finished (the timeout or the epoch budget came first)"
 
     # ------------------------------------------------------------ checks
 

@@ -27,7 +27,7 @@ from .errors import TrialFailed
 from .feature_cache import FeatureCache
 from .ranking import dominates, feasible, rank_key
 from .records import TrialSettings
-from .recovery import owner_record
+from .recovery import owner_record, worker_id
 from .training import TIEBREAK, best_epoch, fit_model, training_settings
 
 if TYPE_CHECKING:
@@ -124,6 +124,9 @@ class Runner:
     def run(self, trial: optuna.Trial, config) -> float:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the runner holds between trials (a worker process); the search ends with it."""
+
 
 class TrialRunner(Runner):
     """Trains each trial in this process; returns the best epoch's objective value."""
@@ -146,6 +149,8 @@ class TrialRunner(Runner):
         if self.settings.seed is not None:
             keras.utils.set_random_seed(self.settings.seed + trial.number)
         trial.set_user_attr(records.PARAMS, config.params)
+        worker = worker_id()
+        trial.set_user_attr(records.WORKER, worker)
         run = self.tracker.start_trial(trial.number, self.study_name, config.params)
         trial.set_user_attr(records.MLFLOW_RUN_ID, run.run_id)
         state = "FAIL"
@@ -196,7 +201,7 @@ class TrialRunner(Runner):
             raise
         finally:
             metrics.setdefault("train_seconds", time.perf_counter() - started)
-            run.finish(state, metrics, tags)
+            run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
             del model  # memory is reclaimed by reclaim_memory() at the next trial
 
     def _objective_values(self, trial, model, at_best: dict, metrics: dict, tags: dict):

@@ -26,6 +26,7 @@ def finished(tmp_path_factory):
     (tmp / "bad_yaml.yaml").write_text("architecture: [unclosed\n")
     np.savez(tmp / "mismatch.npz", x=np.zeros((10, 3)), y=np.zeros(9, int))
     np.savez(tmp / "empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int))
+    (tmp / "empty.csv").write_text("")
     np.savez(tmp / "labels.npz", x=np.zeros((10, 3)), y=np.arange(10) % 2,
              x_val=np.zeros((4, 3)), y_val=np.array([0, 1, 2, 7]))
     result = run(["search", "mlp.yaml", "--data", "wine", "--trials", "2", "--epochs", "1", "--study", "keep"], tmp)
@@ -39,8 +40,9 @@ def _snapshot(tmp):
     storage = open_storage(str(tmp / "mlruns" / "optuna.journal"))
     studies = {s.study_name: [(t.number, t.state, t.value) for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
                for s in optuna.get_all_study_summaries(storage)}
-    _, runs = mlflow_runs(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
-    return studies, sorted((r.info.run_id, r.info.status) for r in runs)
+    client, runs = mlflow_runs(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    experiments = sorted(e.name for e in client.search_experiments())  # no empty experiment left behind
+    return studies, experiments, sorted((r.info.run_id, r.info.status) for r in runs)
 
 
 CASES = [
@@ -48,11 +50,14 @@ CASES = [
     (["search", "bad_yaml.yaml", "--data", "wine"], "not valid YAML"),
     (["search", "mlp.yaml", "--data", "mismatch.npz"], "x has 10 samples but y has 9"),
     (["search", "mlp.yaml", "--data", "empty.npz"], "x is empty"),
+    (["search", "mlp.yaml", "--data", "empty.csv", "--target", "y"], "empty.csv: the file is empty"),
     (["search", "mlp.yaml", "--data", "labels.npz"], "validation labels [2, 7] do not occur"),
     (["search", "image_cnn", "--data", "wine"], "the space is for image input but the data is tabular"),
     (["search", "other.yaml", "--data", "wine", "--study", "keep"], "was run with a different space"),
     (["search", "mlp.yaml", "--data", "wine", "--storage", "postgresql://nobody:x@127.0.0.1:1/none"],
      "cannot open Optuna storage"),
+    (["search", "mlp.yaml", "--data", "wine", "--storage", "postgresql://nobody:x@127.0.0.1:1/none", "--study",
+      "fresh"], "cannot open Optuna storage"),  # a new study's experiment is not created either
     (["search", "mlp.yaml", "--data", "wine", "--tracking-uri", "http://127.0.0.1:1"],
      "cannot reach the MLflow tracking server"),
     (["search", "mlp.yaml", "--data", "wine", "--epochs", "0"], "epochs must be at least 1"),

@@ -239,3 +239,77 @@ def test_a_worker_on_another_host_killed_mid_trial_is_reaped_by_its_heartbeat(tm
     assert states.count(TrialState.COMPLETE) == args["trials"] and states.count(TrialState.FAIL) == 1
     assert TrialState.RUNNING not in states
     _assert_mlflow_consistent(uri, study)
+
+
+# ---------------------------------------------------------------- the default: a recycled worker process
+
+
+def test_default_search_trains_in_a_worker_that_is_replaced_after_growing(tmp_path, digits_small):
+    """By default trials train in one worker process (not the search's), trial after trial; a worker
+    that has grown past `recycle_mb` since its first trial is replaced; `isolate=False` trains here."""
+    from automl import Search
+
+    stores = dict(storage=str(tmp_path / "j"), tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    common = dict(max_trials=3, seed=0, verbose=False, pruner="none", **stores)
+    kept = Search(SPACE_OBJ(), study_name="kept", **common).fit(data=digits_small, epochs=2)
+    workers = [t.user_attrs["automl.worker"] for t in kept.study.trials]
+    assert len(set(workers)) == 1 and not workers[0].endswith(f":{os.getpid()}")
+    assert [t.state for t in kept.study.trials] == [TrialState.COMPLETE] * 3
+
+    replaced = Search(SPACE_OBJ(), study_name="replaced", recycle_mb=1e-6, **common).fit(data=digits_small, epochs=2)
+    workers = [t.user_attrs["automl.worker"] for t in replaced.study.trials]
+    # the first trial of a worker sets its baseline; any growth after the second replaces it
+    assert workers[0] == workers[1] != workers[2]
+
+    here = Search(SPACE_OBJ(), study_name="here", isolate=False, **common).fit(data=digits_small, epochs=2)
+    from automl.recovery import worker_id
+
+    assert {t.user_attrs["automl.worker"] for t in here.study.trials} == {worker_id()}
+    _, runs = mlflow_runs(stores["tracking_uri"])
+    assert {r.data.tags.get("automl.worker") for r in runs if r.data.tags.get("automl.role") == "trial"} >= set(
+        workers
+    )
+
+
+def test_a_killed_default_worker_fails_its_trial_and_the_next_one_gets_a_new_worker(tmp_path, digits_small):
+    from automl import Search
+
+    storage, uri = str(tmp_path / "j"), f"sqlite:///{tmp_path / 'm.db'}"
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_trial_process_when, args=("w", storage, 1, stop), daemon=True)
+    killer.start()
+    try:
+        result = Search(SPACE_OBJ(), study_name="w", storage=storage, tracking_uri=uri, max_trials=3, seed=0,
+                        pruner="none", patience=None, verbose=False).fit(data=digits_small, epochs=30)
+    finally:
+        stop.set()
+    by_number = {t.number: t for t in result.study.trials}
+    assert by_number[1].state == TrialState.FAIL and "SIGKILL" in by_number[1].user_attrs["fail_reason"]
+    complete = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3  # the budget counts finished trials: the killed one is not one of them
+    workers = [t.user_attrs["automl.worker"] for t in complete]
+    assert workers[0] != workers[1] == workers[2]  # trial 0's worker died with trial 1
+    _assert_mlflow_consistent(uri, result.study)
+
+
+def test_a_default_search_runs_in_a_jupyter_kernel(tmp_path):
+    """A notebook cell (no script to import, `__main__` is the kernel) runs a default search whose
+    trials train in worker processes."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cell = f"""
+import os
+from automl import Search
+from automl.data import load_builtin, make_dataset
+x, y, kind = load_builtin("digits")
+data = make_dataset(x[:200], y[:200], kind=kind, seed=0)
+result = Search("image_cnn", study_name="nb", max_trials=2, seed=0, verbose=False, start=False,
+                storage={str(tmp_path / "j")!r}, tracking_uri={f"sqlite:///{tmp_path / 'm.db'}"!r}).fit(data=data, epochs=1)
+workers = {{t.user_attrs["automl.worker"] for t in result.study.trials}}
+assert len(result.study.trials) == 2 and all(not w.endswith(f":{{os.getpid()}}") for w in workers), workers
+print("trained in", len(workers), "worker")
+"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert "trained in 1 worker" in nb.cells[0].outputs[-1]["text"]

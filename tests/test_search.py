@@ -92,11 +92,28 @@ def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(digits_small
     assert result.best_trial.number in (2, 3)
 
 
-def test_consecutive_failures_stop_the_search(digits_small, stores):
+def test_consecutive_failures_stop_the_search_which_fails_without_a_complete_trial(digits_small, stores):
+    from automl.errors import NoCompleteTrial
+
     space = SearchSpace(name="broken", architecture={"pool": {"block": "global_pool", "mode": "bogus"}})
-    result = Search(space, study_name="broken", max_trials=5, max_consecutive_failures=3, verbose=False,
-                    **stores).fit(data=digits_small, epochs=1)
-    assert [t.state.name for t in result.study.trials] == ["FAIL"] * 3
+    with pytest.raises(NoCompleteTrial, match="no complete trial; last failure: .*global_pool mode") as failed:
+        Search(space, study_name="broken", max_trials=5, max_consecutive_failures=3, verbose=False,
+               **stores).fit(data=digits_small, epochs=1)
+    assert isinstance(failed.value, SearchError)
+    assert [t.state.name for t in failed.value.result.study.trials] == ["FAIL"] * 3
+    client, runs = mlflow_runs(stores["tracking_uri"])
+    parent = next(r for r in runs if r.data.tags.get("automl.role") == "search")
+    assert parent.info.status == "FAILED"
+
+
+def test_partial_success_returns_the_result(digits_small, stores, tiny_space):
+    """One failed trial among complete ones: the search succeeds, the failure is in the table."""
+    bad = {"num_blocks": 1, "blocks.0.filters": 4, "blocks.0.pooling": "max", "pool.mode": "avg",
+           "optimizer": "adam", "learning_rate": 1e30}  # diverges: a NaN loss fails the trial
+    result = Search(tiny_space, study_name="partial", max_trials=2, verbose=False, pruner="none", enqueue=[bad],
+                    **stores).fit(data=digits_small, epochs=2)
+    states = [t.state.name for t in result.study.trials]
+    assert states[0] == "FAIL" and states.count("COMPLETE") == 2
 
 
 def test_timeout_stops_the_search(digits_small, stores, tiny_space):
@@ -123,14 +140,14 @@ def test_trials_collect_garbage_on_a_frozen_heap_and_the_search_unfreezes_it(dig
 
     assert gc.get_freeze_count() == 0
     Search(tiny_space, study_name="gc", max_trials=3, verbose=False, pruner="none", on_trial=on_trial,
-           **stores).fit(data=digits_small, epochs=1)
+           isolate=False, **stores).fit(data=digits_small, epochs=1)
     assert len(frozen) == 3 and min(frozen) > 0
     assert [r() is None for r in refs[:2]] == [True, True]  # freed by the next trial's clean-up at the latest
     assert gc.get_freeze_count() == 0
     gc.freeze()  # someone else's frozen objects stay frozen
     try:
-        Search(tiny_space, study_name="gc", max_trials=4, verbose=False, pruner="none", **stores).fit(
-            data=digits_small, epochs=1)
+        Search(tiny_space, study_name="gc", max_trials=4, verbose=False, pruner="none", isolate=False,
+               **stores).fit(data=digits_small, epochs=1)
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
