@@ -545,7 +545,8 @@ def _hide_tensorflow_startup_log():
         os.close(read)
     os.dup2(write, 2)
     os.close(write)
-    sys.stderr = open(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    encoding = sys.stderr.encoding
+    sys.stderr = open(terminal, "w", buffering=1, encoding=encoding, errors="backslashreplace")  # noqa: SIM115
 
 
 def main():

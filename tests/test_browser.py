@@ -6,7 +6,6 @@ Marked `browser`; skipped where chromium is not installed, a failure under CI=tr
 it: `apt-get install chromium chromium-driver`)."""
 import json
 import os
-import time
 import urllib.request
 
 import pytest

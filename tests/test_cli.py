@@ -1,5 +1,6 @@
 """The `automl` command as a user runs it: a real subprocess each time."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +38,15 @@ def searched(tmp_path_factory):
     return tmp_path, space, result
 
 
+ABSL_LINE = re.compile(r"^([IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] |WARNING: All log messages before absl)", re.M)
+
+
 def test_search_then_trials_on_the_embedded_store(searched):
     tmp_path, space, result = searched
     assert result.returncode == 0, result.stderr
     assert "cli: val_accuracy (maximize)" in result.stdout and "COMPLETE" in result.stdout
-    assert "automl ui" in result.stderr and "automl trials --study cli" in result.stderr
+    assert "automl ui --study cli" in result.stderr and "automl trials --study cli" in result.stderr
+    assert not ABSL_LINE.search(result.stderr), "TensorFlow's start-up INFO lines are hidden without --verbose"
     assert (tmp_path / "mlruns" / "optuna.journal").exists() and (tmp_path / "mlruns" / "mlflow.db").exists()
     assert list((tmp_path / "mlruns" / "artifacts").rglob("model.keras"))
     board = run(["trials", "--study", "cli", "--csv", str(tmp_path / "t.csv")], tmp_path)
@@ -50,8 +55,9 @@ def test_search_then_trials_on_the_embedded_store(searched):
     assert (tmp_path / "t.csv").read_text().startswith("trial,state,value")
     # same command again: the study is complete, nothing is added
     again = run(["search", str(space), "--data", "wine", "--trials", "2", "--epochs", "2", "--study", "cli",
-                 "--quiet"], tmp_path)
+                 "--quiet", "--verbose"], tmp_path)
     assert again.returncode == 0 and again.stdout.count("COMPLETE") == 2
+    assert ABSL_LINE.search(again.stderr), "--verbose shows what the default hides"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -60,6 +66,7 @@ def test_search_then_trials_on_the_embedded_store(searched):
     (["search", "image_cnn", "--data", "nope.csv"], "nope.csv: not a built-in data set"),
     (["search", "image_cnn", "--data", "digits", "--sampler", "grid-ish"], "unknown sampler 'grid-ish'"),
     (["trials", "--study", "nothing-here"], "no study 'nothing-here'"),
+    (["ui", "--tracking-uri", "sqlite:///nowhere/mlflow.db"], "no MLflow store here"),
 ])
 def test_bad_input_gets_one_clear_line_and_exit_code_2(tmp_path, args, message):
     (tmp_path / "BAD.yaml").write_text("architecture:\n  blocks:\n    repeat: 2\n    each:\n"
@@ -76,35 +83,91 @@ def test_spaces_lists_shipped_spaces(tmp_path):
     assert result.returncode == 0 and "image_cnn" in result.stdout and "tabular_mlp" in result.stdout
 
 
-def _while_serving(args, cwd, probe_url, then, timeout=90):
-    """Start `automl ARGS` (a server, in its own process group), poll `probe_url` until it answers
-    JSON, return `then(that JSON)` while the server still runs, then stop it."""
+def _while_serving(args, cwd, probe_url, then, ready="", timeout=90):
+    """Start `automl ARGS` (a server), poll `probe_url` until it answers JSON and stderr has a `ready`
+    line, and return `then(that JSON)` (run while it serves) and its stderr. It is stopped as `kill`
+    would (SIGTERM to the automl process alone), and must take every process it started with it."""
     import json
     import signal
+    import threading
     import time
     import urllib.request
 
+    import psutil
+
     env = {**os.environ, "AUTOML_HOME": str(Path(cwd) / "mlruns")}
     proc = subprocess.Popen([*AUTOML, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            text=True, start_new_session=True)
+    lines: list[str] = []
+
+    def read_stderr():
+        for line in proc.stderr:
+            lines.append(line)
+
+    threading.Thread(target=read_stderr, daemon=True).start()
     try:
         deadline = time.time() + timeout
         while True:
             try:
                 with urllib.request.urlopen(probe_url, timeout=5) as r:
                     first = json.load(r)
-                break
+                if not ready or any(ready in line for line in lines):
+                    break
             except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.time() < deadline, f"automl {args[0]} did not come up"
-                time.sleep(1)
-        return then(first)
+                pass
+            assert proc.poll() is None, "".join(lines)
+            assert time.time() < deadline, f"automl {args[0]} did not come up: {''.join(lines)[-2000:]}"
+            time.sleep(1)
+        answer = then(first)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            started = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            started = []
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        left = _still_running(started)
+        for p in left:  # so that a failing test leaves nothing behind either
+            p.kill()
+    assert not left, f"still running after SIGTERM to automl {args[0]}: {[p.pid for p in left]}"
+    return answer, "".join(lines)
 
 
-def test_ui_serves_the_search_on_localhost(searched):
+def _still_running(processes, wait: float = 5.0):
+    """The processes among `processes` still alive after up to `wait` s (a zombie is not alive)."""
+    import time
+
+    import psutil
+
+    def alive(p):
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + wait
+    while any(alive(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [p for p in processes if alive(p)]
+
+
+@pytest.fixture(scope="module")
+def older_experiment(searched):
+    """An experiment made after the search's whose one run started earlier (2020): `automl ui` must pick
+    the search's experiment (latest run) by default, and this one when asked by --study."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{searched[0] / 'mlruns' / 'mlflow.db'}")
+    experiment_id = client.create_experiment("older")
+    client.create_run(experiment_id, start_time=1_577_836_800_000)
+    return experiment_id
+
+
+def test_ui_serves_the_search_prints_its_runs_table_and_stops_whole(searched, older_experiment):
+    """SIGTERM to `automl ui` stops the MLflow server and its ~9 workers (checked in _while_serving)."""
     import json
     import urllib.request
 
@@ -115,19 +178,46 @@ def test_ui_serves_the_search_on_localhost(searched):
     base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
 
     def search_runs(found):
-        body = json.dumps({"experiment_ids": [found["experiment"]["experiment_id"]]}).encode()
+        experiment_id = found["experiment"]["experiment_id"]
+        body = json.dumps({"experiment_ids": [experiment_id]}).encode()
         request = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as r:
-            return json.load(r)["runs"]
+            return experiment_id, json.load(r)["runs"]
 
-    runs = _while_serving(["ui", "--port", str(port)], tmp_path, f"{base}/experiments/get-by-name?experiment_name=cli",
-                          search_runs)
+    (experiment_id, runs), stderr = _while_serving(
+        ["ui", "--port", str(port)], tmp_path, f"{base}/experiments/get-by-name?experiment_name=cli", search_runs,
+        ready="MLflow UI:")
+    assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs " in stderr
+    assert experiment_id != older_experiment
     tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
     parents = [t for t in tags if t.get("automl.role") == "search"]
     children = [t for t in tags if t.get("automl.role") == "trial"]
     assert len(parents) == 1 and len(children) == 2
     parent_id = [r["info"]["run_id"] for r, t in zip(runs, tags) if t.get("automl.role") == "search"][0]
     assert all(t["mlflow.parentRunId"] == parent_id for t in children)
+
+
+def test_ui_binds_the_host_asked_for_and_prints_the_study_asked_for(searched, older_experiment):
+    import socket
+
+    from conftest import free_port
+
+    tmp_path, _, _ = searched
+    port = free_port()
+
+    def refused_on_127_0_0_1(_):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    refused, stderr = _while_serving(
+        ["ui", "--host", "127.0.0.2", "--port", str(port), "--study", "older"], tmp_path,
+        f"http://127.0.0.2:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=older",
+        refused_on_127_0_0_1, ready="MLflow UI:")
+    assert refused, "the server listens on --host only"
+    assert f"MLflow UI: http://127.0.0.2:{port}/#/experiments/{older_experiment}/runs " in stderr
 
 
 def test_dashboard_serves_the_study_storage(searched):
@@ -138,6 +228,6 @@ def test_dashboard_serves_the_study_storage(searched):
     missing = run(["dashboard", "--storage", str(tmp_path / "nothing.journal")], tmp_path)
     assert missing.returncode == 2 and "no Optuna journal file here" in missing.stderr
     port = free_port()
-    studies = _while_serving(["dashboard", "--port", str(port)], tmp_path, f"http://127.0.0.1:{port}/api/studies",
-                             lambda found: found["study_summaries"], timeout=60)
+    studies, _ = _while_serving(["dashboard", "--port", str(port)], tmp_path, f"http://127.0.0.1:{port}/api/studies",
+                                lambda found: found["study_summaries"], timeout=60)
     assert [s["study_name"] for s in studies] == ["cli"]
