@@ -1,15 +1,19 @@
 """`automl` command line. Imports stay light at start-up: TensorFlow loads only inside `search`."""
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Keras architecture + hyperparameter search on Optuna, tracked in MLflow.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Keras architecture + hyperparameter search on Optuna, tracked in MLflow.",
+)
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
@@ -25,35 +29,99 @@ def _fail(message: str, code: int = USAGE_ERROR):
 def search(
     space: str = typer.Argument(..., help="Space YAML file, or a shipped space name (see `automl spaces`)."),
     data: str = typer.Option(..., "--data", help="digits | breast_cancer | wine | diabetes | PATH.csv | PATH.npz"),
-    target: Optional[str] = typer.Option(None, "--target", help="Target column of a CSV file."),
-    trials: int = typer.Option(10, "--trials", help="Finished trials wanted in the study (a rerun completes the rest)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall-clock budget in seconds."),
+    target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
+    trials: int = typer.Option(
+        10, "--trials", help="Finished trials wanted in the study (a rerun completes the rest)."
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock budget in seconds."),
     epochs: int = typer.Option(10, "--epochs", help="Maximum epochs per trial."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: SPACE-DATA); same name resumes."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage: journal file path or sqlite:// / postgresql:// URL."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | grid | cmaes | qmc | nsga2 | gp | kt-random | kt-bayesian | kt-hyperband"),
-    pruner: str = typer.Option("median", "--pruner", help="median | percentile | successive-halving | hyperband | patient | none"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the sampler, data split and weights."),
-    objective: Optional[List[str]] = typer.Option(None, "--objective", help="Metric to optimise (default val_accuracy / val_loss); repeat for several objectives, e.g. --objective val_accuracy --objective latency_ms (costs: param_count, model_size_bytes, tflite_size_bytes, latency_ms; NAME:max / NAME:min sets the direction)."),
-    constraint: Optional[List[str]] = typer.Option(None, "--constraint", help="NAME<=NUMBER, e.g. tflite_size_bytes<=200000; repeatable. Infeasible trials never win."),
-    max_epochs_total: Optional[int] = typer.Option(None, "--max-epochs-total", help="Budget of epochs over all trials."),
-    enqueue: Optional[Path] = typer.Option(None, "--enqueue", help="YAML/JSON file with a list of configurations (flat parameter names) to try first."),
-    start: bool = typer.Option(True, "--start/--no-start", help="A new study first tries the space's `start` configurations (known-good models)."),
-    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Another study (same storage) whose top-k configurations are tried first."),
+    study: str | None = typer.Option(None, "--study", help="Study name (default: SPACE-DATA); same name resumes."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage: journal file path or sqlite:// / postgresql:// URL."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)."
+    ),
+    sampler: str = typer.Option(
+        "tpe",
+        "--sampler",
+        help="tpe | random | grid | cmaes | qmc | nsga2 | gp | kt-random | kt-bayesian | kt-hyperband",
+    ),
+    pruner: str = typer.Option(
+        "median", "--pruner", help="median | percentile | successive-halving | hyperband | patient | none"
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for the sampler, data split and weights."),
+    objective: list[str] | None = typer.Option(
+        None,
+        "--objective",
+        help=(
+            "Metric to optimise (default val_accuracy / val_loss); repeat for several objectives, e.g. "
+            "--objective val_accuracy --objective latency_ms (costs: param_count, model_size_bytes, "
+            "tflite_size_bytes, latency_ms; NAME:max / NAME:min sets the direction)."
+        ),
+    ),
+    constraint: list[str] | None = typer.Option(
+        None,
+        "--constraint",
+        help="NAME<=NUMBER, e.g. tflite_size_bytes<=200000; repeatable. Infeasible trials never win.",
+    ),
+    max_epochs_total: int | None = typer.Option(None, "--max-epochs-total", help="Budget of epochs over all trials."),
+    enqueue: Path | None = typer.Option(
+        None, "--enqueue", help="YAML/JSON file with a list of configurations (flat parameter names) to try first."
+    ),
+    start: bool = typer.Option(
+        True,
+        "--start/--no-start",
+        help="A new study first tries the space's `start` configurations (known-good models).",
+    ),
+    warm_start: str | None = typer.Option(
+        None, "--warm-start", help="Another study (same storage) whose top-k configurations are tried first."
+    ),
     top_k: int = typer.Option(5, "--top-k", help="How many configurations --warm-start takes."),
-    continue_from: Optional[str] = typer.Option(None, "--continue-from", help="Another study with the same space whose finished trials seed the sampler."),
-    direction: Optional[str] = typer.Option(None, "--direction", help="maximize | minimize (default: from the objective)."),
-    validation_split: float = typer.Option(0.2, "--validation-split", help="Share of the data held out for validation."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or trial lines: print only the leaderboard (scripts)."),
-    verbose: bool = typer.Option(False, "--verbose", help="Also show TensorFlow's C++ start-up log lines (hidden by default)."),
-    isolate: bool = typer.Option(False, "--isolate", help="A fresh process for every trial (default: one worker process, replaced after --recycle-mb of growth)."),
-    in_process: bool = typer.Option(False, "--in-process", help="Train trials in this process (TensorFlow's memory then grows with every trial)."),
-    recycle_mb: float = typer.Option(400, "--recycle-mb", help="MB a worker process may grow by (TensorFlow keeps every model's graph) before it is replaced."),
-    memory_limit: Optional[float] = typer.Option(None, "--memory-limit", help="MB of resident memory a trial process may use before it is killed."),
-    retry_dead: bool = typer.Option(False, "--retry-dead", help="Enqueue again the configurations of trials whose worker died."),
-    worker: int = typer.Option(0, "--worker", help="Index of this worker when several share a study and a --seed: each samples its own sequence."),
-    device: Optional[str] = typer.Option(None, "--device", help="GPU(s) this worker may use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES); 'cpu' hides all GPUs."),
+    continue_from: str | None = typer.Option(
+        None, "--continue-from", help="Another study with the same space whose finished trials seed the sampler."
+    ),
+    direction: str | None = typer.Option(
+        None, "--direction", help="maximize | minimize (default: from the objective)."
+    ),
+    validation_split: float = typer.Option(
+        0.2, "--validation-split", help="Share of the data held out for validation."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar or trial lines: print only the leaderboard (scripts)."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show TensorFlow's C++ start-up log lines (hidden by default)."
+    ),
+    isolate: bool = typer.Option(
+        False,
+        "--isolate",
+        help="A fresh process for every trial (default: one worker process, replaced after --recycle-mb of growth).",
+    ),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Train trials in this process (TensorFlow's memory then grows with every trial)."
+    ),
+    recycle_mb: float = typer.Option(
+        400,
+        "--recycle-mb",
+        help="MB a worker process may grow by (TensorFlow keeps every model's graph) before it is replaced.",
+    ),
+    memory_limit: float | None = typer.Option(
+        None, "--memory-limit", help="MB of resident memory a trial process may use before it is killed."
+    ),
+    retry_dead: bool = typer.Option(
+        False, "--retry-dead", help="Enqueue again the configurations of trials whose worker died."
+    ),
+    worker: int = typer.Option(
+        0,
+        "--worker",
+        help="Index of this worker when several share a study and a --seed: each samples its own sequence.",
+    ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="GPU(s) this worker may use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES); 'cpu' hides all GPUs.",
+    ),
 ):
     """Run (or resume) a search and print the leaderboard."""
     if not verbose:
@@ -74,15 +142,32 @@ def search(
         dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0)
         from .search import Search
 
-        result = Search(space_obj, study_name=study, storage=storage, tracking_uri=tracking_uri,
-                        sampler=sampler, pruner=pruner, seed=seed, direction=direction,
-                        objectives=list(objective) if objective else None, constraints=constraint,
-                        max_epochs_total=max_epochs_total, enqueue=_read_enqueue(enqueue), start=start, warm_start=warm_start,
-                        warm_start_top_k=top_k, continue_from=continue_from,
-                        max_trials=trials, timeout=timeout, verbose=not quiet,
-                        isolate=False if in_process else (True if isolate else None), recycle_mb=recycle_mb,
-                        memory_limit_mb=memory_limit, retry_dead=retry_dead, worker=worker,
-                        ).fit(data=dataset, epochs=epochs)
+        result = Search(
+            space_obj,
+            study_name=study,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            sampler=sampler,
+            pruner=pruner,
+            seed=seed,
+            direction=direction,
+            objectives=list(objective) if objective else None,
+            constraints=constraint,
+            max_epochs_total=max_epochs_total,
+            enqueue=_read_enqueue(enqueue),
+            start=start,
+            warm_start=warm_start,
+            warm_start_top_k=top_k,
+            continue_from=continue_from,
+            max_trials=trials,
+            timeout=timeout,
+            verbose=not quiet,
+            isolate=False if in_process else (True if isolate else None),
+            recycle_mb=recycle_mb,
+            memory_limit_mb=memory_limit,
+            retry_dead=retry_dead,
+            worker=worker,
+        ).fit(data=dataset, epochs=epochs)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:
             _print_leaderboard(exc.result.study, k=10)
@@ -93,7 +178,7 @@ def search(
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted: finished trials are saved; run the same command to resume")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _print_leaderboard(result.study, k=10)
     if not quiet:
         _where(result.study.study_name, result.tracking_uri, storage)
@@ -102,9 +187,9 @@ def search(
 @app.command()
 def trials(
     study: str = typer.Option(..., "--study", help="Study name."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
     top: int = typer.Option(20, "--top", help="Rows to show (0: all)."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the whole table to this CSV file."),
+    csv: Path | None = typer.Option(None, "--csv", help="Also write the whole table to this CSV file."),
 ):
     """Leaderboard of a study's trials."""
     import optuna
@@ -128,26 +213,50 @@ def trials(
 def export(
     study: str = typer.Option(..., "--study", help="Study name."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the files, export_report.json and REPORT.md."),
-    trial: Optional[int] = typer.Option(None, "--trial", help="Trial number (default: the best trial)."),
+    trial: int | None = typer.Option(None, "--trial", help="Trial number (default: the best trial)."),
     pareto: bool = typer.Option(False, "--pareto", help="Export every trial on the objective/weights Pareto front."),
-    formats: str = typer.Option("all", "--formats", help="Comma-separated: keras, saved_model, float32, float16, dynamic_int8, int8, tflite (the four), all."),
-    representative_samples: int = typer.Option(200, "--representative-samples", help="Training rows that calibrate full-integer int8."),
-    int8_io: bool = typer.Option(False, "--int8-io", help="Full-integer int8 file takes and returns int8 (default float)."),
-    select_int8: Optional[int] = typer.Option(None, "--select-int8", help="Rank the top K trials by int8 TFLite score and export the winner."),
-    distill: bool = typer.Option(False, "--distill", help="Also distil a smaller student (smallest Pareto trial) and export it."),
-    student: Optional[int] = typer.Option(None, "--student", help="Trial whose architecture the student uses (implies --distill)."),
-    distill_epochs: Optional[int] = typer.Option(None, "--distill-epochs", help="Student epochs (default: the search's)."),
-    data: Optional[str] = typer.Option(None, "--data", help="The search's data (default: the built-in set the study records)."),
-    target: Optional[str] = typer.Option(None, "--target", help="Target column of a CSV file."),
-    validation_split: Optional[float] = typer.Option(None, "--validation-split", help="As in the search (default: the recorded split)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="As in the search (default: the recorded seed)."),
-    space: Optional[str] = typer.Option(None, "--space", help="The search's space, to rebuild trials without a stored model."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the study's)."),
-    register: bool = typer.Option(True, "--register/--no-register", help="Register the export in the MLflow Model Registry."),
-    registered_name: Optional[str] = typer.Option(None, "--registered-name", help="Registry name (default: the study name)."),
+    formats: str = typer.Option(
+        "all",
+        "--formats",
+        help="Comma-separated: keras, saved_model, float32, float16, dynamic_int8, int8, tflite (the four), all.",
+    ),
+    representative_samples: int = typer.Option(
+        200, "--representative-samples", help="Training rows that calibrate full-integer int8."
+    ),
+    int8_io: bool = typer.Option(
+        False, "--int8-io", help="Full-integer int8 file takes and returns int8 (default float)."
+    ),
+    select_int8: int | None = typer.Option(
+        None, "--select-int8", help="Rank the top K trials by int8 TFLite score and export the winner."
+    ),
+    distill: bool = typer.Option(
+        False, "--distill", help="Also distil a smaller student (smallest Pareto trial) and export it."
+    ),
+    student: int | None = typer.Option(
+        None, "--student", help="Trial whose architecture the student uses (implies --distill)."
+    ),
+    distill_epochs: int | None = typer.Option(None, "--distill-epochs", help="Student epochs (default: the search's)."),
+    data: str | None = typer.Option(
+        None, "--data", help="The search's data (default: the built-in set the study records)."
+    ),
+    target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
+    validation_split: float | None = typer.Option(
+        None, "--validation-split", help="As in the search (default: the recorded split)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="As in the search (default: the recorded seed)."),
+    space: str | None = typer.Option(
+        None, "--space", help="The search's space, to rebuild trials without a stored model."
+    ),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the study's)."),
+    register: bool = typer.Option(
+        True, "--register/--no-register", help="Register the export in the MLflow Model Registry."
+    ),
+    registered_name: str | None = typer.Option(
+        None, "--registered-name", help="Registry name (default: the study name)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size of the throughput measurement."),
-    eval_samples: Optional[int] = typer.Option(None, "--eval-samples", help="Held-out samples to score (default: all)."),
+    eval_samples: int | None = typer.Option(None, "--eval-samples", help="Held-out samples to score (default: all)."),
     latency_runs: int = typer.Option(100, "--latency-runs", help="Single-sample calls timed per file."),
     threads: int = typer.Option(1, "--threads", help="LiteRT interpreter threads."),
 ):
@@ -175,26 +284,45 @@ def export(
         dataset = None
         if data:
             recorded = SearchSettings.of(result.study)
-            dataset = load_data(data, target, validation_split=validation_split or recorded.validation_split,
-                                seed=(recorded.seed or 0) if seed is None else seed)
-        report = result.export(out_dir, trial="pareto" if pareto else trial, data=dataset, formats=formats,
-                               representative_samples=representative_samples, int8_io=int8_io,
-                               select_int8_top_k=select_int8, distill=distill, student=student,
-                               distill_epochs=distill_epochs, space=space, register=register,
-                               registered_name=registered_name, batch_size=batch_size, eval_samples=eval_samples,
-                               latency_runs=latency_runs, threads=threads)
+            dataset = load_data(
+                data,
+                target,
+                validation_split=validation_split or recorded.validation_split,
+                seed=(recorded.seed or 0) if seed is None else seed,
+            )
+        report = result.export(
+            out_dir,
+            trial="pareto" if pareto else trial,
+            data=dataset,
+            formats=formats,
+            representative_samples=representative_samples,
+            int8_io=int8_io,
+            select_int8_top_k=select_int8,
+            distill=distill,
+            student=student,
+            distill_epochs=distill_epochs,
+            space=space,
+            register=register,
+            registered_name=registered_name,
+            batch_size=batch_size,
+            eval_samples=eval_samples,
+            latency_runs=latency_runs,
+            threads=threads,
+        )
     except (ExportError, DataError, SpaceError, StoreError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise typer.Exit(130)
-    for rep in ([report] if not pareto else [ExportReport.from_dict(d) for d in report.extra["pareto"].values()]):
+        raise typer.Exit(130) from None
+    for rep in [report] if not pareto else [ExportReport.from_dict(d) for d in report.extra["pareto"].values()]:
         _print_export(rep)
         if "student" in rep.extra:
             _print_export(ExportReport.from_dict(rep.extra["student"]))
     registered = report.meta.get("registered")
-    err.print(f"\nFiles, export_report.json and REPORT.md in {out_dir}; logged to MLflow run {result.mlflow_run_id}"
-              + (f"; registered as {registered['name']} version {registered['version']}" if registered else ""))
+    err.print(
+        f"\nFiles, export_report.json and REPORT.md in {out_dir}; logged to MLflow run {result.mlflow_run_id}"
+        + (f"; registered as {registered['name']} version {registered['version']}" if registered else "")
+    )
 
 
 @app.command()
@@ -211,10 +339,14 @@ def spaces():
 
 @app.command()
 def ui(
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default sqlite:///mlruns/mlflow.db)."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow store (default sqlite:///mlruns/mlflow.db)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 127.0.0.1 keeps it private."),
     port: int = typer.Option(5000, "--port"),
-    study: Optional[str] = typer.Option(None, "--study", help="Print the runs table of this study's experiment (default: the latest search's)."),
+    study: str | None = typer.Option(
+        None, "--study", help="Print the runs table of this study's experiment (default: the latest search's)."
+    ),
 ):
     """Open the MLflow UI on the local store and print the address of the latest search's runs table."""
     import os
@@ -279,8 +411,11 @@ def _runs_page(base: str, study: str | None, uri: str) -> str:
     import urllib.request
 
     def api(path: str, body: dict) -> dict:
-        request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as r:
             return json.load(r)
 
@@ -295,8 +430,14 @@ def _runs_page(base: str, study: str | None, uri: str) -> str:
             _fail(f"--study {study}: no MLflow experiment of that name in {uri} (experiments: {names or 'none'})")
         return f"{base}/#/experiments/{found[0]}/runs"
     try:
-        latest = api("runs/search", {"experiment_ids": [e["experiment_id"] for e in experiments],
-                                     "order_by": ["attributes.start_time DESC"], "max_results": 1}).get("runs")
+        latest = api(
+            "runs/search",
+            {
+                "experiment_ids": [e["experiment_id"] for e in experiments],
+                "order_by": ["attributes.start_time DESC"],
+                "max_results": 1,
+            },
+        ).get("runs")
     except (OSError, ValueError):
         return base
     return f"{base}/#/experiments/{latest[0]['info']['experiment_id']}/runs" if latest else base
@@ -338,37 +479,48 @@ def _stop_process_group(proc, grace: float = 10.0):
 def report(
     study: str = typer.Option(..., "--study", help="Study name."),
     out_file: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write (one self-contained file)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the study's)."),
-    export_dir: Optional[Path] = typer.Option(None, "--export-dir", help="Folder of an `automl export` (default: the export logged on the search's MLflow run)."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the study's)."),
+    export_dir: Path | None = typer.Option(
+        None,
+        "--export-dir",
+        help="Folder of an `automl export` (default: the export logged on the search's MLflow run).",
+    ),
     top: int = typer.Option(20, "--top", help="Leaderboard rows (0: all)."),
-    model_summary: bool = typer.Option(True, "--model-summary/--no-model-summary", help="Keras summary of the best model (loads TensorFlow)."),
+    model_summary: bool = typer.Option(
+        True, "--model-summary/--no-model-summary", help="Keras summary of the best model (loads TensorFlow)."
+    ),
 ):
     """Write a search's report as one HTML file: leaderboard, plots, best architecture, export table."""
     from .stores import StoreError
 
     if out_file.is_dir() or not out_file.parent.is_dir():
-        _fail(f"--out {out_file}: " + ("is a folder; give a file name" if out_file.is_dir()
-                                       else f"folder {out_file.parent} does not exist"))
+        _fail(
+            f"--out {out_file}: "
+            + ("is a folder; give a file name" if out_file.is_dir() else f"folder {out_file.parent} does not exist")
+        )
     if export_dir is not None and not (export_dir / "export_report.json").is_file():
         _fail(f"--export-dir {export_dir}: no export_report.json there (run `automl export --out {export_dir}` first)")
     from .report import build_report
 
     try:
-        rep = build_report(study, storage, tracking_uri, export_dir=export_dir, top=top or None,
-                           model_summary=model_summary)
+        rep = build_report(
+            study, storage, tracking_uri, export_dir=export_dir, top=top or None, model_summary=model_summary
+        )
     except StoreError as exc:
         _fail(str(exc))
     except KeyError:
         _no_study(study, storage)
     rep.write_html(out_file)
-    err.print(f"report of {rep.study} ({sum(rep.counts.values())} trials, {len(rep.plots)} plots"
-              f"{', export table' if rep.export is not None else ''}) written to {out_file}")
+    err.print(
+        f"report of {rep.study} ({sum(rep.counts.values())} trials, {len(rep.plots)} plots"
+        f"{', export table' if rep.export is not None else ''}) written to {out_file}"
+    )
 
 
 @app.command()
 def dashboard(
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage (default mlruns/optuna.journal)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 127.0.0.1 keeps it private."),
     port: int = typer.Option(8080, "--port"),
 ):
@@ -415,8 +567,16 @@ def _print_export(report):
     for r in report.rows(nested=False):
         label = r["variant"] + (" *" if r["recommended"] else "" if r["status"] == "ok" else f" ({r['status']})")
         ratio = f"{r['vs_float32']:.0%}" if r["vs_float32"] is not None else ""
-        table.add_row(label, num(r["size_kb"], 1), ratio, num(r["value"], 4), num(r["agreement"], 3),
-                      num(r["latency_p50_ms"], 3), num(r["latency_p95_ms"], 3), num(r["throughput_per_s"], 0))
+        table.add_row(
+            label,
+            num(r["size_kb"], 1),
+            ratio,
+            num(r["value"], 4),
+            num(r["agreement"], 3),
+            num(r["latency_p50_ms"], 3),
+            num(r["latency_p95_ms"], 3),
+            num(r["throughput_per_s"], 0),
+        )
         if r["status"] != "ok":
             notes.append(f"{r['variant']}: {r['reason']}")
     out.print(table)
@@ -453,7 +613,7 @@ def _print_leaderboard(study, k: int | None):
     best = df[df.state == "COMPLETE"].head(1)
     if len(best):
         row = best.iloc[0]
-        params = [c for c in df.columns if c not in shown + ["fail_reason"] and not c.endswith(".block")]
+        params = [c for c in df.columns if c not in [*shown, "fail_reason"] and not c.endswith(".block")]
         out.print(f"best configuration (trial {row['trial']}):")
         for c in params:
             if _present(row[c]):
@@ -492,16 +652,22 @@ def _fmt(v) -> str:
 def _where(study: str, tracking_uri: str, storage: str | None):
     from .stores import default_storage_url, default_tracking_uri
 
-    err.print(f"\nResults: Optuna study [bold]{study}[/] in {storage or default_storage_url()}; "
-              f"MLflow runs in {tracking_uri}", soft_wrap=True)
+    err.print(
+        f"\nResults: Optuna study [bold]{study}[/] in {storage or default_storage_url()}; "
+        f"MLflow runs in {tracking_uri}",
+        soft_wrap=True,
+    )
     err.print(f"Leaderboard again: automl trials --study {study}" + (f" --storage {storage}" if storage else ""))
     default = tracking_uri == default_tracking_uri()
     if tracking_uri.startswith(("http://", "https://")):
         err.print(f"Browse and compare trials: {tracking_uri} (the experiment {study}, its Runs tab)", soft_wrap=True)
     else:
-        err.print(f"Browse and compare trials: automl ui --study {study}"
-                  + ("" if default else f" --tracking-uri {tracking_uri}")
-                  + "   (prints the address of this search's runs table)", soft_wrap=True)
+        err.print(
+            f"Browse and compare trials: automl ui --study {study}"
+            + ("" if default else f" --tracking-uri {tracking_uri}")
+            + "   (prints the address of this search's runs table)",
+            soft_wrap=True,
+        )
 
 
 # TensorFlow 2.21 logs INFO lines through absl while its libraries load ("oneDNN custom operations are
@@ -535,8 +701,14 @@ def _hide_tensorflow_startup_log():
     terminal = os.dup(2)
     read, write = os.pipe()
     try:  # its own session: Ctrl-C stops the search, and the filter passes on its last words
-        _filters.append(subprocess.Popen([sys.executable, "-I", "-S", "-c", _ABSL_FILTER, level], stdin=read,
-                                         stdout=terminal, start_new_session=True))
+        _filters.append(
+            subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _ABSL_FILTER, level],
+                stdin=read,
+                stdout=terminal,
+                start_new_session=True,
+            )
+        )
     except OSError:
         os.close(write)
         os.close(terminal)

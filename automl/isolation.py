@@ -85,13 +85,13 @@ def _die_with(search_pid: int):
 
 def _worker_main(conn, setup: WorkerSetup):
     """Train the trials the parent sends, one at a time, until it sends None or goes away."""
-    _die_with(setup.search_pid)
     from .stores import open_storage
     from .strategies import make_pruner
     from .tracking import Tracker
     from .trial import TrialRunner
 
     try:
+        _die_with(setup.search_pid)
         study = optuna.load_study(
             study_name=setup.study_name,
             storage=open_storage(setup.storage_url),
@@ -136,7 +136,9 @@ def _without_main_module() -> Iterator[None]:
 
 def _context():
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["automl.trial"])  # TensorFlow + Keras imported once, in the server
+    # TensorFlow, Keras, MLflow and Optuna's storages imported once, in the server: a new worker starts in
+    # a fraction of a second
+    ctx.set_forkserver_preload(["automl.isolation", "automl.tracking", "automl.stores", "mlflow.tracking"])
     return ctx
 
 
@@ -270,7 +272,7 @@ class IsolatedTrialRunner(Runner):
             if worker.conn.poll(POLL_SECONDS):
                 try:
                     return worker.conn.recv(), None
-                except EOFError:
+                except (EOFError, ConnectionResetError):  # it died while sending, or before
                     worker.process.join()
                     return None, None
             if not worker.process.is_alive():

@@ -24,7 +24,7 @@ COLORS = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
 
 def say(text: str, progress: SearchProgress | None = None):
     """Print a rich-markup line on stderr, above the live bar when there is one."""
-    (progress.console if progress else Console(stderr=True, highlight=False)).print(text, soft_wrap=True)
+    (progress.console if progress else Console(stderr=True, highlight=False, emoji=False)).print(text, soft_wrap=True)
 
 
 def _clock(seconds: float | None) -> str:
@@ -63,7 +63,7 @@ class SearchProgress:
         console: Console | None = None,
         title: str = "trials",
     ):
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False, emoji=False)
         self.max_trials, self.objective, self.timeout = max_trials, objective, timeout
         self.done_before, self.done, self.finished_here = done_before, done_before, 0
         self.counts = {"complete": 0, "pruned": 0, "fail": 0}

@@ -171,8 +171,9 @@ class Search:
         objective, direction = objs.primary, objs.directions[objs.names.index(objs.primary)]
         pruner = "none" if objs.multi else self.pruner  # Optuna cannot prune multi-objective trials
 
-        if self.verbose:  # our progress lines replace Optuna's per-trial log lines
-            optuna.logging.set_verbosity(optuna.logging.ERROR)
+        # our progress lines (or, quiet, nothing) replace Optuna's per-trial lines and tracebacks: every
+        # failure is on its trial (`fail_reason`) and its MLflow run (`traceback.txt`)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         study_name = self.study_name or f"{space.name}-{data.name}".replace(":", "-")
         storage = open_storage(self.storage)  # a bad storage fails before anything is written
         tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)  # fails before the study changes

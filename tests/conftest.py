@@ -1,5 +1,7 @@
 """Shared fixtures: tiny real data, a tiny space, and private Optuna/MLflow stores per test."""
+
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,14 +39,23 @@ def tiny_space():
     return SearchSpace(
         name="tiny",
         architecture={
-            "blocks": {"repeat": Int(low=1, high=2),
-                       "each": {"block": "conv", "filters": Int(low=4, high=8), "kernel_size": 3,
-                                "pooling": Categorical(choices=["max", "avg"])}},
+            "blocks": {
+                "repeat": Int(low=1, high=2),
+                "each": {
+                    "block": "conv",
+                    "filters": Int(low=4, high=8),
+                    "kernel_size": 3,
+                    "pooling": Categorical(choices=["max", "avg"]),
+                },
+            },
             "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "max"])},
         },
-        training={"optimizer": Categorical(choices=["adam", "sgd"]),
-                  "momentum": Float(low=0.8, high=0.95, when={"optimizer": "sgd"}),
-                  "learning_rate": Float(low=3e-3, high=3e-2, log=True), "batch_size": 64},
+        training={
+            "optimizer": Categorical(choices=["adam", "sgd"]),
+            "momentum": Float(low=0.8, high=0.95, when={"optimizer": "sgd"}),
+            "learning_rate": Float(low=3e-3, high=3e-2, log=True),
+            "batch_size": 64,
+        },
     )
 
 
@@ -64,6 +75,7 @@ def rng():
 
 # ---------------------------------------------------------------- reporting: one finished search, served
 
+
 def free_port() -> int:
     import socket
 
@@ -81,13 +93,29 @@ def start_mlflow_server(backend_store_uri: str, log_path, *args: str, timeout: f
     import urllib.request
 
     port = free_port()
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - the server writes to it for as long as it runs
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", *args],
-        stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            backend_store_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
         # no GenAI job runner (online scoring, trace archival): it adds seconds to start and stop
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     while True:
@@ -97,7 +125,7 @@ def start_mlflow_server(backend_store_uri: str, log_path, *args: str, timeout: f
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 stop_process_group(proc)
-                pytest.fail(f"mlflow server did not start: {open(log_path).read()[-2000:]}")
+                pytest.fail(f"mlflow server did not start: {Path(log_path).read_text()[-2000:]}")
             time.sleep(0.5)
 
 
@@ -128,16 +156,26 @@ def finished_search(tmp_path_factory, digits_small):
     storage, tracking_uri = str(root / "optuna.journal"), f"sqlite:///{root / 'mlflow.db'}"
     space = SearchSpace(
         name="reportable",
-        architecture={"blocks": {"repeat": Int(low=1, high=2),
-                                 "each": {"block": "conv", "filters": Int(low=4, high=8), "kernel_size": 3}},
-                      "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "max"])}},
-        training={"optimizer": Categorical(choices=["adam", "sgd"]),
-                  "momentum": Float(low=0.8, high=0.95, when={"optimizer": "sgd"}),
-                  "learning_rate": Float(low=3e-3, high=3e-2, log=True), "batch_size": 64})
-    result = Search(space, study_name="reportable", max_trials=4, seed=0, verbose=False,
-                    storage=storage, tracking_uri=tracking_uri).fit(data=digits_small, epochs=3)
-    return SimpleNamespace(result=result, study_name="reportable", storage=storage, tracking_uri=tracking_uri,
-                           root=root)
+        architecture={
+            "blocks": {
+                "repeat": Int(low=1, high=2),
+                "each": {"block": "conv", "filters": Int(low=4, high=8), "kernel_size": 3},
+            },
+            "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "max"])},
+        },
+        training={
+            "optimizer": Categorical(choices=["adam", "sgd"]),
+            "momentum": Float(low=0.8, high=0.95, when={"optimizer": "sgd"}),
+            "learning_rate": Float(low=3e-3, high=3e-2, log=True),
+            "batch_size": 64,
+        },
+    )
+    result = Search(
+        space, study_name="reportable", max_trials=4, seed=0, verbose=False, storage=storage, tracking_uri=tracking_uri
+    ).fit(data=digits_small, epochs=3)
+    return SimpleNamespace(
+        result=result, study_name="reportable", storage=storage, tracking_uri=tracking_uri, root=root
+    )
 
 
 @pytest.fixture(scope="session")

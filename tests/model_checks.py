@@ -5,6 +5,7 @@ identical predictions, and converts to TFLite, where the LiteRT interpreter agre
     result = check_model(model, x, y, tmp_path)                 # must convert
     result = check_model(model, x, y, tmp_path, tflite=False)   # must NOT convert: read result.tflite_error
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-RELOAD_ATOL = 1e-6   # .keras reload: same graph, same weights
-TFLITE_ATOL = 1e-4   # LiteRT float32 kernels vs TensorFlow's
+RELOAD_ATOL = 1e-6  # .keras reload: same graph, same weights
+TFLITE_ATOL = 1e-4  # LiteRT float32 kernels vs TensorFlow's
 
 
 @dataclass
 class Checked:
-    model: object             # the trained keras.Model
-    reloaded: object          # the same model loaded back from `.keras`
-    predictions: np.ndarray   # Keras predictions on x after the training step
-    loss: float               # the training step's loss
+    model: object  # the trained keras.Model
+    reloaded: object  # the same model loaded back from `.keras`
+    predictions: np.ndarray  # Keras predictions on x after the training step
+    loss: float  # the training step's loss
     tflite_error: str | None  # None when the model converted and the interpreter agreed
     tflite_diff: float | None = None  # max |TFLite - Keras|
 
@@ -44,20 +45,26 @@ def check_model(model, x, y, tmp_path: Path, *, loss=None, tflite: bool = True, 
     history = model.fit(x, y, batch_size=len(y), epochs=1, verbose=0)
     step_loss = float(history.history["loss"][-1])
     assert np.isfinite(step_loss), f"training step gave loss {step_loss}"
-    assert before and any(not np.array_equal(b, np.array(w)) for b, w in zip(before, model.trainable_weights)), \
+    assert before and any(not np.array_equal(b, np.array(w)) for b, w in zip(before, model.trainable_weights)), (
         "the training step changed no trainable weight"
+    )
 
     predictions = np.asarray(model.predict(x, batch_size=len(y), verbose=0))
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(np.asarray(reloaded.predict(x, batch_size=len(y), verbose=0)), predictions,
-                               rtol=0, atol=RELOAD_ATOL, err_msg="reloaded .keras model predicts differently")
+    np.testing.assert_allclose(
+        np.asarray(reloaded.predict(x, batch_size=len(y), verbose=0)),
+        predictions,
+        rtol=0,
+        atol=RELOAD_ATOL,
+        err_msg="reloaded .keras model predicts differently",
+    )
 
     result = Checked(model, reloaded, predictions, step_loss, None)
     try:
         content = tflite_bytes(model, tmp_path / "saved_model")
-    except Exception as exc:  # noqa: BLE001 - the converter's reason is the result
+    except Exception as exc:
         result.tflite_error = converter_reason(exc)
         assert not tflite, f"TFLite conversion failed: {result.tflite_error}"
         return result

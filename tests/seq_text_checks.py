@@ -4,6 +4,7 @@
 mode) with identical predictions. `tflite_convert` / `tflite_predict`: the converter and the LiteRT
 interpreter a phone uses, for models with one input or one input per table column.
 """
+
 import numpy as np
 
 TEXT_SELECT_OPS = ("RaggedTensorToTensor", "StaticRegexReplace", "StringLower", "StringSplitV2")
@@ -16,8 +17,10 @@ def text_data(n=48, seed=0):
     rng = np.random.default_rng(seed)
     words = {"pos": ["good", "great", "lovely", "fine"], "neg": ["bad", "awful", "poor", "dull"]}
     labels = np.array(["pos", "neg"] * (n // 2))
-    texts = [" ".join([*rng.choice(words[lab], 2), *rng.choice(["the", "film", "plot", "a", "cast"], 3)]).capitalize()
-             + "!" for lab in labels]
+    texts = [
+        " ".join([*rng.choice(words[lab], 2), *rng.choice(["the", "film", "plot", "a", "cast"], 3)]).capitalize() + "!"
+        for lab in labels
+    ]
     return make_dataset(texts, labels, validation_split=0.25, seed=seed)
 
 
@@ -40,8 +43,14 @@ def table(n=60, seed=0):
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"age": rng.normal(40, 12, n).round(), "city": rng.choice(["paris", "rome", "oslo"], n),
-                       "income": rng.normal(3.0, 1.0, n), "plan": rng.choice(["free", "pro", None], n)})
+    df = pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, n).round(),
+            "city": rng.choice(["paris", "rome", "oslo"], n),
+            "income": rng.normal(3.0, 1.0, n),
+            "plan": rng.choice(["free", "pro", None], n),
+        }
+    )
     df.loc[::6, "income"] = np.nan
     y = np.where((df["age"] > 40) ^ (df["city"] == "oslo"), "yes", "no")
     return df, y
@@ -123,7 +132,7 @@ def tflite_predict(content: bytes, x) -> np.ndarray:
 def _rows(x, i=None):
     if i is None:
         return next(iter(x.values())) if isinstance(x, dict) else x
-    return {k: v[i:i + 1] for k, v in x.items()} if isinstance(x, dict) else x[i:i + 1]
+    return {k: v[i : i + 1] for k, v in x.items()} if isinstance(x, dict) else x[i : i + 1]
 
 
 def reviews(n=48, seed=0):

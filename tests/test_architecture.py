@@ -54,7 +54,7 @@ def test_a_cycle_would_be_found():
     """The cycle finder itself: two modules importing each other form one group."""
 
     class Graph:
-        modules = {"a", "b", "c"}
+        modules = frozenset({"a", "b", "c"})
 
         @staticmethod
         def find_modules_directly_imported_by(m):

@@ -1,19 +1,19 @@
 """Bad input never loses data: each mistake gets one clear `error:` line and exit code 2, and the
 study and MLflow runs that already exist are left exactly as they were. README's table of bad
 inputs lists these cases."""
+
 import sqlite3
-import subprocess
-import threading
 
 import numpy as np
 import optuna
 import pytest
-
 from conftest import mlflow_runs
 from test_cli import run
 
-MLP = ("name: mlp\narchitecture:\n  hidden: {block: dense, units: [8, 16]}\n"
-       "training:\n  learning_rate: {type: float, low: 0.001, high: 0.03, log: true}\n")
+MLP = (
+    "name: mlp\narchitecture:\n  hidden: {block: dense, units: [8, 16]}\n"
+    "training:\n  learning_rate: {type: float, low: 0.001, high: 0.03, log: true}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,13 @@ def finished(tmp_path_factory):
     np.savez(tmp / "mismatch.npz", x=np.zeros((10, 3)), y=np.zeros(9, int))
     np.savez(tmp / "empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int))
     (tmp / "empty.csv").write_text("")
-    np.savez(tmp / "labels.npz", x=np.zeros((10, 3)), y=np.arange(10) % 2,
-             x_val=np.zeros((4, 3)), y_val=np.array([0, 1, 2, 7]))
+    np.savez(
+        tmp / "labels.npz",
+        x=np.zeros((10, 3)),
+        y=np.arange(10) % 2,
+        x_val=np.zeros((4, 3)),
+        y_val=np.array([0, 1, 2, 7]),
+    )
     result = run(["search", "mlp.yaml", "--data", "wine", "--trials", "2", "--epochs", "1", "--study", "keep"], tmp)
     assert result.returncode == 0, result.stderr
     return tmp
@@ -38,8 +43,12 @@ def _snapshot(tmp):
     from automl.stores import open_storage
 
     storage = open_storage(str(tmp / "mlruns" / "optuna.journal"))
-    studies = {s.study_name: [(t.number, t.state, t.value) for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
-               for s in optuna.get_all_study_summaries(storage)}
+    studies = {
+        s.study_name: [
+            (t.number, t.state, t.value) for t in optuna.load_study(study_name=s.study_name, storage=storage).trials
+        ]
+        for s in optuna.get_all_study_summaries(storage)
+    }
     client, runs = mlflow_runs(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
     experiments = sorted(e.name for e in client.search_experiments())  # no empty experiment left behind
     return studies, experiments, sorted((r.info.run_id, r.info.status) for r in runs)
@@ -54,12 +63,27 @@ CASES = [
     (["search", "mlp.yaml", "--data", "labels.npz"], "validation labels [2, 7] do not occur"),
     (["search", "image_cnn", "--data", "wine"], "the space is for image input but the data is tabular"),
     (["search", "other.yaml", "--data", "wine", "--study", "keep"], "was run with a different space"),
-    (["search", "mlp.yaml", "--data", "wine", "--storage", "postgresql://nobody:x@127.0.0.1:1/none"],
-     "cannot open Optuna storage"),
-    (["search", "mlp.yaml", "--data", "wine", "--storage", "postgresql://nobody:x@127.0.0.1:1/none", "--study",
-      "fresh"], "cannot open Optuna storage"),  # a new study's experiment is not created either
-    (["search", "mlp.yaml", "--data", "wine", "--tracking-uri", "http://127.0.0.1:1"],
-     "cannot reach the MLflow tracking server"),
+    (
+        ["search", "mlp.yaml", "--data", "wine", "--storage", "postgresql://nobody:x@127.0.0.1:1/none"],
+        "cannot open Optuna storage",
+    ),
+    (
+        [
+            "search",
+            "mlp.yaml",
+            "--data",
+            "wine",
+            "--storage",
+            "postgresql://nobody:x@127.0.0.1:1/none",
+            "--study",
+            "fresh",
+        ],
+        "cannot open Optuna storage",
+    ),  # a new study's experiment is not created either
+    (
+        ["search", "mlp.yaml", "--data", "wine", "--tracking-uri", "http://127.0.0.1:1"],
+        "cannot reach the MLflow tracking server",
+    ),
     (["search", "mlp.yaml", "--data", "wine", "--epochs", "0"], "epochs must be at least 1"),
 ]
 

@@ -1,5 +1,6 @@
 """Image blocks on real 8x8 digits: each builds, trains a step, reloads from `.keras` identically and
 converts to TFLite (LiteRT agrees with Keras); plus what each block promises and its errors."""
+
 import keras
 import numpy as np
 import optuna
@@ -32,16 +33,31 @@ def _block_model(shape, block, **params):
 STEM = {"block": "conv", "filters": 4, "pooling": "none"}
 ARCHITECTURES = {
     "dense": {"h": {"block": "dense", "units": 8, "depth": 2, "norm": "batch", "dropout": 0.1}},
-    "conv_separable_strided": {"c": {"block": "conv", "filters": 4, "depth": 2, "pooling": "strided",
-                                     "separable": True}, "p": {"block": "global_pool", "mode": "max"}},
-    "conv_flatten": {"c": {"block": "conv", "filters": 4, "pooling": "avg", "dropout": 0.1},
-                     "p": {"block": "global_pool", "mode": "flatten"}},
+    "conv_separable_strided": {
+        "c": {"block": "conv", "filters": 4, "depth": 2, "pooling": "strided", "separable": True},
+        "p": {"block": "global_pool", "mode": "max"},
+    },
+    "conv_flatten": {
+        "c": {"block": "conv", "filters": 4, "pooling": "avg", "dropout": 0.1},
+        "p": {"block": "global_pool", "mode": "flatten"},
+    },
     "residual_basic": {"s": STEM, "r": {"block": "residual", "filters": 8, "strides": 2, "depth": 2}},
     "residual_bottleneck": {"r": {"block": "residual", "filters": 8, "bottleneck": True, "dropout": 0.1}},
-    "mbconv": {"s": STEM, "m": {"block": "mbconv", "filters": 4, "depth": 2, "kernel_size": 5,
-                                "stochastic_depth": 0.2}},
-    "augment": {"a": {"block": "augment", "flip": "horizontal", "rotation": 0.1, "zoom": 0.1,
-                      "translation": 0.1, "contrast": 0.2}, "c": {"block": "conv", "filters": 4}},
+    "mbconv": {
+        "s": STEM,
+        "m": {"block": "mbconv", "filters": 4, "depth": 2, "kernel_size": 5, "stochastic_depth": 0.2},
+    },
+    "augment": {
+        "a": {
+            "block": "augment",
+            "flip": "horizontal",
+            "rotation": 0.1,
+            "zoom": 0.1,
+            "translation": 0.1,
+            "contrast": 0.2,
+        },
+        "c": {"block": "conv", "filters": 4},
+    },
     "cell_conv": {"s": STEM, "c": {"block": "cell", "op": "conv", "filters": 4, "separable": True}},
     "cell_residual": {"c": {"block": "cell", "op": "residual", "filters": 4, "downsample": True}},
     "cell_mbconv": {"s": STEM, "c": {"block": "cell", "op": "mbconv", "filters": 4, "expand_ratio": 2}},
@@ -63,8 +79,11 @@ def test_residual_projects_the_shortcut_only_when_the_shape_changes():
     kernels = [tuple(c.kernel.shape) for c in _layers(wider, keras.layers.Conv2D)]
     assert (1, 1, 4, 8) in kernels and wider.output.shape == (None, 4, 4, 8)
     bottleneck = _block_model((8, 8, 16), "residual", filters=16, bottleneck=True)
-    assert [tuple(c.kernel.shape) for c in _layers(bottleneck, keras.layers.Conv2D)] == \
-        [(1, 1, 16, 4), (3, 3, 4, 4), (1, 1, 4, 16)]
+    assert [tuple(c.kernel.shape) for c in _layers(bottleneck, keras.layers.Conv2D)] == [
+        (1, 1, 16, 4),
+        (3, 3, 4, 4),
+        (1, 1, 4, 16),
+    ]
     # the identity shortcut: all-zero branch weights leave relu(x)
     for layer in _layers(same, keras.layers.BatchNormalization):
         layer.gamma.assign(np.zeros_like(layer.gamma))
@@ -83,8 +102,12 @@ def test_residual_stops_downsampling_at_one_pixel():
 def test_mbconv_squeeze_excite_residual_and_stochastic_depth_in_training_only():
     model = _block_model((4, 4, 8), "mbconv", filters=8, expand_ratio=2, se_ratio=0.25, stochastic_depth=0.5)
     assert len(_layers(model, keras.layers.Multiply)) == 1  # squeeze-and-excitation
-    assert [tuple(c.kernel.shape) for c in _layers(model, keras.layers.Conv2D)] == \
-        [(1, 1, 8, 16), (1, 1, 16, 2), (1, 1, 2, 16), (1, 1, 16, 8)]  # expand, SE squeeze/excite, project
+    assert [tuple(c.kernel.shape) for c in _layers(model, keras.layers.Conv2D)] == [
+        (1, 1, 8, 16),
+        (1, 1, 16, 2),
+        (1, 1, 2, 16),
+        (1, 1, 16, 8),
+    ]  # expand, SE squeeze/excite, project
     x = np.random.default_rng(0).normal(size=(64, 4, 4, 8)).astype("float32")
     dropped = np.all(np.isclose(np.asarray(model(x, training=True)), x), axis=(1, 2, 3))
     assert 10 < dropped.sum() < 54  # whole branches dropped per sample, about half
@@ -97,8 +120,9 @@ def test_mbconv_squeeze_excite_residual_and_stochastic_depth_in_training_only():
 
 
 def test_augment_changes_images_in_training_only_even_when_called_without_training():
-    model = _block_model((8, 8, 1), "augment", rotation=0.2, zoom=0.2, translation=0.2, contrast=0.5,
-                         flip="horizontal_and_vertical")
+    model = _block_model(
+        (8, 8, 1), "augment", rotation=0.2, zoom=0.2, translation=0.2, contrast=0.5, flip="horizontal_and_vertical"
+    )
     assert len(model.layers) == 6
     x = np.random.default_rng(0).uniform(size=(8, 8, 8, 1)).astype("float32")
     np.testing.assert_array_equal(model(x, training=False), x)
@@ -119,10 +143,16 @@ def test_cell_skip_only_where_shapes_allow():
 
 
 def test_a_categorical_block_gets_only_its_own_parameters(digits_small):
-    space = SearchSpace(architecture={"stage": {
-        "block": Categorical(choices=["residual", "mbconv"]), "filters": 4,
-        "bottleneck": {"type": "bool", "when": {"block": "residual"}},
-        "expand_ratio": {"type": "int", "low": 1, "high": 3, "when": {"block": "mbconv"}}}})
+    space = SearchSpace(
+        architecture={
+            "stage": {
+                "block": Categorical(choices=["residual", "mbconv"]),
+                "filters": 4,
+                "bottleneck": {"type": "bool", "when": {"block": "residual"}},
+                "expand_ratio": {"type": "int", "low": 1, "high": 3, "when": {"block": "mbconv"}},
+            }
+        }
+    )
     validate_space(space)
     res = space.sample(optuna.trial.FixedTrial({"stage.block": "residual", "stage.bottleneck": True}))
     mb = space.sample(optuna.trial.FixedTrial({"stage.block": "mbconv", "stage.expand_ratio": 3}))
@@ -135,22 +165,25 @@ def test_a_categorical_block_gets_only_its_own_parameters(digits_small):
         validate_space(bad)
 
 
-@pytest.mark.parametrize("block, params, message", [
-    ("residual", {"strides": 3}, "residual strides must be 1 or 2, not 3"),
-    ("residual", {"filters": 0}, "residual filters and depth must be at least 1"),
-    ("mbconv", {"se_ratio": 1.5}, r"mbconv se_ratio must be in \[0, 1\]"),
-    ("mbconv", {"expand_ratio": 0}, "mbconv filters, depth and expand_ratio must be at least 1"),
-    ("augment", {"flip": "diagonal"}, "augment flip must be one of"),
-    ("augment", {"rotation": 2}, "augment rotation must be between 0 and 0.5, not 2"),
-    ("cell", {"op": "pool"}, "cell op must be one of"),
-    ("backbone", {"source": "resnet9"}, "backbone source 'resnet9' is neither a known application"),
-    ("backbone", {"weights": "imagenet"}, "would download them; give the path of a local weights file"),
-    ("backbone", {"weights": "missing.weights.h5"}, "backbone weights file missing.weights.h5: no such file"),
-    ("backbone", {"source": "efficientnet_b0", "alpha": 0.5}, "alpha applies to the mobilenet applications"),
-    ("backbone", {"frozen_fraction": 1.5}, "frozen_fraction must be between 0 and 1"),
-    ("backbone", {"image_size": 16}, "image_size must be at least 32"),
-    ("backbone", {"source": "nowhere/best.keras"}, "backbone source nowhere/best.keras: no such file"),
-])
+@pytest.mark.parametrize(
+    "block, params, message",
+    [
+        ("residual", {"strides": 3}, "residual strides must be 1 or 2, not 3"),
+        ("residual", {"filters": 0}, "residual filters and depth must be at least 1"),
+        ("mbconv", {"se_ratio": 1.5}, r"mbconv se_ratio must be in \[0, 1\]"),
+        ("mbconv", {"expand_ratio": 0}, "mbconv filters, depth and expand_ratio must be at least 1"),
+        ("augment", {"flip": "diagonal"}, "augment flip must be one of"),
+        ("augment", {"rotation": 2}, "augment rotation must be between 0 and 0.5, not 2"),
+        ("cell", {"op": "pool"}, "cell op must be one of"),
+        ("backbone", {"source": "resnet9"}, "backbone source 'resnet9' is neither a known application"),
+        ("backbone", {"weights": "imagenet"}, "would download them; give the path of a local weights file"),
+        ("backbone", {"weights": "missing.weights.h5"}, "backbone weights file missing.weights.h5: no such file"),
+        ("backbone", {"source": "efficientnet_b0", "alpha": 0.5}, "alpha applies to the mobilenet applications"),
+        ("backbone", {"frozen_fraction": 1.5}, "frozen_fraction must be between 0 and 1"),
+        ("backbone", {"image_size": 16}, "image_size must be at least 32"),
+        ("backbone", {"source": "nowhere/best.keras"}, "backbone source nowhere/best.keras: no such file"),
+    ],
+)
 def test_bad_block_parameters_say_what_is_wrong(block, params, message):
     with pytest.raises(ValueError, match=message):
         BLOCKS[block](keras.Input((8, 8, 1)), **params)
@@ -166,28 +199,40 @@ def test_image_blocks_reject_flat_features(block):
 def earlier_model(digits_small, tmp_path_factory):
     """An earlier study's model on disk: rescale -> conv -> pool -> dense(6) -> output head."""
     keras.utils.set_random_seed(1)
-    model = build_model({"c": {"block": "conv", "filters": 4}, "p": {"block": "global_pool"},
-                         "d": {"block": "dense", "units": 6}}, digits_small)
+    model = build_model(
+        {"c": {"block": "conv", "filters": 4}, "p": {"block": "global_pool"}, "d": {"block": "dense", "units": 6}},
+        digits_small,
+    )
     path = tmp_path_factory.mktemp("earlier") / "best.keras"
     model.save(path)
     return model, path
 
 
-def test_backbone_from_a_saved_model_keeps_its_features_and_drops_its_head(digits_small, batch, earlier_model,
-                                                                          tmp_path):
+def test_backbone_from_a_saved_model_keeps_its_features_and_drops_its_head(
+    digits_small, batch, earlier_model, tmp_path
+):
     earlier, path = earlier_model
     keras.utils.set_random_seed(0)
-    model = build_model({"b": {"block": "backbone", "source": str(path), "frozen_fraction": 0.3},
-                         "h": {"block": "dense", "units": 8}}, digits_small)
+    model = build_model(
+        {"b": {"block": "backbone", "source": str(path), "frozen_fraction": 0.3}, "h": {"block": "dense", "units": 8}},
+        digits_small,
+    )
     backbone = model.get_layer("backbone")
-    assert [type(layer).__name__ for layer in backbone.layers[1:]] == \
-        ["Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "GlobalAveragePooling2D", "Dense",
-         "Activation"]  # no second rescaling, no old head
+    assert [type(layer).__name__ for layer in backbone.layers[1:]] == [
+        "Conv2D",
+        "BatchNormalization",
+        "Activation",
+        "MaxPooling2D",
+        "GlobalAveragePooling2D",
+        "Dense",
+        "Activation",
+    ]  # no second rescaling, no old head
     assert [layer.trainable for layer in backbone.layers if layer.weights] == [False, True, True]
     features = keras.Model(model.inputs, model.layers[model.layers.index(backbone) + 1].input)
     penultimate = keras.Model(earlier.inputs, earlier.get_layer("output").input)
-    np.testing.assert_allclose(features.predict(batch[0], verbose=0), penultimate.predict(batch[0], verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        features.predict(batch[0], verbose=0), penultimate.predict(batch[0], verbose=0), atol=1e-6
+    )
     frozen = np.array(backbone.layers[1].kernel)
     check_model(model, *batch, tmp_path)
     np.testing.assert_array_equal(backbone.layers[1].kernel, frozen)  # the frozen part did not train

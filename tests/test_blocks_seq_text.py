@@ -1,11 +1,20 @@
 """Text, transformer, recurrent, Conv1D and table blocks: each builds on real tiny data, trains a step,
 reloads from `.keras` with identical predictions, and converts to TFLite (run with LiteRT) or fails to
 for the documented reason."""
+
 import keras
 import numpy as np
 import pytest
-from seq_text_checks import (TEXT_SELECT_OPS, check_round_trip, sequence_data, table_data, text_data,
-                             tflite_convert, tflite_convert_batch1, tflite_predict)
+from seq_text_checks import (
+    TEXT_SELECT_OPS,
+    check_round_trip,
+    sequence_data,
+    table_data,
+    text_data,
+    tflite_convert,
+    tflite_convert_batch1,
+    tflite_predict,
+)
 
 from automl.builder import build_model, validate_space
 from automl.space import SearchSpace, SpaceError
@@ -68,8 +77,13 @@ def test_max_pooling_over_a_text_skips_the_padding(texts, tmp_path):
     from automl.blocks.common import MaskedGlobalMaxPooling1D
 
     keras.utils.set_random_seed(3)  # weights where the padding row's embedding is the max somewhere
-    model = build_model({"text": {"block": "text", "max_tokens": 8, "sequence_length": 6, "embed_dim": 4},
-                         "pool": {"block": "global_pool", "mode": "max"}}, texts)
+    model = build_model(
+        {
+            "text": {"block": "text", "max_tokens": 8, "sequence_length": 6, "embed_dim": 4},
+            "pool": {"block": "global_pool", "mode": "max"},
+        },
+        texts,
+    )
     pooled = keras.Model(model.inputs, _layer(model, MaskedGlobalMaxPooling1D)[0].output)
     sample = np.array(["Good film, GOOD!"], dtype=object)
     ids = np.asarray(model.get_layer("vectorize")(sample))[0]
@@ -81,12 +95,17 @@ def test_max_pooling_over_a_text_skips_the_padding(texts, tmp_path):
 
 
 def _grams(tokens, n):
-    return [" ".join(tokens[i:i + k]) for k in range(1, n + 1) for i in range(len(tokens) - k + 1)]
+    return [" ".join(tokens[i : i + k]) for k in range(1, n + 1) for i in range(len(tokens) - k + 1)]
 
 
 def test_text_ngrams_block_is_a_bag_of_character_or_word_ngrams(texts, tmp_path):
-    model = build_model({"text": {"block": "text_ngrams", "split": "characters", "ngrams": 2, "max_tokens": 30},
-                         "head": {"block": "dense", "units": 4}}, texts)
+    model = build_model(
+        {
+            "text": {"block": "text_ngrams", "split": "characters", "ngrams": 2, "max_tokens": 30},
+            "head": {"block": "dense", "units": 4},
+        },
+        texts,
+    )
     assert model.inputs[0].dtype == "string"
     vectorize = model.get_layer("ngrams")
     vocab = vectorize.get_vocabulary()
@@ -106,8 +125,9 @@ def test_text_ngrams_block_is_a_bag_of_character_or_word_ngrams(texts, tmp_path)
     with pytest.raises(Exception, match="TF Select ops: .*StringLower"):  # string ops, like the text block
         tflite_convert(model)
 
-    words = build_model({"text": {"block": "text_ngrams", "split": "words", "ngrams": 1, "max_tokens": 12,
-                                  "output": "tf_idf"}}, texts)
+    words = build_model(
+        {"text": {"block": "text_ngrams", "split": "words", "ngrams": 1, "max_tokens": 12, "output": "tf_idf"}}, texts
+    )
     vectorize = words.get_layer("ngrams")
     vocab = vectorize.get_vocabulary()
     got = np.asarray(vectorize(np.array(["Good good film, bad!"], dtype=object)))[0]
@@ -121,8 +141,10 @@ def test_text_ngrams_block_is_a_bag_of_character_or_word_ngrams(texts, tmp_path)
 
 @pytest.mark.parametrize("norm, depth", [("pre", 2), ("post", 1)])
 def test_transformer_on_sequences_masks_padding_and_converts_to_tflite(seqs, norm, depth, tmp_path):
-    arch = {"embed": {"block": "position_embedding", "dim": 8},
-            "encoder": {"block": "transformer", "heads": 2, "key_dim": 4, "ff_units": 8, "depth": depth, "norm": norm}}
+    arch = {
+        "embed": {"block": "position_embedding", "dim": 8},
+        "encoder": {"block": "transformer", "heads": 2, "key_dim": 4, "ff_units": 8, "depth": depth, "norm": norm},
+    }
     model = build_model(arch, seqs)
     assert len(_layer(model, keras.layers.MultiHeadAttention)) == depth
     assert len(_layer(model, keras.layers.LayerNormalization)) == (2 * depth + 1 if norm == "pre" else 2 * depth)
@@ -143,9 +165,9 @@ def test_transformer_on_sequences_masks_padding_and_converts_to_tflite(seqs, nor
 def _padded(seq, steps, front):
     out = np.zeros((steps, seq.shape[1]), "float32")
     if front:
-        out[steps - len(seq):] = seq
+        out[steps - len(seq) :] = seq
     else:
-        out[:len(seq)] = seq
+        out[: len(seq)] = seq
     return out
 
 
@@ -178,8 +200,9 @@ def test_unrolled_gru_converts_at_any_batch_size(seqs, tmp_path):
 
 
 def test_conv1d_stack_halves_time_and_converts_to_tflite(seqs, tmp_path):
-    model = build_model({"conv": {"block": "conv1d", "filters": 4, "depth": 2, "pooling": "avg",
-                                  "batch_norm": True}}, seqs)
+    model = build_model(
+        {"conv": {"block": "conv1d", "filters": 4, "depth": 2, "pooling": "avg", "batch_norm": True}}, seqs
+    )
     convs = _layer(model, keras.layers.Conv1D)
     assert len(convs) == 2
     pool = _layer(model, keras.layers.AveragePooling1D)[0]
@@ -190,21 +213,37 @@ def test_conv1d_stack_halves_time_and_converts_to_tflite(seqs, tmp_path):
 
 @pytest.mark.parametrize("encoding", ["one_hot", "embedding"])
 def test_tabular_block_takes_raw_columns_handles_missing_and_converts(table, encoding, tmp_path):
-    model = build_model({"columns": {"block": "tabular", "categorical": encoding, "embedding_dim": 3},
-                         "hidden": {"block": "dense", "units": 8}}, table)
-    assert {t.name: t.dtype for t in model.inputs} == {"age": "float32", "city": "string", "income": "float32",
-                                                       "plan": "string"}
+    model = build_model(
+        {
+            "columns": {"block": "tabular", "categorical": encoding, "embedding_dim": 3},
+            "hidden": {"block": "dense", "units": 8},
+        },
+        table,
+    )
+    assert {t.name: t.dtype for t in model.inputs} == {
+        "age": "float32",
+        "city": "string",
+        "income": "float32",
+        "plan": "string",
+    }
     cols = {c.name: c for c in table.columns}
     assert cols["income"].missing and not cols["age"].missing and "" in cols["plan"].vocabulary
 
     # numeric: standardised with the training statistics; NaN -> 0 plus a missing flag
     std = keras.Model(model.inputs, model.get_layer("standardize").output)
-    rows = {"age": np.array([40.0, 52.0], "float32"), "income": np.array([np.nan, 4.0], "float32"),
-            "city": np.array(["rome", "atlantis"], object), "plan": np.array(["", "pro"], object)}
+    rows = {
+        "age": np.array([40.0, 52.0], "float32"),
+        "income": np.array([np.nan, 4.0], "float32"),
+        "city": np.array(["rome", "atlantis"], object),
+        "plan": np.array(["", "pro"], object),
+    }
     got = std.predict(rows, verbose=0)
     age, income = cols["age"], cols["income"]
-    np.testing.assert_allclose(got, [[(40 - age.mean) / age.std, 0, 1],
-                                     [(52 - age.mean) / age.std, (4 - income.mean) / income.std, 0]], rtol=1e-5)
+    np.testing.assert_allclose(
+        got,
+        [[(40 - age.mean) / age.std, 0, 1], [(52 - age.mean) / age.std, (4 - income.mean) / income.std, 0]],
+        rtol=1e-5,
+    )
     if encoding == "one_hot":  # unseen city -> the out-of-vocabulary slot 0; missing plan -> its own slot
         city = keras.Model(model.inputs, model.get_layer("city_one_hot").output).predict(rows, verbose=0)
         assert city[1].argmax() == 0 and city[0].argmax() == 1 + cols["city"].vocabulary.index("rome")
@@ -243,8 +282,11 @@ def test_data_is_not_a_space_parameter_and_input_blocks_are_added_when_missing(t
     assert "data" not in block_params("text") and "max_tokens" in block_params("text")
     with pytest.raises(SpaceError, match="architecture.t.data: not a parameter of block text"):
         validate_space(SearchSpace(architecture={"t": {"block": "text", "data": 1}}))
-    assert (default_input_block("text"), default_input_block("tabular"), default_input_block("sequence")) == \
-        ("text", "tabular", None)
+    assert (default_input_block("text"), default_input_block("tabular"), default_input_block("sequence")) == (
+        "text",
+        "tabular",
+        None,
+    )
     # a text space that starts with a convolution still takes raw strings
     model = build_model({"conv": {"block": "conv1d", "filters": 4}}, texts)
     assert model.get_layer("vectorize") and model.inputs[0].dtype == "string"

@@ -4,6 +4,7 @@ and finds every trial run listed under the search's run.
 
 Marked `browser`; skipped where chromium is not installed, a failure under CI=true (`.ci/run` installs
 it: `apt-get install chromium chromium-driver`)."""
+
 import json
 import os
 import urllib.request
@@ -17,8 +18,10 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="session", autouse=True)
 def _needs_chromium():  # session scope: checked before the search and server fixtures start
-    require(os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
-            f"{CHROMIUM} / {CHROMEDRIVER} not installed: apt-get install chromium chromium-driver")
+    require(
+        os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
+        f"{CHROMIUM} / {CHROMEDRIVER} not installed: apt-get install chromium chromium-driver",
+    )
 
 
 @pytest.fixture
@@ -28,11 +31,18 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1600,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1600,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=options)
+    driver = webdriver.Chrome(
+        service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")), options=options
+    )
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()

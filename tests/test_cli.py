@@ -1,4 +1,5 @@
 """The `automl` command as a user runs it: a real subprocess each time."""
+
 import os
 import re
 import subprocess
@@ -16,11 +17,13 @@ def run(args, cwd, timeout=300):
 
 
 def test_help_does_not_import_tensorflow(tmp_path):
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom automl.cli import app\n"
-            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
-            "assert 'search' in r.output\n"
-            "r = CliRunner().invoke(app, ['search', '--help'])\nassert '--tracking-uri' in r.output\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'mlflow')))")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom automl.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+        "assert 'search' in r.output\n"
+        "r = CliRunner().invoke(app, ['search', '--help'])\nassert '--tracking-uri' in r.output\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'mlflow')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -31,10 +34,14 @@ def searched(tmp_path_factory):
     """One finished CLI search in a fresh working directory (the embedded default store)."""
     tmp_path = tmp_path_factory.mktemp("cli")
     space = tmp_path / "mlp.yaml"
-    space.write_text("name: mlp\narchitecture:\n  hidden: {block: dense, units: [8, 16]}\n"
-                     "training:\n  learning_rate: {type: float, low: 0.001, high: 0.03, log: true}\n")
-    result = run(["search", str(space), "--data", "wine", "--trials", "2", "--epochs", "2", "--seed", "0",
-                  "--study", "cli"], tmp_path)
+    space.write_text(
+        "name: mlp\narchitecture:\n  hidden: {block: dense, units: [8, 16]}\n"
+        "training:\n  learning_rate: {type: float, low: 0.001, high: 0.03, log: true}\n"
+    )
+    result = run(
+        ["search", str(space), "--data", "wine", "--trials", "2", "--epochs", "2", "--seed", "0", "--study", "cli"],
+        tmp_path,
+    )
     return tmp_path, space, result
 
 
@@ -54,23 +61,43 @@ def test_search_then_trials_on_the_embedded_store(searched):
     assert board.stdout.count("COMPLETE") == 2
     assert (tmp_path / "t.csv").read_text().startswith("trial,state,value")
     # same command again: the study is complete, nothing is added
-    again = run(["search", str(space), "--data", "wine", "--trials", "2", "--epochs", "2", "--study", "cli",
-                 "--quiet", "--verbose"], tmp_path)
+    again = run(
+        [
+            "search",
+            str(space),
+            "--data",
+            "wine",
+            "--trials",
+            "2",
+            "--epochs",
+            "2",
+            "--study",
+            "cli",
+            "--quiet",
+            "--verbose",
+        ],
+        tmp_path,
+    )
     assert again.returncode == 0 and again.stdout.count("COMPLETE") == 2
     assert ABSL_LINE.search(again.stderr), "--verbose shows what the default hides"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["search", "missing.yaml", "--data", "digits"], "missing.yaml: <top>: file not found"),
-    (["search", "BAD", "--data", "digits"], "BAD.yaml: architecture.blocks.each.filters.low"),
-    (["search", "image_cnn", "--data", "nope.csv"], "nope.csv: not a built-in data set"),
-    (["search", "image_cnn", "--data", "digits", "--sampler", "grid-ish"], "unknown sampler 'grid-ish'"),
-    (["trials", "--study", "nothing-here"], "no study 'nothing-here'"),
-    (["ui", "--tracking-uri", "sqlite:///nowhere/mlflow.db"], "no MLflow store here"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "missing.yaml", "--data", "digits"], "missing.yaml: <top>: file not found"),
+        (["search", "BAD", "--data", "digits"], "BAD.yaml: architecture.blocks.each.filters.low"),
+        (["search", "image_cnn", "--data", "nope.csv"], "nope.csv: not a built-in data set"),
+        (["search", "image_cnn", "--data", "digits", "--sampler", "grid-ish"], "unknown sampler 'grid-ish'"),
+        (["trials", "--study", "nothing-here"], "no study 'nothing-here'"),
+        (["ui", "--tracking-uri", "sqlite:///nowhere/mlflow.db"], "no MLflow store here"),
+    ],
+)
 def test_bad_input_gets_one_clear_line_and_exit_code_2(tmp_path, args, message):
-    (tmp_path / "BAD.yaml").write_text("architecture:\n  blocks:\n    repeat: 2\n    each:\n"
-                                       "      block: conv\n      filters: {type: int, low: many, high: 3}\n")
+    (tmp_path / "BAD.yaml").write_text(
+        "architecture:\n  blocks:\n    repeat: 2\n    each:\n"
+        "      block: conv\n      filters: {type: int, low: many, high: 3}\n"
+    )
     args = [str(tmp_path / "BAD.yaml") if a == "BAD" else a for a in args]
     result = run(args, tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr
@@ -96,8 +123,15 @@ def _while_serving(args, cwd, probe_url, then, ready="", timeout=90):
     import psutil
 
     env = {**os.environ, "AUTOML_HOME": str(Path(cwd) / "mlruns")}
-    proc = subprocess.Popen([*AUTOML, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*AUTOML, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
 
     def read_stderr():
@@ -185,15 +219,19 @@ def test_ui_serves_the_search_prints_its_runs_table_and_stops_whole(searched, ol
             return experiment_id, json.load(r)["runs"]
 
     (experiment_id, runs), stderr = _while_serving(
-        ["ui", "--port", str(port)], tmp_path, f"{base}/experiments/get-by-name?experiment_name=cli", search_runs,
-        ready="MLflow UI:")
+        ["ui", "--port", str(port)],
+        tmp_path,
+        f"{base}/experiments/get-by-name?experiment_name=cli",
+        search_runs,
+        ready="MLflow UI:",
+    )
     assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs " in stderr
     assert experiment_id != older_experiment
     tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
     parents = [t for t in tags if t.get("automl.role") == "search"]
     children = [t for t in tags if t.get("automl.role") == "trial"]
     assert len(parents) == 1 and len(children) == 2
-    parent_id = [r["info"]["run_id"] for r, t in zip(runs, tags) if t.get("automl.role") == "search"][0]
+    parent_id = next(r["info"]["run_id"] for r, t in zip(runs, tags) if t.get("automl.role") == "search")
     assert all(t["mlflow.parentRunId"] == parent_id for t in children)
 
 
@@ -213,9 +251,12 @@ def test_ui_binds_the_host_asked_for_and_prints_the_study_asked_for(searched, ol
         return False
 
     refused, stderr = _while_serving(
-        ["ui", "--host", "127.0.0.2", "--port", str(port), "--study", "older"], tmp_path,
+        ["ui", "--host", "127.0.0.2", "--port", str(port), "--study", "older"],
+        tmp_path,
         f"http://127.0.0.2:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=older",
-        refused_on_127_0_0_1, ready="MLflow UI:")
+        refused_on_127_0_0_1,
+        ready="MLflow UI:",
+    )
     assert refused, "the server listens on --host only"
     assert f"MLflow UI: http://127.0.0.2:{port}/#/experiments/{older_experiment}/runs " in stderr
 
@@ -228,6 +269,11 @@ def test_dashboard_serves_the_study_storage(searched):
     missing = run(["dashboard", "--storage", str(tmp_path / "nothing.journal")], tmp_path)
     assert missing.returncode == 2 and "no Optuna journal file here" in missing.stderr
     port = free_port()
-    studies, _ = _while_serving(["dashboard", "--port", str(port)], tmp_path, f"http://127.0.0.1:{port}/api/studies",
-                                lambda found: found["study_summaries"], timeout=60)
+    studies, _ = _while_serving(
+        ["dashboard", "--port", str(port)],
+        tmp_path,
+        f"http://127.0.0.1:{port}/api/studies",
+        lambda found: found["study_summaries"],
+        timeout=60,
+    )
     assert [s["study_name"] for s in studies] == ["cli"]

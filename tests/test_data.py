@@ -1,5 +1,6 @@
 """Inputs of every kind: built-in sets, arrays, CSV, npz, DataFrames, tf.data, image and text folders,
 texts, ragged and padded sequences; every bad input gets a clear error before any trial runs."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,27 +41,43 @@ def test_csv_with_semicolons_and_target(tmp_path):
 def test_npz_with_validation_arrays(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
-    np.savez(path, x=rng.normal(size=(30, 4)), y=rng.normal(size=30), x_val=rng.normal(size=(10, 4)),
-             y_val=rng.normal(size=10))
+    np.savez(
+        path,
+        x=rng.normal(size=(30, 4)),
+        y=rng.normal(size=30),
+        x_val=rng.normal(size=(10, 4)),
+        y_val=rng.normal(size=10),
+    )
     ds = load_data(str(path))
     assert len(ds.x_val) == 10 and ds.task == "regression"
 
 
-@pytest.mark.parametrize("x, y, kwargs, message", [
-    (np.zeros((10, 3)), np.zeros(9, int), {}, "x has 10 samples but y has 9"),
-    (np.zeros((0, 3)), np.zeros(0, int), {}, "x is empty"),
-    (np.array([[1.0, np.nan]] * 10), np.arange(10) % 2, {}, "NaN"),
-    (np.zeros((10, 3)), np.zeros(10, int), {}, "at least 2 classes"),
-    (np.zeros((10, 3)), np.arange(10) % 2, {"validation_split": 1.5}, "validation_split"),
-    (np.zeros((3, 3)), np.arange(3) % 2, {"validation_split": 0.1}, "too few"),
-    (np.zeros((10, 3, 3, 3, 3)), np.arange(10) % 2, {}, "expected (samples, features)"),
-    (np.zeros((10, 3)), np.arange(10) % 2, {"validation_data": (np.zeros((4, 3)), np.array([0, 1, 2, 7]))},
-     "validation labels [2, 7] do not occur"),
-    (np.zeros((10, 3)), np.arange(10) % 2, {"validation_data": (np.zeros((4, 5)), np.array([0, 1, 0, 1]))},
-     "validation data: x has shape (5,) per sample"),
-    ([["a", "b"]] * 10, np.arange(10) % 2, {}, "x must be numeric"),
-    (np.zeros((10, 3)), np.arange(10) % 2, {"task": "ranking"}, "task must be one of"),
-])
+@pytest.mark.parametrize(
+    "x, y, kwargs, message",
+    [
+        (np.zeros((10, 3)), np.zeros(9, int), {}, "x has 10 samples but y has 9"),
+        (np.zeros((0, 3)), np.zeros(0, int), {}, "x is empty"),
+        (np.array([[1.0, np.nan]] * 10), np.arange(10) % 2, {}, "NaN"),
+        (np.zeros((10, 3)), np.zeros(10, int), {}, "at least 2 classes"),
+        (np.zeros((10, 3)), np.arange(10) % 2, {"validation_split": 1.5}, "validation_split"),
+        (np.zeros((3, 3)), np.arange(3) % 2, {"validation_split": 0.1}, "too few"),
+        (np.zeros((10, 3, 3, 3, 3)), np.arange(10) % 2, {}, "expected (samples, features)"),
+        (
+            np.zeros((10, 3)),
+            np.arange(10) % 2,
+            {"validation_data": (np.zeros((4, 3)), np.array([0, 1, 2, 7]))},
+            "validation labels [2, 7] do not occur",
+        ),
+        (
+            np.zeros((10, 3)),
+            np.arange(10) % 2,
+            {"validation_data": (np.zeros((4, 5)), np.array([0, 1, 0, 1]))},
+            "validation data: x has shape (5,) per sample",
+        ),
+        ([["a", "b"]] * 10, np.arange(10) % 2, {}, "x must be numeric"),
+        (np.zeros((10, 3)), np.arange(10) % 2, {"task": "ranking"}, "task must be one of"),
+    ],
+)
 def test_bad_arrays_get_clear_errors(x, y, kwargs, message):
     with pytest.raises(DataError) as info:
         make_dataset(x, y, **kwargs)
@@ -90,8 +107,14 @@ def test_bad_files_get_clear_errors(tmp_path):
 
 def _frame(n=40, seed=0):
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"size": rng.normal(10, 2, n), "colour": rng.choice(["red", "green", "blue"], n, p=[.5, .3, .2]),
-                       "rooms": rng.integers(1, 5, n).astype(float), "label": np.arange(n) % 2})
+    df = pd.DataFrame(
+        {
+            "size": rng.normal(10, 2, n),
+            "colour": rng.choice(["red", "green", "blue"], n, p=[0.5, 0.3, 0.2]),
+            "rooms": rng.integers(1, 5, n).astype(float),
+            "label": np.arange(n) % 2,
+        }
+    )
     df.loc[[1, 5, 9], "size"] = np.nan
     df.loc[[2, 3], "colour"] = None
     return df
@@ -151,13 +174,16 @@ def test_csv_with_categorical_columns_and_missing_values(tmp_path):
     assert ds.task == "classification" and ds.num_classes == 2
 
 
-@pytest.mark.parametrize("frame, message", [
-    (pd.DataFrame({"t": pd.to_datetime(["2024-01-01"] * 4), "y": [0, 1, 0, 1]}), "column 't' has dtype datetime64"),
-    (pd.DataFrame({"a": [np.nan] * 4, "b": [1.0, 2, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has no values"),
-    (pd.DataFrame({"a": [1.0, np.inf, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has infinite values (row 1)"),
-    (pd.DataFrame({"y": [0, 1, 0, 1]}), "the table has no feature columns"),
-    (pd.DataFrame({"a": [1.0, 2, 3, 4], "y": [0, 1, None, 1]}), "target column 'y' has 1 missing values"),
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (pd.DataFrame({"t": pd.to_datetime(["2024-01-01"] * 4), "y": [0, 1, 0, 1]}), "column 't' has dtype datetime64"),
+        (pd.DataFrame({"a": [np.nan] * 4, "b": [1.0, 2, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has no values"),
+        (pd.DataFrame({"a": [1.0, np.inf, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has infinite values (row 1)"),
+        (pd.DataFrame({"y": [0, 1, 0, 1]}), "the table has no feature columns"),
+        (pd.DataFrame({"a": [1.0, 2, 3, 4], "y": [0, 1, None, 1]}), "target column 'y' has 1 missing values"),
+    ],
+)
 def test_bad_dataframes_get_clear_errors(frame, message):
     with pytest.raises(DataError) as info:
         make_dataset(frame, "y")
@@ -184,8 +210,10 @@ def test_tf_data_elements_batches_texts_and_feature_dicts_are_read():
     table = tf.data.Dataset.from_tensor_slices(({"rooms": np.arange(20.0), "city": ["a", "b"] * 10}, np.arange(20) % 2))
     ds = make_dataset(table, seed=0)
     assert ds.kind == "tabular" and [c.kind for c in ds.columns] == ["numeric", "categorical"]
-    ragged = tf.data.Dataset.from_generator(lambda: ((np.ones((n, 2), "float32"), n % 2) for n in range(1, 9)),
-                                            output_signature=(tf.TensorSpec((None, 2)), tf.TensorSpec((), tf.int64)))
+    ragged = tf.data.Dataset.from_generator(
+        lambda: ((np.ones((n, 2), "float32"), n % 2) for n in range(1, 9)),
+        output_signature=(tf.TensorSpec((None, 2)), tf.TensorSpec((), tf.int64)),
+    )
     ds = make_dataset(ragged.padded_batch(3), kind="sequence", seed=0)
     assert ds.input_shape == (8, 2) and ds.masked
 
@@ -250,7 +278,10 @@ def test_texts_from_lists_arrays_bytes_and_folders(tmp_path):
     assert from_list.kind == "text" and from_list.input_shape == () and from_list.x_train.dtype == object
     assert make_dataset(np.array(texts), labels, seed=0).fingerprint() == from_list.fingerprint()
     assert make_dataset([t.encode() for t in texts], labels, seed=0).fingerprint() == from_list.fingerprint()
-    assert make_dataset(texts, labels, seed=0).fingerprint() != make_dataset(texts[:-1] + ["x"], labels, seed=0).fingerprint()
+    assert (
+        make_dataset(texts, labels, seed=0).fingerprint()
+        != make_dataset([*texts[:-1], "x"], labels, seed=0).fingerprint()
+    )
     for i, (t, lab) in enumerate(zip(texts, labels)):  # a folder per class, a file per sample
         (tmp_path / "reviews" / lab).mkdir(parents=True, exist_ok=True)
         (tmp_path / "reviews" / lab / f"{i}.txt").write_text(t)
@@ -261,7 +292,8 @@ def test_texts_from_lists_arrays_bytes_and_folders(tmp_path):
     (tmp_path / "lines" / "ham.txt").write_text("see you at lunch\nminutes attached\nthanks!\n")
     ds = make_dataset(tmp_path / "lines", validation_split=0.34, seed=0)
     assert sorted(ds.x_train.tolist() + ds.x_val.tolist()) == sorted(
-        ["win money", "free prize now", "cheap pills", "see you at lunch", "minutes attached", "thanks!"])
+        ["win money", "free prize now", "cheap pills", "see you at lunch", "minutes attached", "thanks!"]
+    )
 
 
 def test_bad_texts_get_clear_errors(tmp_path):
@@ -300,8 +332,9 @@ def test_ragged_sequences_are_padded_masked_and_standardised_on_real_steps():
     padded = make_dataset(np.arange(24.0).reshape(4, 6) + 1, [0, 1, 0, 1], kind="sequence", validation_split=0.5)
     assert padded.input_shape == (6, 1) and not padded.masked
     # validation sequences longer than the training ones: both padded to the longest
-    ds = make_dataset([np.ones((3, 2))] * 4, [0, 1] * 2, validation_data=([np.ones((6, 2))] * 2, [0, 1]),
-                      kind="sequence")  # equal-length 2-D samples would otherwise be grayscale images
+    ds = make_dataset(
+        [np.ones((3, 2))] * 4, [0, 1] * 2, validation_data=([np.ones((6, 2))] * 2, [0, 1]), kind="sequence"
+    )  # equal-length 2-D samples would otherwise be grayscale images
     assert ds.x_train.shape == (4, 6, 2) and ds.x_val.shape == (2, 6, 2) and ds.masked
     assert model_inputs(ds, [np.ones((2, 2))]).shape == (1, 6, 2)
     with pytest.raises(DataError, match="sequences have 9 steps; the model takes at most 6"):
@@ -316,12 +349,21 @@ def test_ragged_tensor_input():
     assert ds.kind == "sequence" and ds.input_shape == (3, 1)
 
 
-@pytest.mark.parametrize("x, message", [
-    ([np.ones((3, 2)), np.ones((0, 2)), np.ones((2, 2)), np.ones((4, 2))], "sequence 1 is empty"),
-    ([np.ones((3, 2)), np.ones((2, 3)), np.ones((2, 2)), np.ones((4, 2))], "sequence 1 has 3 features per step, sequence 0 has 2"),
-    ([np.ones((3, 2)), np.ones((2, 2)), [[1.0, np.nan]], np.ones((4, 2))], "sequence 2 contains NaN"),
-    ([np.ones((3, 2, 2)), np.ones((2, 2, 2)), np.ones((1, 2, 2)), np.ones((4, 2, 2))], "sequence 0 has shape (3, 2, 2)"),
-])
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        ([np.ones((3, 2)), np.ones((0, 2)), np.ones((2, 2)), np.ones((4, 2))], "sequence 1 is empty"),
+        (
+            [np.ones((3, 2)), np.ones((2, 3)), np.ones((2, 2)), np.ones((4, 2))],
+            "sequence 1 has 3 features per step, sequence 0 has 2",
+        ),
+        ([np.ones((3, 2)), np.ones((2, 2)), [[1.0, np.nan]], np.ones((4, 2))], "sequence 2 contains NaN"),
+        (
+            [np.ones((3, 2, 2)), np.ones((2, 2, 2)), np.ones((1, 2, 2)), np.ones((4, 2, 2))],
+            "sequence 0 has shape (3, 2, 2)",
+        ),
+    ],
+)
 def test_bad_sequences_get_clear_errors(x, message):
     with pytest.raises(DataError) as info:
         make_dataset(x, [0, 1, 0, 1])
@@ -331,14 +373,17 @@ def test_bad_sequences_get_clear_errors(x, message):
 # ---------------------------------------------------------------- labels
 
 
-@pytest.mark.parametrize("y, kwargs, message", [
-    (np.eye(2)[np.arange(10) % 2], {}, "not one-hot rows"),
-    (np.linspace(0, 1, 10), {"task": "classification"}, "fractional values such as"),
-    (np.array(["a", "b"] * 5), {"task": "regression"}, "regression targets must be numbers"),
-    (np.array(["a", None] * 5, dtype=object), {}, "y has 5 missing labels (first at sample 1)"),
-    (np.array([1, "1"] * 5, dtype=object), {}, "labels mix types"),
-    (np.array([0.5, np.nan] * 5), {}, "y contains NaN"),
-])
+@pytest.mark.parametrize(
+    "y, kwargs, message",
+    [
+        (np.eye(2)[np.arange(10) % 2], {}, "not one-hot rows"),
+        (np.linspace(0, 1, 10), {"task": "classification"}, "fractional values such as"),
+        (np.array(["a", "b"] * 5), {"task": "regression"}, "regression targets must be numbers"),
+        (np.array(["a", None] * 5, dtype=object), {}, "y has 5 missing labels (first at sample 1)"),
+        (np.array([1, "1"] * 5, dtype=object), {}, "labels mix types"),
+        (np.array([0.5, np.nan] * 5), {}, "y contains NaN"),
+    ],
+)
 def test_bad_labels_get_clear_errors(y, kwargs, message):
     with pytest.raises(DataError) as info:
         make_dataset(np.zeros((10, 3)), y, **kwargs)

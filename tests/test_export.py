@@ -1,21 +1,28 @@
 """Export: real tiny Keras models (dense, conv, LSTM, text) converted by the real TFLite converter
 and run by the LiteRT interpreter; searches on real Optuna/MLflow stores; the CLI as a subprocess."""
+
+import itertools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from automl.data import load_data
+from automl.export import (
+    FLOAT32_TOLERANCE,
+    TFLITE_VARIANTS,
+    ExportError,
+    TFLiteRunner,
+    export_model,
+    parse_formats,
+)
 
-from automl.data import load_data  # noqa: E402
-from automl.export import (FLOAT32_TOLERANCE, TFLITE_VARIANTS, ExportError, TFLiteRunner,  # noqa: E402
-                           export_model, parse_formats)
-
-FAST = dict(latency_runs=10, batch_size=16)
+FAST = {"latency_runs": 10, "batch_size": 16}
 
 
 def mlp(data, units=(128, 64)):
@@ -44,7 +51,7 @@ def test_dense_model_every_variant_is_written_and_measured(dense, tmp_path):
     v = report.variants
     assert list(v) == ["keras", "saved_model", *TFLITE_VARIANTS]
     assert all(row["status"] == "ok" for row in v.values()), {k: r["reason"] for k, r in v.items()}
-    for name, row in v.items():
+    for _name, row in v.items():
         assert (tmp_path / row["file"]).exists()
         assert row["latency_p95_ms"] >= row["latency_p50_ms"] > 0 and row["throughput_per_s"] > 0
     # float32 TFLite is the Keras model: same classes, outputs within the stated tolerance
@@ -101,8 +108,9 @@ def test_conv_model_exports_every_variant(conv, tmp_path):
 def test_int8_io_file_takes_and_returns_int8(conv, tmp_path):
     """Pixels quantize well as int8 inputs (a table with features on very different scales would not)."""
     model, data = conv
-    report = export_model(model, tmp_path, data=data, formats="float32,int8", int8_io=True,
-                          representative_samples=100, **FAST)
+    report = export_model(
+        model, tmp_path, data=data, formats="float32,int8", int8_io=True, representative_samples=100, **FAST
+    )
     row = report["int8"]
     assert row["status"] == "ok" and row["input_dtype"] == "int8" and row["output_dtype"] == "int8"
     from ai_edge_litert.interpreter import Interpreter
@@ -115,6 +123,7 @@ def test_int8_io_file_takes_and_returns_int8(conv, tmp_path):
 def distillation_loss_by_hand(p_teacher, p_student, labels, temperature, alpha):
     """alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T), per sample, in float64 numpy;
     both softmax outputs softened by dividing their log-probabilities by T."""
+
     def soften(p):
         z = np.log(np.clip(np.asarray(p, "float64"), 1e-7, 1.0)) / temperature
         e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -123,7 +132,7 @@ def distillation_loss_by_hand(p_teacher, p_student, labels, temperature, alpha):
     q_teacher, q_student = soften(p_teacher), soften(p_student)
     kl = np.sum(q_teacher * (np.log(q_teacher) - np.log(q_student)), axis=1)
     ce = -np.log(np.asarray(p_student, "float64")[np.arange(len(labels)), labels])
-    return alpha * ce + (1 - alpha) * temperature ** 2 * kl
+    return alpha * ce + (1 - alpha) * temperature**2 * kl
 
 
 def test_distillation_loss_is_cross_entropy_plus_scaled_kl_of_softened_outputs():
@@ -170,14 +179,24 @@ def test_distillation_trains_a_small_student_to_the_teachers_level(digits_teache
         return float(np.mean(model.predict(data.x_val, verbose=0).argmax(1) == data.y_val))
 
     untrained, teacher_accuracy = accuracy(student), accuracy(teacher)
-    distill(teacher, student, data, epochs=15, patience=None,  # default temperature 4, alpha 0.1
-            training={"learning_rate": 0.01})
+    distill(
+        teacher,
+        student,
+        data,
+        epochs=15,
+        patience=None,  # default temperature 4, alpha 0.1
+        training={"learning_rate": 0.01},
+    )
     trained = accuracy(student)
     # measured: 0.13 untrained, 0.95 taught, teacher 0.97 (chance: 0.1)
-    assert trained >= 0.8 and trained >= untrained + 0.5 and trained >= teacher_accuracy - 0.1, \
-        (untrained, trained, teacher_accuracy)
-    by_hand = distillation_loss_by_hand(teacher.predict(data.x_val, verbose=0), student.predict(data.x_val, verbose=0),
-                                        data.y_val, 4.0, 0.1).mean()
+    assert trained >= 0.8 and trained >= untrained + 0.5 and trained >= teacher_accuracy - 0.1, (
+        untrained,
+        trained,
+        teacher_accuracy,
+    )
+    by_hand = distillation_loss_by_hand(
+        teacher.predict(data.x_val, verbose=0), student.predict(data.x_val, verbose=0), data.y_val, 4.0, 0.1
+    ).mean()
     assert student.distill_history["val_loss"][-1] == pytest.approx(by_hand, rel=1e-4)
 
 
@@ -240,8 +259,10 @@ def test_text_model_exports_from_token_ids_with_its_vocabulary(tmp_path):
     assert vocabulary == vectorize.get_vocabulary() and vocabulary[:2] == ["", "[UNK]"]
     # the app's side: lower-case, strip punctuation, split on spaces, look up, pad to 4
     index = {t: i for i, t in enumerate(vocabulary)}
-    ids = [[index.get(w, 1) for w in "".join(c for c in t.lower() if c.isalnum() or c.isspace()).split()][:4]
-           for t in ["Loved it!", "Awful, bad plot"]]
+    ids = [
+        [index.get(w, 1) for w in "".join(c for c in t.lower() if c.isalnum() or c.isspace()).split()][:4]
+        for t in ["Loved it!", "Awful, bad plot"]
+    ]
     ids = np.array([row + [0] * (4 - len(row)) for row in ids])
     by_hand = TFLiteRunner(tmp_path / "model_float32.tflite")(ids)
     keras_out = model.predict(tf.constant(["Loved it!", "Awful, bad plot"]), verbose=0)
@@ -257,8 +278,7 @@ def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
 
     data = text_data()
     keras.utils.set_random_seed(0)
-    model = build_model({"text": {"block": "text_ngrams", "split": "characters", "ngrams": 2, "max_tokens": 40}},
-                        data)
+    model = build_model({"text": {"block": "text_ngrams", "split": "characters", "ngrams": 2, "max_tokens": 40}}, data)
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
     model.fit(data.x_train, data.y_train, epochs=5, verbose=0)
     report = export_model(model, tmp_path, data=data, formats="keras,float32", **FAST)
@@ -267,8 +287,12 @@ def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
     notes = " ".join(report.extra["tflite_notes"])
     assert "a multi_hot vector (None, 40) over the n-grams of vocabulary.txt" in notes and "StringLower" in notes
     recipe = json.loads((tmp_path / "text_vectorization.json").read_text())
-    assert (recipe["split"], recipe["ngrams"], recipe["output_mode"], recipe["standardize"]) == \
-        ("character", 2, "multi_hot", "lower")
+    assert (recipe["split"], recipe["ngrams"], recipe["output_mode"], recipe["standardize"]) == (
+        "character",
+        2,
+        "multi_hot",
+        "lower",
+    )
     vocabulary = (tmp_path / "vocabulary.txt").read_text().split("\n")[:-1]
     assert len(vocabulary) == 40 and vocabulary[0] == "[UNK]"
     index = {t: i for i, t in enumerate(vocabulary)}
@@ -276,7 +300,7 @@ def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
     def by_recipe(text):  # the app's side: lower-case, characters, 1- and 2-grams joined by a space
         chars = list(text.lower())
         vector = np.zeros(len(vocabulary), dtype="float32")
-        for gram in chars + [f"{a} {b}" for a, b in zip(chars, chars[1:])]:
+        for gram in chars + [f"{a} {b}" for a, b in itertools.pairwise(chars)]:
             vector[index.get(gram, 0)] = 1.0
         return vector
 
@@ -285,15 +309,16 @@ def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
     np.testing.assert_allclose(got, model.predict(np.array(samples, dtype=object), verbose=0), atol=FLOAT32_TOLERANCE)
 
     # TF-IDF: the adapted idf weights are part of the recipe (count of each word x its weight)
-    words = build_model({"text": {"block": "text_ngrams", "split": "words", "ngrams": 1, "max_tokens": 12,
-                                  "output": "tf_idf"}}, data)
+    words = build_model(
+        {"text": {"block": "text_ngrams", "split": "words", "ngrams": 1, "max_tokens": 12, "output": "tf_idf"}}, data
+    )
     export_model(words, tmp_path / "tfidf", data=data, formats="float32", **FAST)
     recipe = json.loads((tmp_path / "tfidf" / "text_vectorization.json").read_text())
     vocabulary = (tmp_path / "tfidf" / "vocabulary.txt").read_text().split("\n")[:-1]
     assert recipe["output_mode"] == "tf_idf" and len(recipe["idf_weights"]) == len(vocabulary) == 12
     text = "Good good film, bad!"
     counts = np.zeros(len(vocabulary))
-    for word in "good good film bad".split():
+    for word in ["good", "good", "film", "bad"]:
         counts[vocabulary.index(word) if word in vocabulary else 0] += 1
     vector = np.asarray(words.get_layer("ngrams")(np.array([text], dtype=object)))[0]
     np.testing.assert_allclose(vector, counts * np.array(recipe["idf_weights"]), rtol=1e-5)
@@ -333,21 +358,50 @@ def search(digits_small, tmp_path_factory):
     from automl.space import Categorical, Float, Int, SearchSpace
 
     tmp = tmp_path_factory.mktemp("export-search")
-    space = SearchSpace(name="tiny", architecture={
-        "blocks": {"repeat": Int(low=1, high=2),
-                   "each": {"block": "conv", "filters": Int(low=4, high=12), "kernel_size": 3,
-                            "pooling": Categorical(choices=["max", "avg"])}},
-        "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "max"])}},
-        training={"optimizer": Categorical(choices=["adam", "sgd"]),
-                  "momentum": Float(low=0.8, high=0.95, when={"optimizer": "sgd"}),
-                  "learning_rate": Float(low=1e-4, high=3e-2, log=True), "batch_size": 32})
-    good = {"num_blocks": 2, "blocks.0.filters": 12, "blocks.0.pooling": "max", "blocks.1.filters": 12,
-            "blocks.1.pooling": "max", "pool.mode": "avg", "optimizer": "adam", "learning_rate": 0.02}
-    bad = {"num_blocks": 1, "blocks.0.filters": 4, "blocks.0.pooling": "avg", "pool.mode": "avg",
-           "optimizer": "sgd", "momentum": 0.8, "learning_rate": 1e-4}
+    space = SearchSpace(
+        name="tiny",
+        architecture={
+            "blocks": {
+                "repeat": Int(low=1, high=2),
+                "each": {
+                    "block": "conv",
+                    "filters": Int(low=4, high=12),
+                    "kernel_size": 3,
+                    "pooling": Categorical(choices=["max", "avg"]),
+                },
+            },
+            "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "max"])},
+        },
+        training={
+            "optimizer": Categorical(choices=["adam", "sgd"]),
+            "momentum": Float(low=0.8, high=0.95, when={"optimizer": "sgd"}),
+            "learning_rate": Float(low=1e-4, high=3e-2, log=True),
+            "batch_size": 32,
+        },
+    )
+    good = {
+        "num_blocks": 2,
+        "blocks.0.filters": 12,
+        "blocks.0.pooling": "max",
+        "blocks.1.filters": 12,
+        "blocks.1.pooling": "max",
+        "pool.mode": "avg",
+        "optimizer": "adam",
+        "learning_rate": 0.02,
+    }
+    bad = {
+        "num_blocks": 1,
+        "blocks.0.filters": 4,
+        "blocks.0.pooling": "avg",
+        "pool.mode": "avg",
+        "optimizer": "sgd",
+        "momentum": 0.8,
+        "learning_rate": 1e-4,
+    }
     stores = {"storage": str(tmp / "optuna.journal"), "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}"}
-    result = Search(space, study_name="exp", max_trials=2, seed=0, enqueue=[good, bad], verbose=False,
-                    **stores).fit(data=digits_small, epochs=4)
+    result = Search(space, study_name="exp", max_trials=2, seed=0, enqueue=[good, bad], verbose=False, **stores).fit(
+        data=digits_small, epochs=4
+    )
     trials = result.study.trials
     assert trials[0].value > trials[1].value and "model_artifact" not in trials[1].user_attrs
     return result, space, tmp
@@ -378,8 +432,9 @@ def test_trial_without_stored_model_is_retrained_from_its_parameters(search):
         result.export(tmp / "t1", trial=1, formats="float32", register=False, verbose=False)
     with pytest.raises(ExportError, match="has no trial 7"):
         result.export(tmp / "t7", trial=7, space=space, register=False, verbose=False)
-    report = result.export(tmp / "t1", trial=1, space=space, formats="keras,float32", register=False,
-                           verbose=False, **FAST)
+    report = result.export(
+        tmp / "t1", trial=1, space=space, formats="keras,float32", register=False, verbose=False, **FAST
+    )
     assert report.meta["model_source"] == "retrained" and report.meta["trial"] == 1
     # same seed, same settings: the retrained model scores what the trial scored
     assert report["keras"]["accuracy"] == pytest.approx(result.study.trials[1].value, abs=0.02)
@@ -387,8 +442,17 @@ def test_trial_without_stored_model_is_retrained_from_its_parameters(search):
 
 def test_int8_selection_ranks_by_running_int8_files_and_distillation_exports_a_student(search):
     result, space, tmp = search
-    report = result.export(tmp / "sel", select_int8_top_k=2, distill=True, distill_epochs=3, space=space,
-                           formats="float32,int8", register=False, verbose=False, **FAST)
+    report = result.export(
+        tmp / "sel",
+        select_int8_top_k=2,
+        distill=True,
+        distill_epochs=3,
+        space=space,
+        formats="float32,int8",
+        register=False,
+        verbose=False,
+        **FAST,
+    )
     sel = report.extra["selection"]
     assert [c["trial"] for c in sel["candidates"]] == [0, 1]
     assert sel["chosen"] == max(sel["candidates"], key=lambda c: c["int8"])["trial"] == report.meta["trial"]
@@ -410,8 +474,9 @@ def test_int8_selection_ranks_by_running_int8_files_and_distillation_exports_a_s
 
 def test_pareto_front_exports_each_member(search):
     result, space, tmp = search
-    summary = result.export(tmp / "pareto", trial="pareto", space=space, formats="float32", register=False,
-                            verbose=False, **FAST)
+    summary = result.export(
+        tmp / "pareto", trial="pareto", space=space, formats="float32", register=False, verbose=False, **FAST
+    )
     members = summary.extra["pareto"]
     assert set(members) == {"0", "1"}  # the big accurate one and the small weak one
     assert (tmp / "pareto" / "trial-000" / "model_float32.tflite").exists()
@@ -424,22 +489,32 @@ def test_pareto_front_exports_each_member(search):
 
 def cli(args, cwd):
     env = {**os.environ, "AUTOML_HOME": str(Path(cwd) / "mlruns")}
-    return subprocess.run([sys.executable, "-m", "automl.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "automl.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_exports_a_study_on_builtin_data_and_explains_bad_input(tmp_path):
     from automl import Search
 
     space = tmp_path / "mlp.yaml"
-    space.write_text("name: mlp\narchitecture:\n  hidden: {block: dense, units: [16, 32]}\n"
-                     "training:\n  learning_rate: {type: float, low: 0.003, high: 0.03, log: true}\n")
-    Search(str(space), study_name="wine", max_trials=1, seed=0, verbose=False,
-           storage=str(tmp_path / "mlruns" / "optuna.journal"),
-           tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").fit(
-        data=load_data("wine", seed=0), epochs=2)
+    space.write_text(
+        "name: mlp\narchitecture:\n  hidden: {block: dense, units: [16, 32]}\n"
+        "training:\n  learning_rate: {type: float, low: 0.003, high: 0.03, log: true}\n"
+    )
+    Search(
+        str(space),
+        study_name="wine",
+        max_trials=1,
+        seed=0,
+        verbose=False,
+        storage=str(tmp_path / "mlruns" / "optuna.journal"),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+    ).fit(data=load_data("wine", seed=0), epochs=2)
     # no --data: the study's built-in set is reloaded with its recorded split and checked
-    ok = cli(["export", "--study", "wine", "--out", "exp", "--formats", "float32,int8", "--latency-runs", "5"], tmp_path)
+    ok = cli(
+        ["export", "--study", "wine", "--out", "exp", "--formats", "float32,int8", "--latency-runs", "5"], tmp_path
+    )
     assert ok.returncode == 0, ok.stderr
     assert "float32" in ok.stdout and "int8" in ok.stdout and "registered as wine version 1" in ok.stderr
     report = json.loads((tmp_path / "exp" / "export_report.json").read_text())

@@ -1,4 +1,5 @@
 """KerasTuner compatibility on real Keras, real KerasTuner tuners, a real Optuna journal and MLflow SQLite."""
+
 import math
 import os
 
@@ -43,19 +44,34 @@ def build_model(hp):
             if hp.Boolean("dropout"):
                 h = keras.layers.Dropout(0.2)(h)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
-    model.compile(keras.optimizers.Adam(hp.Float("lr", 1e-5, 3e-2, sampling="log")),
-                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(hp.Float("lr", 1e-5, 3e-2, sampling="log")),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
 def test_a_keras_tuner_build_function_runs_under_search_with_tpe_and_a_pruner(digits_arrays, stores):
     x, y, x_val, y_val = digits_arrays
-    enqueue = [{"kind": "mlp", "mlp/layers": 2, "lr": 0.01}, {"kind": "wide", "lr": 0.01},
-               {"kind": "mlp", "mlp/layers": 1, "lr": 0.01},
-               {"kind": "wide", "lr": 1e-5}]  # learns nothing: the median pruner stops it
-    result = Search(hypermodel=build_model, study_name="kt-build", max_trials=5, seed=0, sampler="tpe",
-                    pruner="median", patience=None, enqueue=enqueue, verbose=False, **stores
-                    ).fit(x, y, validation_data=(x_val, y_val), epochs=EPOCHS)
+    enqueue = [
+        {"kind": "mlp", "mlp/layers": 2, "lr": 0.01},
+        {"kind": "wide", "lr": 0.01},
+        {"kind": "mlp", "mlp/layers": 1, "lr": 0.01},
+        {"kind": "wide", "lr": 1e-5},
+    ]  # learns nothing: the median pruner stops it
+    result = Search(
+        hypermodel=build_model,
+        study_name="kt-build",
+        max_trials=5,
+        seed=0,
+        sampler="tpe",
+        pruner="median",
+        patience=None,
+        enqueue=enqueue,
+        verbose=False,
+        **stores,
+    ).fit(x, y, validation_data=(x_val, y_val), epochs=EPOCHS)
     trials = result.study.trials
     assert result.study.user_attrs["objective"] == "val_accuracy"  # from the model's compiled metrics
     assert [t.state.name for t in trials[:4]] == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
@@ -76,8 +92,11 @@ def test_a_keras_tuner_build_function_runs_under_search_with_tpe_and_a_pruner(di
     assert trials[3].user_attrs["epochs_run"] < EPOCHS
 
     client, runs = mlflow_runs(stores["tracking_uri"])
-    children = {int(r.data.tags["automl.trial_number"]): r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id}
+    children = {
+        int(r.data.tags["automl.trial_number"]): r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id
+    }
     assert sorted(children) == [t.number for t in trials]
     for t in trials:
         run = children[t.number]
@@ -101,9 +120,14 @@ class TunedFit(kt.HyperModel):
         self.fit_calls = []
 
     def build(self, hp):
-        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(hp.Int("units", 16, 32, step=16), activation="relu"),
-                                  keras.layers.Dense(10, activation="softmax")])
+        model = keras.Sequential(
+            [
+                keras.Input((8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(hp.Int("units", 16, 32, step=16), activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
 
@@ -114,10 +138,18 @@ class TunedFit(kt.HyperModel):
 
 
 def test_a_hypermodel_with_a_custom_fit_samples_in_fit_and_gets_fit_kwargs(digits_arrays, stores):
-    x, y, x_val, y_val = digits_arrays
+    x, y, x_val, _y_val = digits_arrays
     hypermodel = TunedFit()
-    result = Search(hypermodel=hypermodel, fit_kwargs={"shuffle": False}, study_name="kt-fit", max_trials=3,
-                    seed=1, sampler="random", verbose=False, **stores).fit(x, y, validation_split=0.25, epochs=2)
+    result = Search(
+        hypermodel=hypermodel,
+        fit_kwargs={"shuffle": False},
+        study_name="kt-fit",
+        max_trials=3,
+        seed=1,
+        sampler="random",
+        verbose=False,
+        **stores,
+    ).fit(x, y, validation_split=0.25, epochs=2)
     trials = result.study.trials
     assert len(hypermodel.fit_calls) == 3
     for t, call in zip(trials, hypermodel.fit_calls):
@@ -125,7 +157,9 @@ def test_a_hypermodel_with_a_custom_fit_samples_in_fit_and_gets_fit_kwargs(digit
         assert call["epochs"] == 2 and call["shuffle"] is False and call["validation_data"][0].shape == (60, 8, 8)
         assert call["x"].shape == (180, 8, 8)  # the user's arrays, not reshaped for our own builder
     _, runs = mlflow_runs(stores["tracking_uri"])
-    logged = {int(r.data.tags["automl.trial_number"]): r.data.params for r in runs if "automl.trial_number" in r.data.tags}
+    logged = {
+        int(r.data.tags["automl.trial_number"]): r.data.params for r in runs if "automl.trial_number" in r.data.tags
+    }
     assert [logged[t.number]["batch_size"] for t in trials] == [str(t.params["batch_size"]) for t in trials]
     assert result.best_model().predict(x_val[:4], verbose=0).shape == (4, 10)
 
@@ -134,9 +168,14 @@ class CustomLoop(kt.HyperModel):
     """A HyperModel whose fit does not report epochs through callbacks: its returned metrics count."""
 
     def build(self, hp):
-        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
-        model.compile(keras.optimizers.Adam(hp.Float("lr", 1e-3, 1e-2, sampling="log")),
-                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model = keras.Sequential(
+            [keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+        )
+        model.compile(
+            keras.optimizers.Adam(hp.Float("lr", 1e-3, 1e-2, sampling="log")),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         return model
 
     def fit(self, hp, model, x, y, validation_data, epochs, **kwargs):
@@ -147,15 +186,18 @@ class CustomLoop(kt.HyperModel):
 
 def test_a_custom_fit_that_returns_metrics_is_scored_by_them(digits_arrays, stores):
     x, y, x_val, y_val = digits_arrays
-    result = Search(hypermodel=CustomLoop(), study_name="kt-loop", max_trials=2, seed=0, verbose=False,
-                    **stores).fit(x, y, validation_data=(x_val, y_val), epochs=1)
-    client, runs = mlflow_runs(stores["tracking_uri"])
+    result = Search(hypermodel=CustomLoop(), study_name="kt-loop", max_trials=2, seed=0, verbose=False, **stores).fit(
+        x, y, validation_data=(x_val, y_val), epochs=1
+    )
+    _client, runs = mlflow_runs(stores["tracking_uri"])
     for t in result.study.trials:
         run = next(r for r in runs if r.data.tags.get("automl.trial_number") == str(t.number))
         assert t.state.name == "COMPLETE" and run.data.metrics["marker"] == 7.0
         assert run.data.metrics["val_accuracy"] == pytest.approx(t.value)
     model = result.best_model()
-    assert float(np.mean(model.predict(x_val, verbose=0).argmax(1) == y_val)) == pytest.approx(result.best_value, abs=1e-6)
+    assert float(np.mean(model.predict(x_val, verbose=0).argmax(1) == y_val)) == pytest.approx(
+        result.best_value, abs=1e-6
+    )
 
 
 def test_hp_adapter_maps_keras_tuner_ranges_to_optuna_distributions():
@@ -166,7 +208,7 @@ def test_hp_adapter_maps_keras_tuner_ranges_to_optuna_distributions():
         hp = OptunaHyperParameters(trial)
         assert isinstance(hp, kt.HyperParameters)
         values = {
-            "linear": hp.Int("linear", 1, 10, step=4),          # 1, 5, 9
+            "linear": hp.Int("linear", 1, 10, step=4),  # 1, 5, 9
             "log_int": hp.Int("log_int", 2, 40, sampling="log"),
             "log_step": hp.Int("log_step", 2, 32, step=2, sampling="log"),  # 2, 4, ..., 32
             "reverse": hp.Float("reverse", 0.1, 1.0, sampling="reverse_log"),
@@ -228,8 +270,9 @@ def test_bad_hypermodels_and_settings_fail_before_any_trial(digits_arrays, store
 
 @pytest.mark.parametrize("tuner", ["kt-random", "kt-bayesian"])
 def test_keras_tuner_tuners_search_a_yaml_space(tuner, digits_small, stores, tiny_space):
-    result = Search(tiny_space, sampler=tuner, study_name=tuner, max_trials=3, seed=0, pruner="none",
-                    verbose=False, **stores).fit(data=digits_small, epochs=2)
+    result = Search(
+        tiny_space, sampler=tuner, study_name=tuner, max_trials=3, seed=0, pruner="none", verbose=False, **stores
+    ).fit(data=digits_small, epochs=2)
     trials = result.study.trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     # each trial is one of KerasTuner's: its oracle proposed the values
@@ -240,12 +283,14 @@ def test_keras_tuner_tuners_search_a_yaml_space(tuner, digits_small, stores, tin
     _check_runs_and_model(result, stores, digits_small, tuner, "none")
 
 
-def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weights(digits_small, stores, tiny_space,
-                                                                                   monkeypatch):
+def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weights(
+    digits_small, stores, tiny_space, monkeypatch
+):
     import automl.keras_tuner
 
     class WeightsAtTrainStart(automl.keras_tuner.TunerRunner):
         """The real runner; it also keeps each trial's model and weights as training starts and ends."""
+
         trial_number, models, at_start, at_end = None, {}, {}, {}
 
         def run(self, trial, config):
@@ -260,8 +305,9 @@ def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weig
 
     monkeypatch.setattr(automl.keras_tuner, "TunerRunner", WeightsAtTrainStart)
     # max_epochs 3, factor 3: three configurations train 1 epoch, the best goes on to epoch 3
-    result = Search(tiny_space, sampler="kt-hyperband", study_name="hb", max_trials=4, seed=0, verbose=False,
-                    **stores).fit(data=digits_small, epochs=3)
+    result = Search(
+        tiny_space, sampler="kt-hyperband", study_name="hb", max_trials=4, seed=0, verbose=False, **stores
+    ).fit(data=digits_small, epochs=3)
     trials = result.study.trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     assert [t.user_attrs["epochs_run"] for t in trials] == [1, 1, 1, 2]
@@ -288,8 +334,11 @@ def test_keras_tuner_hyperband_trains_promoted_configurations_on_from_their_weig
 
 def _check_runs_and_model(result, stores, data, sampler, pruner):
     client, runs = mlflow_runs(stores["tracking_uri"])
-    children = {int(r.data.tags["automl.trial_number"]): r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id}
+    children = {
+        int(r.data.tags["automl.trial_number"]): r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id
+    }
     assert sorted(children) == [t.number for t in result.study.trials]
     for t in result.study.trials:
         run = children[t.number]

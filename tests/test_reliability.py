@@ -3,6 +3,7 @@
 Real processes throughout: `automl search` as a subprocess killed with SIGKILL, trials trained in
 forkserver children killed from outside, real journal storage and MLflow SQLite store.
 """
+
 import os
 import signal
 import subprocess
@@ -14,9 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.trial import TrialState
-
 from conftest import mlflow_runs
+from optuna.trial import TrialState
 
 AUTOML = str(Path(sys.executable).parent / "automl")
 
@@ -24,15 +24,26 @@ SPACE = {
     "name": "killable",
     "input": "image",
     "architecture": {
-        "blocks": {"block": "conv", "filters": {"type": "int", "low": 4, "high": 8}, "kernel_size": 3,
-                   "pooling": "max"},
+        "blocks": {
+            "block": "conv",
+            "filters": {"type": "int", "low": 4, "high": 8},
+            "kernel_size": 3,
+            "pooling": "max",
+        },
         "pool": {"block": "global_pool", "mode": "avg"},
-        "head": {"block": "dense", "units": {"type": "int", "low": 4, "high": 16}, "depth": 2,
-                 "dropout": {"type": "float", "low": 0.0, "high": 0.2}},
+        "head": {
+            "block": "dense",
+            "units": {"type": "int", "low": 4, "high": 16},
+            "depth": 2,
+            "dropout": {"type": "float", "low": 0.0, "high": 0.2},
+        },
     },
-    "training": {"optimizer": "sgd", "momentum": 0.9,
-                 "learning_rate": {"type": "float", "low": 0.01, "high": 0.05, "log": True},
-                 "batch_size": 64},
+    "training": {
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.05, "log": True},
+        "batch_size": 64,
+    },
 }
 
 
@@ -62,6 +73,7 @@ def _wait_for(condition, proc=None, timeout=240, what="condition"):
 
 def _mid_trial(storage, name, min_complete):
     """A trial is training (has reported an epoch) and `min_complete` others are done."""
+
     def check():
         try:
             trials = _load(storage, name).get_trials(deepcopy=False)
@@ -69,11 +81,12 @@ def _mid_trial(storage, name, min_complete):
             return False
         done = sum(t.state == TrialState.COMPLETE for t in trials)
         return done >= min_complete and any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
+
     return check
 
 
 def _assert_mlflow_consistent(tracking_uri, study, parents=1):
-    client, runs = mlflow_runs(tracking_uri)
+    _client, runs = mlflow_runs(tracking_uri)
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"], "runs left RUNNING"
     roles = [r.data.tags.get("automl.role") for r in runs]
     assert roles.count("search") == parents
@@ -87,8 +100,28 @@ def _assert_mlflow_consistent(tracking_uri, study, parents=1):
 
 def test_sigkill_mid_trial_then_resume_loses_and_repeats_nothing(tmp_path, space_file):
     storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [AUTOML, "search", str(space_file), "--data", "digits", "--trials", "4", "--epochs", "40",
-           "--study", "kill", "--storage", storage, "--tracking-uri", uri, "--seed", "0", "--pruner", "none", "-q"]
+    cmd = [
+        AUTOML,
+        "search",
+        str(space_file),
+        "--data",
+        "digits",
+        "--trials",
+        "4",
+        "--epochs",
+        "40",
+        "--study",
+        "kill",
+        "--storage",
+        storage,
+        "--tracking-uri",
+        uri,
+        "--seed",
+        "0",
+        "--pruner",
+        "none",
+        "-q",
+    ]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(_mid_trial(storage, "kill", 1), first, what="a trial in training")
     first.send_signal(signal.SIGKILL)
@@ -112,9 +145,29 @@ def test_sigkill_mid_trial_then_resume_loses_and_repeats_nothing(tmp_path, space
 
 def test_retry_dead_enqueues_the_killed_configuration(tmp_path, space_file):
     storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [AUTOML, "search", str(space_file), "--data", "digits", "--trials", "2", "--epochs", "40",
-           "--study", "retry", "--storage", storage, "--tracking-uri", uri, "--seed", "1", "--pruner", "none",
-           "-q", "--retry-dead"]
+    cmd = [
+        AUTOML,
+        "search",
+        str(space_file),
+        "--data",
+        "digits",
+        "--trials",
+        "2",
+        "--epochs",
+        "40",
+        "--study",
+        "retry",
+        "--storage",
+        storage,
+        "--tracking-uri",
+        uri,
+        "--seed",
+        "1",
+        "--pruner",
+        "none",
+        "-q",
+        "--retry-dead",
+    ]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(_mid_trial(storage, "retry", 0), first, what="a trial in training")
     first.send_signal(signal.SIGKILL)
@@ -152,13 +205,27 @@ def test_isolated_trials_survive_exceptions_nan_memory_limit_and_sigkill(tmp_pat
 
     storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
     ok = {"blocks.filters": 4, "head.units": 8, "head.dropout": 0.0, "learning_rate": 0.02}
-    enqueue = [ok,
-               {**ok, "head.dropout": 1.5},          # Dropout rejects the rate: an exception at build
-               {**ok, "learning_rate": 1e38},        # diverges: NaN loss
-               {**ok, "head.units": 12000},          # a 12000x12000 layer: over the memory limit
-               {**ok, "head.units": 9}]              # killed from outside while training
-    search = Search(SPACE_OBJ(), study_name="iso", storage=storage, tracking_uri=uri, pruner="none", seed=0,
-                    max_trials=3, isolate=True, memory_limit_mb=900, enqueue=enqueue, patience=None, verbose=False)
+    enqueue = [
+        ok,
+        {**ok, "head.dropout": 1.5},  # Dropout rejects the rate: an exception at build
+        {**ok, "learning_rate": 1e38},  # diverges: NaN loss
+        {**ok, "head.units": 12000},  # a 12000x12000 layer: over the memory limit
+        {**ok, "head.units": 9},
+    ]  # killed from outside while training
+    search = Search(
+        SPACE_OBJ(),
+        study_name="iso",
+        storage=storage,
+        tracking_uri=uri,
+        pruner="none",
+        seed=0,
+        max_trials=3,
+        isolate=True,
+        memory_limit_mb=900,
+        enqueue=enqueue,
+        patience=None,
+        verbose=False,
+    )
     stop = threading.Event()
     killer = threading.Thread(target=_kill_trial_process_when, args=("iso", storage, 4, stop), daemon=True)
     killer.start()
@@ -199,11 +266,36 @@ def test_a_worker_on_another_host_killed_mid_trial_is_reaped_by_its_heartbeat(tm
 
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = {"study": "hb", "trials": 3, "epochs": 20}
-    cmd = [AUTOML, "search", str(space_file), "--data", "digits", "--trials", str(args["trials"]), "--epochs",
-           str(args["epochs"]), "--study", args["study"], "--storage", storage, "--tracking-uri", uri,
-           "--seed", "0", "--pruner", "none", "-q"]
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env={**os.environ, "AUTOML_HOST": "another-host"})
+    cmd = [
+        AUTOML,
+        "search",
+        str(space_file),
+        "--data",
+        "digits",
+        "--trials",
+        str(args["trials"]),
+        "--epochs",
+        str(args["epochs"]),
+        "--study",
+        args["study"],
+        "--storage",
+        storage,
+        "--tracking-uri",
+        uri,
+        "--seed",
+        "0",
+        "--pruner",
+        "none",
+        "-q",
+    ]
+    first = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "AUTOML_HOST": "another-host"},
+    )
     mid_trial = _mid_trial(storage, "hb", 1)
 
     def second_trial_training():
@@ -225,9 +317,16 @@ def test_a_worker_on_another_host_killed_mid_trial_is_reaped_by_its_heartbeat(tm
     monkeypatch.setattr("automl.stores.HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr("automl.stores.GRACE_SECONDS", 2)
     time.sleep(4)
-    result = Search(str(space_file), study_name=args["study"], storage=storage, tracking_uri=uri, seed=0,
-                    pruner="none", max_trials=args["trials"], verbose=False).fit(
-        data=load_data("digits", seed=0), epochs=args["epochs"])
+    result = Search(
+        str(space_file),
+        study_name=args["study"],
+        storage=storage,
+        tracking_uri=uri,
+        seed=0,
+        pruner="none",
+        max_trials=args["trials"],
+        verbose=False,
+    ).fit(data=load_data("digits", seed=0), epochs=args["epochs"])
 
     study = result.study
     reaped = study.trials[dead.number]
@@ -249,7 +348,7 @@ def test_default_search_trains_in_a_worker_that_is_replaced_after_growing(tmp_pa
     that has grown past `recycle_mb` since its first trial is replaced; `isolate=False` trains here."""
     from automl import Search
 
-    stores = dict(storage=str(tmp_path / "j"), tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    stores = {"storage": str(tmp_path / "j"), "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"}
     common = dict(max_trials=3, seed=0, verbose=False, pruner="none", **stores)
     kept = Search(SPACE_OBJ(), study_name="kept", **common).fit(data=digits_small, epochs=2)
     workers = [t.user_attrs["automl.worker"] for t in kept.study.trials]
@@ -266,9 +365,7 @@ def test_default_search_trains_in_a_worker_that_is_replaced_after_growing(tmp_pa
 
     assert {t.user_attrs["automl.worker"] for t in here.study.trials} == {worker_id()}
     _, runs = mlflow_runs(stores["tracking_uri"])
-    assert {r.data.tags.get("automl.worker") for r in runs if r.data.tags.get("automl.role") == "trial"} >= set(
-        workers
-    )
+    assert {r.data.tags.get("automl.worker") for r in runs if r.data.tags.get("automl.role") == "trial"} >= set(workers)
 
 
 def test_a_killed_default_worker_fails_its_trial_and_the_next_one_gets_a_new_worker(tmp_path, digits_small):
@@ -279,8 +376,17 @@ def test_a_killed_default_worker_fails_its_trial_and_the_next_one_gets_a_new_wor
     killer = threading.Thread(target=_kill_trial_process_when, args=("w", storage, 1, stop), daemon=True)
     killer.start()
     try:
-        result = Search(SPACE_OBJ(), study_name="w", storage=storage, tracking_uri=uri, max_trials=3, seed=0,
-                        pruner="none", patience=None, verbose=False).fit(data=digits_small, epochs=30)
+        result = Search(
+            SPACE_OBJ(),
+            study_name="w",
+            storage=storage,
+            tracking_uri=uri,
+            max_trials=3,
+            seed=0,
+            pruner="none",
+            patience=None,
+            verbose=False,
+        ).fit(data=digits_small, epochs=30)
     finally:
         stop.set()
     by_number = {t.number: t for t in result.study.trials}
@@ -304,8 +410,9 @@ from automl import Search
 from automl.data import load_builtin, make_dataset
 x, y, kind = load_builtin("digits")
 data = make_dataset(x[:200], y[:200], kind=kind, seed=0)
-result = Search("image_cnn", study_name="nb", max_trials=2, seed=0, verbose=False, start=False,
-                storage={str(tmp_path / "j")!r}, tracking_uri={f"sqlite:///{tmp_path / 'm.db'}"!r}).fit(data=data, epochs=1)
+search = Search("image_cnn", study_name="nb", max_trials=2, seed=0, verbose=False, start=False,
+                storage={str(tmp_path / "j")!r}, tracking_uri={"sqlite:///" + str(tmp_path / "m.db")!r})
+result = search.fit(data=data, epochs=1)
 workers = {{t.user_attrs["automl.worker"] for t in result.study.trials}}
 assert len(result.study.trials) == 2 and all(not w.endswith(f":{{os.getpid()}}") for w in workers), workers
 print("trained in", len(workers), "worker")

@@ -1,6 +1,7 @@
 """Reporting on one finished tiny search (conftest's `finished_search`): the plots on the MLflow parent
 run, `automl report`'s HTML, the live progress lines, a real `mlflow server` serving the runs over its
 REST API, and both notebooks executed top to bottom."""
+
 import base64
 import json
 import subprocess
@@ -25,7 +26,7 @@ class _Page(HTMLParser):
     def __init__(self, text: str):
         super().__init__()
         self.tables: dict[str, list[list[str]]] = {}
-        self.images: dict[str, str] = {}          # enclosing figure id -> img src
+        self.images: dict[str, str] = {}  # enclosing figure id -> img src
         self.pres: list[str] = []
         self._table = self._row = self._cell = self._figure = self._pre = None
         self.feed(text)
@@ -71,15 +72,35 @@ def _fake_export(out: Path) -> Path:
 
     out.mkdir(exist_ok=True)
     ok = {"status": "ok", "format": "tflite", "agreement": 1.0}
-    ExportReport(out_dir=str(out), task="classification", metric="accuracy", eval_samples=60, batch_size=32,
-                 threads=None, recommended="dynamic_int8", variants={
-                     "keras": {"status": "ok", "format": "keras", "file": "model.keras", "size_bytes": 40960,
-                               "accuracy": 0.85},
-                     "float32": {**ok, "file": "model_float32.tflite", "size_bytes": 20480, "accuracy": 0.85,
-                                 "latency_p50_ms": 0.21, "latency_p95_ms": 0.3},
-                     "dynamic_int8": {**ok, "file": "model_dynamic_int8.tflite", "size_bytes": 8192,
-                                      "accuracy": 0.84, "latency_p50_ms": 0.18, "latency_p95_ms": 0.25},
-                     "int16x8": {"status": "unsupported", "format": "tflite", "reason": "no int16x8 kernel"}}).write()
+    ExportReport(
+        out_dir=str(out),
+        task="classification",
+        metric="accuracy",
+        eval_samples=60,
+        batch_size=32,
+        threads=None,
+        recommended="dynamic_int8",
+        variants={
+            "keras": {"status": "ok", "format": "keras", "file": "model.keras", "size_bytes": 40960, "accuracy": 0.85},
+            "float32": {
+                **ok,
+                "file": "model_float32.tflite",
+                "size_bytes": 20480,
+                "accuracy": 0.85,
+                "latency_p50_ms": 0.21,
+                "latency_p95_ms": 0.3,
+            },
+            "dynamic_int8": {
+                **ok,
+                "file": "model_dynamic_int8.tflite",
+                "size_bytes": 8192,
+                "accuracy": 0.84,
+                "latency_p50_ms": 0.18,
+                "latency_p95_ms": 0.25,
+            },
+            "int16x8": {"status": "unsupported", "format": "tflite", "reason": "no int16x8 kernel"},
+        },
+    ).write()
     return out
 
 
@@ -96,8 +117,11 @@ def test_plots_are_artifacts_of_the_parent_run(finished_search):
     assert listed == {f"plots/{name}.png" for name in SEARCH_PLOTS}  # no Pareto (1 objective), no export yet
     for artifact in client.list_artifacts(result.mlflow_run_id, "plots"):
         assert artifact.file_size > 5000, artifact
-    local = Path(client.download_artifacts(result.mlflow_run_id, "plots/learning_curves.png",
-                                           str(finished_search.root / "download")))
+    local = Path(
+        client.download_artifacts(
+            result.mlflow_run_id, "plots/learning_curves.png", str(finished_search.root / "download")
+        )
+    )
     assert local.read_bytes().startswith(PNG)
 
 
@@ -108,8 +132,20 @@ def test_report_command_writes_leaderboard_plots_architecture_and_export(finishe
     result = finished_search.result
     export_dir = _fake_export(tmp_path / "export")
     out = tmp_path / "report.html"
-    cmd = [sys.executable, "-m", "automl.cli", "report", "--study", finished_search.study_name, "--out", str(out),
-           "--storage", finished_search.storage, "--export-dir", str(export_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "automl.cli",
+        "report",
+        "--study",
+        finished_search.study_name,
+        "--out",
+        str(out),
+        "--storage",
+        finished_search.storage,
+        "--export-dir",
+        str(export_dir),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     said = " ".join(done.stderr.split())  # rich wraps at the terminal width
@@ -156,8 +192,18 @@ def test_report_command_writes_leaderboard_plots_architecture_and_export(finishe
 
 
 def test_report_of_an_unknown_study_is_one_error_line(finished_search, tmp_path):
-    cmd = [sys.executable, "-m", "automl.cli", "report", "--study", "nope", "--out", str(tmp_path / "r.html"),
-           "--storage", finished_search.storage]
+    cmd = [
+        sys.executable,
+        "-m",
+        "automl.cli",
+        "report",
+        "--study",
+        "nope",
+        "--out",
+        str(tmp_path / "r.html"),
+        "--storage",
+        finished_search.storage,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 2 and "no study 'nope'" in done.stderr and "reportable" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "r.html").exists()
@@ -175,8 +221,12 @@ def test_progress_draws_a_bar_in_a_terminal_and_plain_lines_elsewhere(finished_s
     trials = study.trials
     for terminal in (True, False):
         out = StringIO()
-        progress = SearchProgress(len(trials), "val_accuracy", timeout=600,
-                                  console=Console(file=out, force_terminal=terminal, width=200, highlight=False))
+        progress = SearchProgress(
+            len(trials),
+            "val_accuracy",
+            timeout=600,
+            console=Console(file=out, force_terminal=terminal, width=200, highlight=False),
+        )
         assert progress.live is terminal
         for t in trials:
             progress.trial_finished(study, t)
@@ -221,8 +271,11 @@ def test_mlflow_server_serves_the_experiment_parent_and_every_trial_run(finished
     listed = _get(f"{api}/artifacts/list?run_id={result.mlflow_run_id}&path=plots")["files"]
     assert {f["path"] for f in listed} == {f"plots/{n}.png" for n in SEARCH_PLOTS}
 
-    children = {int(t["automl.trial_number"]): by_id[run_id] for run_id, t in tags.items()
-                if t.get("mlflow.parentRunId") == result.mlflow_run_id}
+    children = {
+        int(t["automl.trial_number"]): by_id[run_id]
+        for run_id, t in tags.items()
+        if t.get("mlflow.parentRunId") == result.mlflow_run_id
+    }
     assert len(runs) == 1 + len(children)
     assert sorted(children) == [t.number for t in result.study.trials]
     for trial in result.study.trials:
@@ -287,8 +340,9 @@ def test_notebooks_are_committed_without_outputs_and_with_a_parameters_cell(name
 
 def test_report_notebook_executes_on_a_finished_search(finished_search, tmp_path):
     result = finished_search.result
-    nb = execute_notebook(NOTEBOOKS / "report.ipynb", tmp_path, study_name=finished_search.study_name,
-                          storage=finished_search.storage)  # tracking URI: the one the study records
+    nb = execute_notebook(
+        NOTEBOOKS / "report.ipynb", tmp_path, study_name=finished_search.study_name, storage=finished_search.storage
+    )  # tracking URI: the one the study records
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     text = "\n".join(_text(c) for c in code)
@@ -308,8 +362,15 @@ def test_report_notebook_executes_on_a_finished_search(finished_search, tmp_path
 
 
 def test_quickstart_notebook_runs_a_small_search_end_to_end(tmp_path):
-    nb = execute_notebook(NOTEBOOKS / "quickstart.ipynb", tmp_path, trials=2, epochs=1, samples=300,
-                          study_name="quick", home=str(tmp_path / "mlruns"))
+    nb = execute_notebook(
+        NOTEBOOKS / "quickstart.ipynb",
+        tmp_path,
+        trials=2,
+        epochs=1,
+        samples=300,
+        study_name="quick",
+        home=str(tmp_path / "mlruns"),
+    )
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     text = "\n".join(_text(c) for c in code)

@@ -4,6 +4,7 @@
 Needs a PostgreSQL superuser URL in AUTOML_TEST_POSTGRES; `.ci/postgres.sh` installs Debian's
 PostgreSQL, starts it and prints that URL (`.ci/run` does this before the suite).
 """
+
 import os
 import socket
 import subprocess
@@ -16,9 +17,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.trial import TrialState
-
 from conftest import mlflow_runs, require
+from optuna.trial import TrialState
 from test_reliability import SPACE
 
 PG = os.environ.get("AUTOML_TEST_POSTGRES")
@@ -52,10 +52,26 @@ def postgres_stores(tmp_path):
     optuna_url, mlflow_db = _database(f"optuna_{tag}"), _database(f"mlflow_{tag}")
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow_db, "--host", "127.0.0.1",
-         "--port", str(port), "--artifacts-destination", (tmp_path / "artifacts").as_uri(), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "mlflow.log", "w"),
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            mlflow_db,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--artifacts-destination",
+            (tmp_path / "artifacts").as_uri(),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "mlflow.log", "w"),  # noqa: SIM115 - the server writes to it while it runs
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -77,12 +93,39 @@ def test_three_workers_share_one_study_on_postgresql(tmp_path, postgres_stores):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     total = 6
-    workers = [subprocess.Popen(
-        [AUTOML, "search", str(space), "--data", "digits", "--trials", str(total), "--epochs", "15",
-         "--study", "shared", "--storage", optuna_url, "--tracking-uri", tracking_uri, "--seed", "0",
-         "--worker", str(i), "--pruner", "none", "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}) for i in range(3)]
+    workers = [
+        subprocess.Popen(
+            [
+                AUTOML,
+                "search",
+                str(space),
+                "--data",
+                "digits",
+                "--trials",
+                str(total),
+                "--epochs",
+                "15",
+                "--study",
+                "shared",
+                "--storage",
+                optuna_url,
+                "--tracking-uri",
+                tracking_uri,
+                "--seed",
+                "0",
+                "--worker",
+                str(i),
+                "--pruner",
+                "none",
+                "-q",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"},
+        )
+        for i in range(3)
+    ]
     for w in workers:
         _, stderr = w.communicate(timeout=600)
         assert w.returncode == 0, stderr[-3000:]

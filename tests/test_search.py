@@ -1,4 +1,5 @@
 """The search loop end to end on real Keras, a real Optuna journal and a real MLflow SQLite store."""
+
 import gc
 import weakref
 
@@ -11,13 +12,20 @@ from automl import Search
 from automl.search import SearchError
 from automl.space import Categorical, Float, SearchSpace, SpaceError
 
-TINY = {"num_blocks": 1, "blocks.0.filters": 4, "blocks.0.pooling": "max", "pool.mode": "avg",
-        "optimizer": "adam", "learning_rate": 0.01}
+TINY = {
+    "num_blocks": 1,
+    "blocks.0.filters": 4,
+    "blocks.0.pooling": "max",
+    "pool.mode": "avg",
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+}
 
 
 def test_trials_become_nested_mlflow_runs_with_params_and_epoch_metrics(digits_small, stores, tiny_space):
-    result = Search(tiny_space, study_name="nested", max_trials=3, seed=1, verbose=False,
-                    pruner="none", **stores).fit(data=digits_small, epochs=3)
+    result = Search(tiny_space, study_name="nested", max_trials=3, seed=1, verbose=False, pruner="none", **stores).fit(
+        data=digits_small, epochs=3
+    )
     client, runs = mlflow_runs(stores["tracking_uri"])
     parents = [r for r in runs if r.data.tags.get("automl.role") == "search"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id]
@@ -59,7 +67,8 @@ def test_resume_continues_the_study_and_reuses_the_parent_run(digits_small, stor
     again = Search(tiny_space, study_name="resume", max_trials=2, seed=3, verbose=False, **stores)
     assert len(again.fit(data=digits_small, epochs=2).study.trials) == 2  # target reached: nothing to do
     r2 = Search(tiny_space, study_name="resume", max_trials=4, seed=3, verbose=False, **stores).fit(
-        data=digits_small, epochs=2)
+        data=digits_small, epochs=2
+    )
     assert [t.number for t in r2.study.trials] == [0, 1, 2, 3]
     assert [t.params for t in r2.study.trials[:2]] == params_before
     assert r2.mlflow_run_id == r1.mlflow_run_id
@@ -69,15 +78,23 @@ def test_resume_continues_the_study_and_reuses_the_parent_run(digits_small, stor
 
 
 def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(digits_small, stores):
-    space = SearchSpace(name="fragile", architecture={
-        "blocks": {"repeat": 1, "each": {"block": "conv", "filters": 4, "batch_norm": False}},
-        "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "bogus"])},
-    }, training={"optimizer": "sgd", "learning_rate": Float(low=1e-3, high=1e38, log=True), "momentum": 0.9})
-    enqueue = [{"pool.mode": "bogus", "learning_rate": 0.01},      # raises in the builder
-               {"pool.mode": "avg", "learning_rate": 1e38},         # diverges to NaN
-               {"pool.mode": "avg", "learning_rate": 0.01}, {"pool.mode": "avg", "learning_rate": 0.02}]
-    result = Search(space, study_name="fragile", max_trials=2, sampler="random", seed=0, verbose=False,
-                    enqueue=enqueue, **stores).fit(data=digits_small, epochs=3)
+    space = SearchSpace(
+        name="fragile",
+        architecture={
+            "blocks": {"repeat": 1, "each": {"block": "conv", "filters": 4, "batch_norm": False}},
+            "pool": {"block": "global_pool", "mode": Categorical(choices=["avg", "bogus"])},
+        },
+        training={"optimizer": "sgd", "learning_rate": Float(low=1e-3, high=1e38, log=True), "momentum": 0.9},
+    )
+    enqueue = [
+        {"pool.mode": "bogus", "learning_rate": 0.01},  # raises in the builder
+        {"pool.mode": "avg", "learning_rate": 1e38},  # diverges to NaN
+        {"pool.mode": "avg", "learning_rate": 0.01},
+        {"pool.mode": "avg", "learning_rate": 0.02},
+    ]
+    result = Search(
+        space, study_name="fragile", max_trials=2, sampler="random", seed=0, verbose=False, enqueue=enqueue, **stores
+    ).fit(data=digits_small, epochs=3)
     states = [t.state.name for t in result.study.trials]
     assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     failed = result.study.trials[:2]
@@ -97,28 +114,37 @@ def test_consecutive_failures_stop_the_search_which_fails_without_a_complete_tri
 
     space = SearchSpace(name="broken", architecture={"pool": {"block": "global_pool", "mode": "bogus"}})
     with pytest.raises(NoCompleteTrial, match="no complete trial; last failure: .*global_pool mode") as failed:
-        Search(space, study_name="broken", max_trials=5, max_consecutive_failures=3, verbose=False,
-               **stores).fit(data=digits_small, epochs=1)
+        Search(space, study_name="broken", max_trials=5, max_consecutive_failures=3, verbose=False, **stores).fit(
+            data=digits_small, epochs=1
+        )
     assert isinstance(failed.value, SearchError)
     assert [t.state.name for t in failed.value.result.study.trials] == ["FAIL"] * 3
-    client, runs = mlflow_runs(stores["tracking_uri"])
+    _client, runs = mlflow_runs(stores["tracking_uri"])
     parent = next(r for r in runs if r.data.tags.get("automl.role") == "search")
     assert parent.info.status == "FAILED"
 
 
 def test_partial_success_returns_the_result(digits_small, stores, tiny_space):
     """One failed trial among complete ones: the search succeeds, the failure is in the table."""
-    bad = {"num_blocks": 1, "blocks.0.filters": 4, "blocks.0.pooling": "max", "pool.mode": "avg",
-           "optimizer": "adam", "learning_rate": 1e30}  # diverges: a NaN loss fails the trial
-    result = Search(tiny_space, study_name="partial", max_trials=2, verbose=False, pruner="none", enqueue=[bad],
-                    **stores).fit(data=digits_small, epochs=2)
+    bad = {
+        "num_blocks": 1,
+        "blocks.0.filters": 4,
+        "blocks.0.pooling": "max",
+        "pool.mode": "avg",
+        "optimizer": "adam",
+        "learning_rate": 1e30,
+    }  # diverges: a NaN loss fails the trial
+    result = Search(
+        tiny_space, study_name="partial", max_trials=2, verbose=False, pruner="none", enqueue=[bad], **stores
+    ).fit(data=digits_small, epochs=2)
     states = [t.state.name for t in result.study.trials]
     assert states[0] == "FAIL" and states.count("COMPLETE") == 2
 
 
 def test_timeout_stops_the_search(digits_small, stores, tiny_space):
     result = Search(tiny_space, study_name="budget", max_trials=500, timeout=4, verbose=False, **stores).fit(
-        data=digits_small, epochs=50)
+        data=digits_small, epochs=50
+    )
     finished = [t for t in result.study.trials if t.state.is_finished()]
     assert 1 <= len(finished) < 500
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in result.study.trials)
@@ -127,6 +153,7 @@ def test_timeout_stops_the_search(digits_small, stores, tiny_space):
 def test_trials_collect_garbage_on_a_frozen_heap_and_the_search_unfreezes_it(digits_small, stores, tiny_space):
     """Between trials the heap is frozen, so a collection scans only the last trial's objects; the
     trials' own cyclic garbage is still reclaimed, and the search leaves the collector as it found it."""
+
     class Cycle:
         pass
 
@@ -139,15 +166,24 @@ def test_trials_collect_garbage_on_a_frozen_heap_and_the_search_unfreezes_it(dig
         refs.append(weakref.ref(garbage))
 
     assert gc.get_freeze_count() == 0
-    Search(tiny_space, study_name="gc", max_trials=3, verbose=False, pruner="none", on_trial=on_trial,
-           isolate=False, **stores).fit(data=digits_small, epochs=1)
+    Search(
+        tiny_space,
+        study_name="gc",
+        max_trials=3,
+        verbose=False,
+        pruner="none",
+        on_trial=on_trial,
+        isolate=False,
+        **stores,
+    ).fit(data=digits_small, epochs=1)
     assert len(frozen) == 3 and min(frozen) > 0
     assert [r() is None for r in refs[:2]] == [True, True]  # freed by the next trial's clean-up at the latest
     assert gc.get_freeze_count() == 0
     gc.freeze()  # someone else's frozen objects stay frozen
     try:
-        Search(tiny_space, study_name="gc", max_trials=4, verbose=False, pruner="none", isolate=False,
-               **stores).fit(data=digits_small, epochs=1)
+        Search(tiny_space, study_name="gc", max_trials=4, verbose=False, pruner="none", isolate=False, **stores).fit(
+            data=digits_small, epochs=1
+        )
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
@@ -156,8 +192,16 @@ def test_trials_collect_garbage_on_a_frozen_heap_and_the_search_unfreezes_it(dig
 def test_same_seed_samples_the_same_configurations(digits_small, stores, tiny_space, tmp_path):
     runs = []
     for name in ("a", "b"):
-        s = Search(tiny_space, study_name=f"seed-{name}", max_trials=3, seed=7, verbose=False, pruner="none",
-                   storage=str(tmp_path / f"{name}.journal"), tracking_uri=stores["tracking_uri"])
+        s = Search(
+            tiny_space,
+            study_name=f"seed-{name}",
+            max_trials=3,
+            seed=7,
+            verbose=False,
+            pruner="none",
+            storage=str(tmp_path / f"{name}.journal"),
+            tracking_uri=stores["tracking_uri"],
+        )
         runs.append([t.params for t in s.fit(data=digits_small, epochs=1).study.trials])
     assert runs[0] == runs[1]
 
@@ -167,8 +211,11 @@ def test_regression_on_diabetes_minimises_val_loss(stores):
     from automl.space import Int
 
     data = load_data("diabetes", seed=0)
-    space = SearchSpace(name="mlp", architecture={"hidden": {"block": "dense", "units": Int(low=8, high=32)}},
-                        training={"learning_rate": 0.01})
+    space = SearchSpace(
+        name="mlp",
+        architecture={"hidden": {"block": "dense", "units": Int(low=8, high=32)}},
+        training={"learning_rate": 0.01},
+    )
     result = Search(space, max_trials=2, verbose=False, **stores).fit(data=data, epochs=20)
     assert result.study.direction == optuna.study.StudyDirection.MINIMIZE
     model = result.best_model()
@@ -188,7 +235,9 @@ def test_resuming_with_another_space_or_data_is_refused(digits_small, stores, ti
     shifted = make_dataset(digits_small.x_train[:100], digits_small.y_train[:100], kind="image", name="digits300")
     with pytest.raises(SearchError, match="different data"):
         Search(tiny_space, study_name="guarded", max_trials=2, verbose=False, **stores).fit(data=shifted, epochs=1)
-    study = optuna.load_study(study_name="guarded", storage=__import__("automl.stores").stores.open_storage(stores["storage"]))
+    study = optuna.load_study(
+        study_name="guarded", storage=__import__("automl.stores").stores.open_storage(stores["storage"])
+    )
     assert len(study.trials) == 1  # untouched
 
 
@@ -205,7 +254,9 @@ def test_space_problems_are_reported_before_any_trial(digits_small, stores):
     with pytest.raises(SpaceError, match="for tabular input but the data is image"):
         Search("tabular_mlp", verbose=False, **stores).fit(data=digits_small, epochs=1)
     with pytest.raises(SearchError, match="objective 'val_auc' is not logged"):
-        Search(SearchSpace(architecture={}), objective="val_auc", verbose=False, **stores).fit(data=digits_small, epochs=1)
+        Search(SearchSpace(architecture={}), objective="val_auc", verbose=False, **stores).fit(
+            data=digits_small, epochs=1
+        )
     from pathlib import Path
 
     assert not Path(stores["storage"]).exists()  # nothing was created
@@ -241,19 +292,24 @@ def test_early_stopping_counts_a_lower_loss_at_an_equal_accuracy_as_progress():
     stalled = [(0.7, 0.6), (0.8, 0.5), (0.8, 0.55), (0.75, 0.4), (0.8, 0.51), (0.9, 0.3)]
     assert _run_stopping(BestEpochStopping("val_accuracy", "maximize", patience=3), stalled) == (5, 1)
     # a lower loss never outranks a higher accuracy
-    assert _run_stopping(BestEpochStopping("val_accuracy", "maximize", patience=9),
-                         [(0.9, 0.6), (0.8, 0.1), (0.85, 0.2)]) == (3, 0)
+    assert _run_stopping(
+        BestEpochStopping("val_accuracy", "maximize", patience=9), [(0.9, 0.6), (0.8, 0.1), (0.85, 0.2)]
+    ) == (3, 0)
     # minimising the loss itself: no tie-break, plain patience
-    assert _run_stopping(BestEpochStopping("val_loss", "minimize", patience=2),
-                         [(0.5, 0.6), (0.5, 0.5), (0.9, 0.5), (0.9, 0.7)]) == (4, 1)
+    assert _run_stopping(
+        BestEpochStopping("val_loss", "minimize", patience=2), [(0.5, 0.6), (0.5, 0.5), (0.9, 0.5), (0.9, 0.7)]
+    ) == (4, 1)
 
 
 def test_best_epoch_is_the_epoch_early_stopping_restores():
     from automl.training import BestEpochStopping, best_epoch
 
-    for logs in ([(0.7, 0.69), (0.7, 0.66), (0.8, 0.62), (0.8, 0.55), (0.75, 0.4)],
-                 [(0.9, 0.6), (0.8, 0.1), (0.9, 0.5), (0.9, 0.7)], [(0.5, 0.5), (0.5, 0.5)]):
-        history = [{"val_accuracy": a, "val_loss": l} for a, l in logs]
+    for logs in (
+        [(0.7, 0.69), (0.7, 0.66), (0.8, 0.62), (0.8, 0.55), (0.75, 0.4)],
+        [(0.9, 0.6), (0.8, 0.1), (0.9, 0.5), (0.9, 0.7)],
+        [(0.5, 0.5), (0.5, 0.5)],
+    ):
+        history = [{"val_accuracy": a, "val_loss": loss} for a, loss in logs]
         restored = _run_stopping(BestEpochStopping("val_accuracy", "maximize", patience=9), logs)[1]
         assert best_epoch(history, "val_accuracy", "maximize") == restored
     assert best_epoch([{"val_loss": 0.5}, {"val_loss": 0.4}, {"val_loss": 0.45}], "val_loss", "minimize") == 1
@@ -268,11 +324,21 @@ def test_trials_with_an_equal_objective_rank_by_validation_loss(stores):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-3, 0.5, (80, 2)), rng.normal(3, 0.5, (80, 2))]).astype("float32")
     data = make_dataset(x, np.repeat([0, 1], 80), name="blobs", seed=0)
-    space = SearchSpace(name="lr", architecture={"hidden": {"block": "dense", "units": 8}},
-                        training={"learning_rate": Categorical(choices=[0.003, 0.03, 0.1])})
+    space = SearchSpace(
+        name="lr",
+        architecture={"hidden": {"block": "dense", "units": 8}},
+        training={"learning_rate": Categorical(choices=[0.003, 0.03, 0.1])},
+    )
     rates = [0.003, 0.03, 0.1]  # slowest first: the first trial to reach 1.0 has the highest loss
-    result = Search(space, max_trials=3, pruner="none", seed=0, enqueue=[{"learning_rate": r} for r in rates],
-                    verbose=False, **stores).fit(data=data, epochs=6)
+    result = Search(
+        space,
+        max_trials=3,
+        pruner="none",
+        seed=0,
+        enqueue=[{"learning_rate": r} for r in rates],
+        verbose=False,
+        **stores,
+    ).fit(data=data, epochs=6)
     trials = result.study.trials
     assert [t.value for t in trials] == [1.0, 1.0, 1.0]
     losses = [t.user_attrs[TIEBREAK_ATTR] for t in trials]

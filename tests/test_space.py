@@ -1,4 +1,5 @@
 """Search-space language: parsing, validation errors, conditions, sampling (no TensorFlow)."""
+
 import optuna
 import pytest
 
@@ -30,10 +31,21 @@ def test_shipped_spaces_load_and_sample():
 
 def test_repeat_items_exist_only_below_the_count():
     space = load_space("image_cnn")
-    base = {"blocks.0.filters": 16, "blocks.0.kernel_size": 3, "blocks.0.depth": 1, "blocks.0.pooling": "max",
-            "blocks.0.batch_norm": True, "blocks.0.dropout": 0.0, "pool.mode": "avg", "head.units": 32,
-            "head.dropout": 0.0, "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32,
-            "schedule": "constant"}
+    base = {
+        "blocks.0.filters": 16,
+        "blocks.0.kernel_size": 3,
+        "blocks.0.depth": 1,
+        "blocks.0.pooling": "max",
+        "blocks.0.batch_norm": True,
+        "blocks.0.dropout": 0.0,
+        "pool.mode": "avg",
+        "head.units": 32,
+        "head.dropout": 0.0,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "batch_size": 32,
+        "schedule": "constant",
+    }
     one = sample(space, {"num_blocks": 1, **base})
     assert len(one.architecture["blocks"]) == 1
     assert "blocks.0.filters" in one.params and not any(k.startswith("blocks.1.") for k in one.params)
@@ -57,11 +69,13 @@ def test_when_condition_switches_parameter_off_and_on():
 
 
 def test_condition_operators_and_group_conditions():
-    space = SearchSpace(architecture={
-        "n": Int(low=1, high=4),
-        "wide": {"type": "int", "low": 8, "high": 16, "when": {"n": {"gt": 2}}},
-        "extra": {"block": "dense", "units": 8, "when": {"n": [1, 2]}},
-    })
+    space = SearchSpace(
+        architecture={
+            "n": Int(low=1, high=4),
+            "wide": {"type": "int", "low": 8, "high": 16, "when": {"n": {"gt": 2}}},
+            "extra": {"block": "dense", "units": 8, "when": {"n": [1, 2]}},
+        }
+    )
     assert "wide" not in sample(space, {"n": 2}).params
     assert sample(space, {"n": 3, "wide": 9}).params["wide"] == 9
     assert "extra" in sample(space, {"n": 1}).architecture
@@ -69,25 +83,37 @@ def test_condition_operators_and_group_conditions():
 
 
 def test_when_on_a_repeat_count_switches_the_whole_repeat():
-    space = SearchSpace(architecture={
-        "text": {"block": ["text", "text_ngrams"]},
-        "convs": {"repeat": {"type": "int", "low": 0, "high": 2, "when": {"text.block": "text"}},
-                  "each": {"block": "conv1d", "filters": Int(low=4, high=8)}},
-        "head": {"block": "dense", "units": 8},
-    })
+    space = SearchSpace(
+        architecture={
+            "text": {"block": ["text", "text_ngrams"]},
+            "convs": {
+                "repeat": {"type": "int", "low": 0, "high": 2, "when": {"text.block": "text"}},
+                "each": {"block": "conv1d", "filters": Int(low=4, high=8)},
+            },
+            "head": {"block": "dense", "units": 8},
+        }
+    )
     on = sample(space, {"text.block": "text", "num_convs": 2, "convs.0.filters": 4, "convs.1.filters": 5})
     assert [c["filters"] for c in on.architecture["convs"]] == [4, 5] and on.params["num_convs"] == 2
     off = sample(space, {"text.block": "text_ngrams"})
     assert "convs" not in off.architecture and "num_convs" not in off.params
     assert list(off.architecture) == ["text", "head"]
     with pytest.raises(SpaceError, match=r"architecture.convs.repeat.when.encoder.block: refers to 'encoder.block'"):
-        SearchSpace(architecture={"convs": {"repeat": {"type": "int", "low": 0, "high": 2,
-                                                       "when": {"encoder.block": "x"}},
-                                            "each": {"block": "conv1d"}}})
+        SearchSpace(
+            architecture={
+                "convs": {
+                    "repeat": {"type": "int", "low": 0, "high": 2, "when": {"encoder.block": "x"}},
+                    "each": {"block": "conv1d"},
+                }
+            }
+        )
 
 
 def test_python_built_space_equals_yaml(tmp_path):
-    yaml_space = load_space(write(tmp_path, """
+    yaml_space = load_space(
+        write(
+            tmp_path,
+            """
 name: s
 architecture:
   layers:
@@ -95,14 +121,20 @@ architecture:
     each: {block: dense, units: {type: int, low: 8, high: 64, log: true}}
 training:
   learning_rate: {type: float, low: 0.0001, high: 0.1, log: true}
-"""))
-    py_space = SearchSpace(architecture={"layers": {"repeat": Int(low=1, high=2),
-                                                    "each": {"block": "dense", "units": Int(low=8, high=64, log=True)}}},
-                           training={"learning_rate": Float(low=1e-4, high=0.1, log=True)})
+""",
+        )
+    )
+    py_space = SearchSpace(
+        architecture={
+            "layers": {"repeat": Int(low=1, high=2), "each": {"block": "dense", "units": Int(low=8, high=64, log=True)}}
+        },
+        training={"learning_rate": Float(low=1e-4, high=0.1, log=True)},
+    )
     params = {"num_layers": 2, "layers.0.units": 10, "layers.1.units": 20, "learning_rate": 0.01}
     assert sample(yaml_space, params).params == sample(py_space, params).params
-    assert sample(py_space, params).architecture == {"layers": [{"block": "dense", "units": 10},
-                                                                {"block": "dense", "units": 20}]}
+    assert sample(py_space, params).architecture == {
+        "layers": [{"block": "dense", "units": 10}, {"block": "dense", "units": 20}]
+    }
 
 
 def test_list_shorthand_is_categorical_and_scalar_is_fixed(tmp_path):
@@ -111,20 +143,31 @@ def test_list_shorthand_is_categorical_and_scalar_is_fixed(tmp_path):
     assert config.architecture["head"] == {"block": "dense", "units": 16, "dropout": 0.25}
 
 
-@pytest.mark.parametrize("text, key, words", [
-    ("architecture:\n  a: {type: int, low: 5, high: 1}\n", "architecture.a", "must not exceed"),
-    ("architecture:\n  a: {type: float, low: 0, high: 1, log: true}\n", "architecture.a", "log scale"),
-    ("architecture:\n  a: {type: integer, low: 1, high: 2}\n", "architecture.a.type", "unknown parameter type"),
-    ("architecture:\n  a: {type: int, low: 1}\n", "architecture.a.high", "Field required"),
-    ("architecture:\n  a: {type: int, low: 1, high: 3, stepp: 2}\n", "architecture.a.stepp", "Extra inputs"),
-    ("architecture:\n  a: {type: int, low: 1, high: 3, when: {b: 1}}\n  b: 1\n", "architecture.a.when.b", "not defined before"),
-    ("architecture:\n  a: {type: int, low: 1, high: 3, when: {b: {bigger: 1}}}\n", "architecture.a.when.b", "unknown operator"),
-    ("architecture:\n  x:\n    repeat: -1\n    each: {block: dense}\n", "architecture.x.repeat", "non-negative"),
-    ("architecture:\n  a: {type: categorical, choices: []}\n", "architecture.a.choices", "at least 1"),
-    ("architecture: {}\ntrainng: {}\n", "trainng", "unknown key"),
-    ("training: {}\n", "architecture", "missing"),
-    ("architecture:\n  a: 1\ntraining:\n  a: 2\n", "training.a", "unique"),
-])
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ("architecture:\n  a: {type: int, low: 5, high: 1}\n", "architecture.a", "must not exceed"),
+        ("architecture:\n  a: {type: float, low: 0, high: 1, log: true}\n", "architecture.a", "log scale"),
+        ("architecture:\n  a: {type: integer, low: 1, high: 2}\n", "architecture.a.type", "unknown parameter type"),
+        ("architecture:\n  a: {type: int, low: 1}\n", "architecture.a.high", "Field required"),
+        ("architecture:\n  a: {type: int, low: 1, high: 3, stepp: 2}\n", "architecture.a.stepp", "Extra inputs"),
+        (
+            "architecture:\n  a: {type: int, low: 1, high: 3, when: {b: 1}}\n  b: 1\n",
+            "architecture.a.when.b",
+            "not defined before",
+        ),
+        (
+            "architecture:\n  a: {type: int, low: 1, high: 3, when: {b: {bigger: 1}}}\n",
+            "architecture.a.when.b",
+            "unknown operator",
+        ),
+        ("architecture:\n  x:\n    repeat: -1\n    each: {block: dense}\n", "architecture.x.repeat", "non-negative"),
+        ("architecture:\n  a: {type: categorical, choices: []}\n", "architecture.a.choices", "at least 1"),
+        ("architecture: {}\ntrainng: {}\n", "trainng", "unknown key"),
+        ("training: {}\n", "architecture", "missing"),
+        ("architecture:\n  a: 1\ntraining:\n  a: 2\n", "training.a", "unique"),
+    ],
+)
 def test_malformed_space_names_file_and_key(tmp_path, text, key, words):
     path = write(tmp_path, text)
     with pytest.raises(SpaceError) as info:

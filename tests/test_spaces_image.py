@@ -1,5 +1,6 @@
 """The shipped image spaces: each passes the space check, a seeded sample builds, trains a step with
 its own training settings, reloads identically and converts to TFLite; a short search runs on digits."""
+
 import keras
 import numpy as np
 import optuna
@@ -69,8 +70,9 @@ def test_cell_parameters_exist_only_for_the_chosen_operation():
 
 
 def test_two_trial_search_on_digits_with_the_cell_space(digits_small, stores):
-    result = Search("image_cells", study_name="cells", max_trials=2, seed=0, verbose=False, pruner="none",
-                    **stores).fit(data=digits_small, epochs=1)
+    result = Search(
+        "image_cells", study_name="cells", max_trials=2, seed=0, verbose=False, pruner="none", **stores
+    ).fit(data=digits_small, epochs=1)
     trials = result.study.trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     for t in trials:

@@ -1,13 +1,22 @@
 """Shipped sequence, text and table spaces: a sampled configuration builds on real tiny data, trains a
 step, reloads identically and exports to TFLite (or fails for the documented reason); two-trial
 searches on a text and a sequence space run end to end with MLflow."""
+
 import keras
 import numpy as np
 import optuna
 import pytest
 from conftest import mlflow_runs
-from seq_text_checks import (check_round_trip, sequence_data, sequences, table_data, text_data, tflite_convert,
-                             tflite_convert_batch1, tflite_predict)
+from seq_text_checks import (
+    check_round_trip,
+    sequence_data,
+    sequences,
+    table_data,
+    text_data,
+    tflite_convert,
+    tflite_convert_batch1,
+    tflite_predict,
+)
 
 from automl import Search
 from automl.builder import build_model, validate_space
@@ -23,8 +32,12 @@ def datasets():
     from automl.data import make_dataset
 
     x, y = load_breast_cancer(return_X_y=True)
-    return {"text": text_data(), "sequence": sequence_data(), "table": table_data(),
-            "matrix": make_dataset(x[:120], y[:120], seed=0)}
+    return {
+        "text": text_data(),
+        "sequence": sequence_data(),
+        "table": table_data(),
+        "matrix": make_dataset(x[:120], y[:120], seed=0),
+    }
 
 
 # space -> (data, parameters fixed so the interesting parts are sampled; the rest is random)
@@ -72,9 +85,16 @@ def test_sampled_configuration_builds_trains_reloads_and_exports(case, datasets,
 def test_two_trial_search_on_text_logs_to_mlflow_and_keeps_the_best_model(datasets, stores):
     data = datasets["text"]
     small = {"text.sequence_length": 32, "text.embed_dim": 16, "encoder.depth": 1}  # the rest is sampled
-    result = Search("text_transformer", study_name="text", max_trials=2, seed=0, verbose=False, pruner="none",
-                    enqueue=[{**small, "encoder.norm": "pre"}, {**small, "encoder.norm": "post"}],
-                    **stores).fit(data=data, epochs=1)
+    result = Search(
+        "text_transformer",
+        study_name="text",
+        max_trials=2,
+        seed=0,
+        verbose=False,
+        pruner="none",
+        enqueue=[{**small, "encoder.norm": "pre"}, {**small, "encoder.norm": "post"}],
+        **stores,
+    ).fit(data=data, epochs=1)
     assert [t.state.name for t in result.study.trials] == ["COMPLETE", "COMPLETE"]
     _, runs = mlflow_runs(stores["tracking_uri"])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id]
@@ -86,9 +106,14 @@ def test_two_trial_search_on_text_logs_to_mlflow_and_keeps_the_best_model(datase
 
 def test_ragged_sequences_select_the_default_sequence_space(stores):
     seqs, labels = sequences(60, seed=1)
-    result = Search(max_trials=2, seed=0, verbose=False, pruner="none", **stores,
-                    enqueue=[{"encoder.block": "gru", "encoder.depth": 1}, {"encoder.block": "conv1d"}]).fit(
-        seqs, labels, epochs=1)
+    result = Search(
+        max_trials=2,
+        seed=0,
+        verbose=False,
+        pruner="none",
+        **stores,
+        enqueue=[{"encoder.block": "gru", "encoder.depth": 1}, {"encoder.block": "conv1d"}],
+    ).fit(seqs, labels, epochs=1)
     assert result.study.study_name.startswith("sequence_rnn-")
     assert [t.state.name for t in result.study.trials] == ["COMPLETE", "COMPLETE"]
     assert [t.params["encoder.block"] for t in result.study.trials] == ["gru", "conv1d"]

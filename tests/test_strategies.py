@@ -1,5 +1,6 @@
 """Search strategies on real tiny searches: every sampler and pruner, budgets, several objectives with
 measured TFLite cost, constraints, warm starts. Real Keras, a real Optuna journal, a real MLflow store."""
+
 import importlib.util
 import re
 import sys
@@ -10,16 +11,21 @@ import pytest
 from conftest import mlflow_runs, require
 
 from automl import Search
-from automl.objectives import dominates
-from automl.results import COPIED_ATTR
+from automl.ranking import dominates
+from automl.records import COPIED_FROM as COPIED_ATTR
 from automl.space import Categorical, Int, SearchSpace
 from automl.strategies import StrategyError, make_pruner, make_sampler
 
 GOOD = {"num_blocks": 1, "blocks.0.filters": 8, "optimizer": "adam", "learning_rate": 0.02}
 BAD = {**GOOD, "learning_rate": 1e-6}  # trains nowhere: a pruner must stop it
-SMALL = {"num_blocks": 1, "blocks.0.filters": 4, "optimizer": "adam", "learning_rate": 0.02}   # ~90 weights
-LARGE = {"num_blocks": 2, "blocks.0.filters": 8, "blocks.1.filters": 8, "optimizer": "adam",  # ~750 weights
-         "learning_rate": 0.02}
+SMALL = {"num_blocks": 1, "blocks.0.filters": 4, "optimizer": "adam", "learning_rate": 0.02}  # ~90 weights
+LARGE = {
+    "num_blocks": 2,
+    "blocks.0.filters": 8,
+    "blocks.1.filters": 8,
+    "optimizer": "adam",  # ~750 weights
+    "learning_rate": 0.02,
+}
 
 
 @pytest.fixture
@@ -28,27 +34,45 @@ def discrete_space():
     return SearchSpace(
         name="discrete",
         architecture={
-            "blocks": {"repeat": Int(low=1, high=2),
-                       "each": {"block": "conv", "filters": Categorical(choices=[4, 8]), "kernel_size": 3,
-                                "pooling": "max"}},
+            "blocks": {
+                "repeat": Int(low=1, high=2),
+                "each": {"block": "conv", "filters": Categorical(choices=[4, 8]), "kernel_size": 3, "pooling": "max"},
+            },
             "pool": {"block": "global_pool", "mode": "flatten"},
         },
-        training={"optimizer": Categorical(choices=["adam"]),
-                  "learning_rate": Categorical(choices=[0.02, 0.005, 1e-6]), "batch_size": 16},
+        training={
+            "optimizer": Categorical(choices=["adam"]),
+            "learning_rate": Categorical(choices=[0.02, 0.005, 1e-6]),
+            "batch_size": 16,
+        },
     )
 
 
-SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler",
-                   "qmc": "QMCSampler", "nsga2": "NSGAIISampler", "gp": "GPSampler"}
+SAMPLER_CLASSES = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "cmaes": "CmaEsSampler",
+    "qmc": "QMCSampler",
+    "nsga2": "NSGAIISampler",
+    "gp": "GPSampler",
+}
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "qmc", "nsga2"])
 def test_each_sampler_runs_a_real_search_reproducibly(sampler, digits_small, stores, tiny_space, tmp_path):
     sequences = []
     for copy in ("a", "b"):  # same seed, another storage: the same configurations in the same order
-        result = Search(tiny_space, study_name=f"{sampler}-{copy}", sampler=sampler, pruner="none", seed=11,
-                        max_trials=4, verbose=False, storage=str(tmp_path / f"{copy}.journal"),
-                        tracking_uri=stores["tracking_uri"]).fit(data=digits_small, epochs=1)
+        result = Search(
+            tiny_space,
+            study_name=f"{sampler}-{copy}",
+            sampler=sampler,
+            pruner="none",
+            seed=11,
+            max_trials=4,
+            verbose=False,
+            storage=str(tmp_path / f"{copy}.journal"),
+            tracking_uri=stores["tracking_uri"],
+        ).fit(data=digits_small, epochs=1)
         trials = result.study.trials
         assert [t.state.name for t in trials] == ["COMPLETE"] * 4
         assert type(result.study.sampler).__name__ == SAMPLER_CLASSES[sampler]
@@ -63,13 +87,25 @@ def test_each_sampler_runs_a_real_search_reproducibly(sampler, digits_small, sto
 def test_grid_visits_every_combination_once(digits_small, stores, discrete_space):
     # 1 block: 2 filters x 3 rates; 2 blocks: 4 filter pairs x 3 rates -> the grid of all parameters is 24
     grid = make_sampler("grid", space=discrete_space)._search_space
-    assert {k: len(v) for k, v in grid.items()} == {"num_blocks": 2, "blocks.0.filters": 2, "blocks.1.filters": 2,
-                                                    "optimizer": 1, "learning_rate": 3}
-    small = SearchSpace(name="g", architecture={"pool": {"block": "global_pool", "mode": "avg"}},
-                        training={"learning_rate": Categorical(choices=[0.02, 0.005, 0.001]),
-                                  "optimizer": Categorical(choices=["adam", "sgd"]), "batch_size": 64})
-    result = Search(small, study_name="grid", sampler="grid", pruner="none", max_trials=6, seed=0,
-                    verbose=False, **stores).fit(data=digits_small, epochs=1)
+    assert {k: len(v) for k, v in grid.items()} == {
+        "num_blocks": 2,
+        "blocks.0.filters": 2,
+        "blocks.1.filters": 2,
+        "optimizer": 1,
+        "learning_rate": 3,
+    }
+    small = SearchSpace(
+        name="g",
+        architecture={"pool": {"block": "global_pool", "mode": "avg"}},
+        training={
+            "learning_rate": Categorical(choices=[0.02, 0.005, 0.001]),
+            "optimizer": Categorical(choices=["adam", "sgd"]),
+            "batch_size": 64,
+        },
+    )
+    result = Search(
+        small, study_name="grid", sampler="grid", pruner="none", max_trials=6, seed=0, verbose=False, **stores
+    ).fit(data=digits_small, epochs=1)
     seen = sorted((t.params["learning_rate"], t.params["optimizer"]) for t in result.study.trials)
     assert seen == sorted((lr, o) for lr in (0.02, 0.005, 0.001) for o in ("adam", "sgd"))
 
@@ -99,8 +135,9 @@ def test_gp_without_torch_says_how_to_install(digits_small, stores, tiny_space, 
 
 def test_gp_sampler_runs_a_real_search(digits_small, stores, tiny_space):
     require(importlib.util.find_spec("torch"), "needs the gp extra (PyTorch): pip install 'automl[gp]'")
-    result = Search(tiny_space, sampler="gp", pruner="none", max_trials=4, seed=0, verbose=False,
-                    **stores).fit(data=digits_small, epochs=1)
+    result = Search(tiny_space, sampler="gp", pruner="none", max_trials=4, seed=0, verbose=False, **stores).fit(
+        data=digits_small, epochs=1
+    )
     assert [t.state.name for t in result.study.trials] == ["COMPLETE"] * 4
 
 
@@ -108,17 +145,27 @@ def test_gp_sampler_runs_a_real_search(digits_small, stores, tiny_space):
 # (Hyperband spreads trials over brackets, so it gets more good ones to compare with). All distinct:
 # an enqueued configuration that is already in the study is skipped.
 GOODS = [{**GOOD, "blocks.0.filters": f, "learning_rate": lr} for lr in (0.02, 0.005) for f in (8, 4)] + [
-    {**GOOD, "num_blocks": 2, "blocks.0.filters": 8, "blocks.1.filters": f} for f in (8, 4)]
+    {**GOOD, "num_blocks": 2, "blocks.0.filters": 8, "blocks.1.filters": f} for f in (8, 4)
+]
 BADS = [BAD, {**BAD, "blocks.0.filters": 4}]
 
 
-@pytest.mark.parametrize("pruner, goods", [("median", 3), ("percentile", 3), ("successive-halving", 3),
-                                           ("hyperband", 6), ("patient", 3)])
-def test_each_pruner_stops_hopeless_trials_and_mlflow_shows_where(pruner, goods, digits_small, stores,
-                                                                   discrete_space):
+@pytest.mark.parametrize(
+    "pruner, goods", [("median", 3), ("percentile", 3), ("successive-halving", 3), ("hyperband", 6), ("patient", 3)]
+)
+def test_each_pruner_stops_hopeless_trials_and_mlflow_shows_where(pruner, goods, digits_small, stores, discrete_space):
     plan = GOODS[:goods] + BADS
-    result = Search(discrete_space, study_name=f"prune-{pruner}", pruner=pruner, max_trials=len(plan),
-                    enqueue=plan, seed=0, patience=None, verbose=False, **stores).fit(data=digits_small, epochs=5)
+    result = Search(
+        discrete_space,
+        study_name=f"prune-{pruner}",
+        pruner=pruner,
+        max_trials=len(plan),
+        enqueue=plan,
+        seed=0,
+        patience=None,
+        verbose=False,
+        **stores,
+    ).fit(data=digits_small, epochs=5)
     trials = result.study.trials
     assert [t.params["learning_rate"] for t in trials] == [p["learning_rate"] for p in plan]
     hopeless = trials[goods:]
@@ -157,8 +204,16 @@ def test_patient_pruner_prunes_a_falling_trial_that_the_median_would_prune():
 
 def test_no_pruner_lets_every_trial_finish(digits_small, stores, discrete_space):
     plan = GOODS[:3] + BADS[:1]
-    result = Search(discrete_space, study_name="no-prune", pruner="none", max_trials=4, enqueue=plan,
-                    patience=None, verbose=False, **stores).fit(data=digits_small, epochs=3)
+    result = Search(
+        discrete_space,
+        study_name="no-prune",
+        pruner="none",
+        max_trials=4,
+        enqueue=plan,
+        patience=None,
+        verbose=False,
+        **stores,
+    ).fit(data=digits_small, epochs=3)
     assert [t.state.name for t in result.study.trials] == ["COMPLETE"] * 4
     assert [t.user_attrs["epochs_run"] for t in result.study.trials] == [3] * 4
 
@@ -170,8 +225,17 @@ def test_hyperband_pruner_follows_the_epoch_budget():
 
 
 def test_max_epochs_total_stops_the_search_inside_a_trial(digits_small, stores, tiny_space):
-    result = Search(tiny_space, study_name="epochs", max_trials=10, max_epochs_total=5, pruner="none",
-                    patience=None, seed=0, verbose=False, **stores).fit(data=digits_small, epochs=3)
+    result = Search(
+        tiny_space,
+        study_name="epochs",
+        max_trials=10,
+        max_epochs_total=5,
+        pruner="none",
+        patience=None,
+        seed=0,
+        verbose=False,
+        **stores,
+    ).fit(data=digits_small, epochs=3)
     trials = result.study.trials
     assert [t.user_attrs["epochs_run"] for t in trials] == [3, 2]  # the second trial stops at the budget
     assert all(t.state.name == "COMPLETE" for t in trials)
@@ -181,8 +245,16 @@ def test_max_epochs_total_stops_the_search_inside_a_trial(digits_small, stores, 
 
 
 def test_timeout_ends_the_trial_in_flight_cleanly(digits_small, stores, tiny_space):
-    result = Search(tiny_space, study_name="deadline", max_trials=100, timeout=3, pruner="none", patience=None,
-                    verbose=False, **stores).fit(data=digits_small, epochs=500)
+    result = Search(
+        tiny_space,
+        study_name="deadline",
+        max_trials=100,
+        timeout=3,
+        pruner="none",
+        patience=None,
+        verbose=False,
+        **stores,
+    ).fit(data=digits_small, epochs=500)
     trials = result.study.trials
     assert trials and all(t.state.name == "COMPLETE" for t in trials)  # none left RUNNING, none lost
     assert trials[-1].user_attrs["epochs_run"] < 500  # stopped at the deadline, after its epoch
@@ -191,11 +263,17 @@ def test_timeout_ends_the_trial_in_flight_cleanly(digits_small, stores, tiny_spa
     assert last.data.tags["automl.stopped_by"] == "timeout" and last.info.status == "FINISHED"
 
 
-def test_several_objectives_give_a_non_dominated_front_with_measured_tflite_cost(digits_small, stores,
-                                                                                  tiny_space):
-    result = Search(tiny_space, study_name="multi", sampler="nsga2", max_trials=5, seed=2, verbose=False,
-                    objectives=["val_accuracy", "tflite_size_bytes", "latency_ms"], **stores).fit(
-        data=digits_small, epochs=2)
+def test_several_objectives_give_a_non_dominated_front_with_measured_tflite_cost(digits_small, stores, tiny_space):
+    result = Search(
+        tiny_space,
+        study_name="multi",
+        sampler="nsga2",
+        max_trials=5,
+        seed=2,
+        verbose=False,
+        objectives=["val_accuracy", "tflite_size_bytes", "latency_ms"],
+        **stores,
+    ).fit(data=digits_small, epochs=2)
     done = [t for t in result.study.trials if t.state.name == "COMPLETE"]
     assert len(done) == 5
     directions = ["maximize", "minimize", "minimize"]
@@ -213,7 +291,7 @@ def test_several_objectives_give_a_non_dominated_front_with_measured_tflite_cost
         if t not in members:
             assert any(dominates(m.values, t.values, directions) for m in members)
     with pytest.raises(ValueError, match="several objectives"):
-        result.best_trial
+        _ = result.best_trial
     smallest = result.select("tflite_size_bytes")
     assert smallest.values[1] == min(t.values[1] for t in members)
     model = result.best_model(select="val_accuracy")
@@ -226,8 +304,16 @@ def test_several_objectives_give_a_non_dominated_front_with_measured_tflite_cost
 
 
 def test_constraints_exclude_infeasible_trials(digits_small, stores, tiny_space):
-    result = Search(tiny_space, study_name="constrained", max_trials=2, enqueue=[LARGE, SMALL], pruner="none",
-                    constraints=["param_count<=300"], verbose=False, **stores).fit(data=digits_small, epochs=2)
+    result = Search(
+        tiny_space,
+        study_name="constrained",
+        max_trials=2,
+        enqueue=[LARGE, SMALL],
+        pruner="none",
+        constraints=["param_count<=300"],
+        verbose=False,
+        **stores,
+    ).fit(data=digits_small, epochs=2)
     large, small = result.study.trials
     assert large.user_attrs["param_count"] > 300 >= small.user_attrs["param_count"]
     assert large.user_attrs["constraints"] == [large.user_attrs["param_count"] - 300]
@@ -239,42 +325,62 @@ def test_constraints_exclude_infeasible_trials(digits_small, stores, tiny_space)
     assert result.best_model().count_params() == small.user_attrs["param_count"]
 
 
-def test_warm_start_enqueues_another_studys_best_and_continue_from_copies_its_trials(digits_small, stores,
-                                                                                     tiny_space):
-    first = Search(tiny_space, study_name="first", max_trials=3, seed=4, pruner="none", verbose=False,
-                   **stores).fit(data=digits_small, epochs=1)
+def test_warm_start_enqueues_another_studys_best_and_continue_from_copies_its_trials(digits_small, stores, tiny_space):
+    first = Search(tiny_space, study_name="first", max_trials=3, seed=4, pruner="none", verbose=False, **stores).fit(
+        data=digits_small, epochs=1
+    )
     ranked = sorted(first.study.trials, key=lambda t: -t.value)
-    warm = Search(tiny_space, study_name="warm", max_trials=2, seed=9, warm_start="first", warm_start_top_k=2,
-                  pruner="none", verbose=False, **stores).fit(data=digits_small, epochs=1)
+    warm = Search(
+        tiny_space,
+        study_name="warm",
+        max_trials=2,
+        seed=9,
+        warm_start="first",
+        warm_start_top_k=2,
+        pruner="none",
+        verbose=False,
+        **stores,
+    ).fit(data=digits_small, epochs=1)
     assert [t.params for t in warm.study.trials] == [t.params for t in ranked[:2]]
     assert warm.study.trials[0].user_attrs["warm_start_from"] == f"first#{ranked[0].number}"
 
-    cont = Search(tiny_space, study_name="cont", max_trials=2, seed=9, continue_from="first", pruner="none",
-                  verbose=False, **stores).fit(data=digits_small, epochs=1)
+    cont = Search(
+        tiny_space,
+        study_name="cont",
+        max_trials=2,
+        seed=9,
+        continue_from="first",
+        pruner="none",
+        verbose=False,
+        **stores,
+    ).fit(data=digits_small, epochs=1)
     copied = [t for t in cont.study.trials if COPIED_ATTR in t.user_attrs]
     new = [t for t in cont.study.trials if COPIED_ATTR not in t.user_attrs]
     assert [t.params for t in copied] == [t.params for t in first.study.trials]
     assert len(new) == 2  # copied trials teach the sampler but do not use the budget
     with pytest.raises(Exception, match="no study 'nope'"):
-        Search(tiny_space, study_name="x", warm_start="nope", verbose=False, **stores).fit(data=digits_small,
-                                                                                           epochs=1)
+        Search(tiny_space, study_name="x", warm_start="nope", verbose=False, **stores).fit(data=digits_small, epochs=1)
 
 
 def test_space_start_configurations_are_tried_first_and_checked(digits_small, stores, tiny_space):
     from automl.space import SpaceError
 
-    raw = {"architecture": tiny_space.raw["architecture"], "training": tiny_space.raw["training"],
-           "start": [SMALL]}
+    raw = {"architecture": tiny_space.raw["architecture"], "training": tiny_space.raw["training"], "start": [SMALL]}
     space = SearchSpace.from_dict(raw)
-    result = Search(space, study_name="start", max_trials=2, seed=0, pruner="none", verbose=False,
-                    **stores).fit(data=digits_small, epochs=1)
+    result = Search(space, study_name="start", max_trials=2, seed=0, pruner="none", verbose=False, **stores).fit(
+        data=digits_small, epochs=1
+    )
     first = result.study.trials[0].params
     assert {k: first[k] for k in SMALL} == SMALL
-    off = Search(space, study_name="no-start", max_trials=1, seed=0, pruner="none", verbose=False, start=False,
-                 **stores).fit(data=digits_small, epochs=1)
+    off = Search(
+        space, study_name="no-start", max_trials=1, seed=0, pruner="none", verbose=False, start=False, **stores
+    ).fit(data=digits_small, epochs=1)
     assert {k: off.study.trials[0].params.get(k) for k in SMALL} != SMALL
-    for bad, where in (({"learning_rate": 5.0}, "start[0].learning_rate"), ({"units": 3}, "start[0].units"),
-                       ({"optimizer": "rmsprop"}, "start[0].optimizer")):
+    for bad, where in (
+        ({"learning_rate": 5.0}, "start[0].learning_rate"),
+        ({"units": 3}, "start[0].units"),
+        ({"optimizer": "rmsprop"}, "start[0].optimizer"),
+    ):
         with pytest.raises(SpaceError, match=re.escape(where)):
             SearchSpace.from_dict({**raw, "start": [bad]}, source="space.yaml")
 
@@ -287,13 +393,38 @@ def test_cli_enqueue_file_and_objectives(tmp_path):
     enqueue = tmp_path / "known.yaml"
     enqueue.write_text("- {num_blocks: 1, learning_rate: 0.01, optimizer: adam, blocks.0.filters: 16}\n")
     store = tmp_path / "store"
-    args = ["search", "image_cnn", "--data", "digits", "--trials", "2", "--epochs", "1", "--seed", "0",
-            "--study", "cli-multi", "--storage", str(store / "optuna.journal"),
-            "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}", "--enqueue", str(enqueue),
-            "--objective", "val_accuracy", "--objective", "param_count", "--quiet"]
+    args = [
+        "search",
+        "image_cnn",
+        "--data",
+        "digits",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--seed",
+        "0",
+        "--study",
+        "cli-multi",
+        "--storage",
+        str(store / "optuna.journal"),
+        "--tracking-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--enqueue",
+        str(enqueue),
+        "--objective",
+        "val_accuracy",
+        "--objective",
+        "param_count",
+        "--quiet",
+    ]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
-    study = optuna.load_study(study_name="cli-multi", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(store / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="cli-multi",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(store / "optuna.journal"))
+        ),
+    )
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert study.trials[0].params["learning_rate"] == 0.01 and study.trials[0].params["blocks.0.filters"] == 16

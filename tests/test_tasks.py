@@ -1,4 +1,5 @@
 """Task classes (automl/tasks.py), the AutoKeras-style API: real tiny searches, real MLflow stores."""
+
 import numpy as np
 import pandas as pd
 import pytest

@@ -1,36 +1,47 @@
 """Training-space additions on real Keras: the fine-tune learning rate of a backbone, label smoothing
 for integer labels, the warmup schedule, and their checks."""
+
 import keras
 import numpy as np
 import pytest
 
 from automl.builder import build_model, validate_space
-from automl.space import SearchSpace, SpaceError
-from automl.training import (learning_rate_schedule, loss_and_metrics, make_optimizer, smoothed_sparse_crossentropy,
-                             training_settings)
 from automl.records import TrialSettings
-from automl.training import fit_model
+from automl.space import SearchSpace, SpaceError
+from automl.training import (
+    fit_model,
+    learning_rate_schedule,
+    loss_and_metrics,
+    make_optimizer,
+    smoothed_sparse_crossentropy,
+    training_settings,
+)
 
 
 @pytest.fixture(scope="module")
 def backbone_model_factory(digits_small, tmp_path_factory):
     """Builds digits -> backbone (an earlier conv model from disk) -> new softmax head."""
     keras.utils.set_random_seed(0)
-    earlier = build_model({"c": {"block": "conv", "filters": 4, "batch_norm": False}, "p": {"block": "global_pool"}},
-                          digits_small)
+    earlier = build_model(
+        {"c": {"block": "conv", "filters": 4, "batch_norm": False}, "p": {"block": "global_pool"}}, digits_small
+    )
     path = tmp_path_factory.mktemp("earlier") / "model.keras"
     earlier.save(path)
 
     def make():
         keras.utils.set_random_seed(0)
         return build_model({"b": {"block": "backbone", "source": str(path)}}, digits_small)
+
     return make
 
 
 def _one_step_deltas(model, settings, x, y) -> dict:
     start = {v.path: np.array(v) for v in model.trainable_variables}
-    model.compile(optimizer=make_optimizer(training_settings(settings), 10, model),
-                  loss="sparse_categorical_crossentropy", run_eagerly=True)
+    model.compile(
+        optimizer=make_optimizer(training_settings(settings), 10, model),
+        loss="sparse_categorical_crossentropy",
+        run_eagerly=True,
+    )
     model.train_on_batch(x, y)
     return {v.path: np.array(v) - start[v.path] for v in model.trainable_variables}
 
@@ -56,8 +67,16 @@ def test_fit_model_passes_label_smoothing_and_the_fine_tune_rate(backbone_model_
     backbone = model.get_layer("backbone")
     before = [np.array(v) for v in backbone.trainable_variables]
     head_before = np.array(model.get_layer("output").kernel)
-    training = training_settings({"optimizer": "sgd", "learning_rate": 0.05, "fine_tune_learning_rate": 1e-12,
-                                  "label_smoothing": 0.2, "schedule": "warmup", "batch_size": 64})
+    training = training_settings(
+        {
+            "optimizer": "sgd",
+            "learning_rate": 0.05,
+            "fine_tune_learning_rate": 1e-12,
+            "label_smoothing": 0.2,
+            "schedule": "warmup",
+            "batch_size": 64,
+        }
+    )
     fit_model(model, digits_small, training, TrialSettings("val_accuracy", "maximize", epochs=1, patience=None), [])
     for b, v in zip(before, backbone.trainable_variables):
         np.testing.assert_allclose(v, b, atol=1e-9)  # backbone at 1e-12: effectively still
@@ -76,8 +95,10 @@ def test_label_smoothing_for_integer_labels():
     want = float(keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(keras.ops.one_hot(y, 4), p))
     plain = float(keras.losses.SparseCategoricalCrossentropy()(y, p))
     assert got == pytest.approx(want, rel=1e-6) and got != pytest.approx(plain, rel=1e-3)
-    assert loss_and_metrics("classification", {"label_smoothing": 0.0}) == ("sparse_categorical_crossentropy",
-                                                                           ["accuracy"])
+    assert loss_and_metrics("classification", {"label_smoothing": 0.0}) == (
+        "sparse_categorical_crossentropy",
+        ["accuracy"],
+    )
     loss, _ = loss_and_metrics("classification", {"label_smoothing": 0.1})
     config = keras.saving.serialize_keras_object(loss)  # what a saved model records: stock Keras
     assert (config["module"], config["class_name"]) == ("keras.losses", "SparseCategoricalCrossentropy")
@@ -86,8 +107,9 @@ def test_label_smoothing_for_integer_labels():
 
 
 def test_schedules():
-    warm = learning_rate_schedule(training_settings({"schedule": "warmup", "learning_rate": 0.01,
-                                                     "warmup_fraction": 0.2}), 100)
+    warm = learning_rate_schedule(
+        training_settings({"schedule": "warmup", "learning_rate": 0.01, "warmup_fraction": 0.2}), 100
+    )
     rates = np.array([float(warm(s)) for s in range(101)])
     np.testing.assert_allclose(rates[:21], 0.01 * np.arange(1, 22) / 21, rtol=1e-5)  # linear, never 0
     assert np.all(np.diff(rates[20:]) < 0) and rates[-1] == pytest.approx(0, abs=1e-9)  # cosine after
@@ -101,18 +123,28 @@ def test_optimizers_and_bad_training_settings():
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.8
     adamw = make_optimizer(training_settings({"optimizer": "adamw", "weight_decay": 1e-4}), 10)
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == pytest.approx(1e-4)
-    for bad, message in [({"schedule": "linear"}, "training.schedule must be one of"),
-                         ({"label_smoothing": 1.0}, r"training.label_smoothing must be in \[0, 1\)"),
-                         ({"warmup_fraction": -0.1}, r"training.warmup_fraction must be in \[0, 1\)"),
-                         ({"fine_tune_learning_rate": 0}, "training.fine_tune_learning_rate must be positive")]:
+    for bad, message in [
+        ({"schedule": "linear"}, "training.schedule must be one of"),
+        ({"label_smoothing": 1.0}, r"training.label_smoothing must be in \[0, 1\)"),
+        ({"warmup_fraction": -0.1}, r"training.warmup_fraction must be in \[0, 1\)"),
+        ({"fine_tune_learning_rate": 0}, "training.fine_tune_learning_rate must be positive"),
+    ]:
         with pytest.raises(ValueError, match=message):
             training_settings(bad)
 
 
 def test_space_check_knows_the_new_training_keys():
     arch = {"d": {"block": "dense", "units": 4}}
-    validate_space(SearchSpace(architecture=arch, training={
-        "fine_tune_learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
-        "label_smoothing": [0.0, 0.1], "schedule": ["cosine", "warmup"], "warmup_fraction": 0.1}))
+    validate_space(
+        SearchSpace(
+            architecture=arch,
+            training={
+                "fine_tune_learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
+                "label_smoothing": [0.0, 0.1],
+                "schedule": ["cosine", "warmup"],
+                "warmup_fraction": 0.1,
+            },
+        )
+    )
     with pytest.raises(SpaceError, match="training.fine_tune_lr: unknown training setting"):
         validate_space(SearchSpace(architecture=arch, training={"fine_tune_lr": 1e-4}))

@@ -180,7 +180,7 @@ def distill_student(
     if source.verbose:
         from rich.console import Console
 
-        Console(stderr=True, highlight=False).print(
+        Console(stderr=True, highlight=False, emoji=False).print(
             f"distilling: student {facts['student']}, {model.count_params()} weights "
             f"(teacher {teacher.count_params()}), up to {epochs} epochs"
         )

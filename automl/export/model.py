@@ -211,7 +211,9 @@ def _printer(verbose: bool):
             detail = (
                 f"{row.get('size_bytes', 0) / 1024:.1f} KB" if row["status"] == "ok" else row.get("reason", "")[:200]
             )
-            Console(stderr=True, highlight=False).print(f"export {row['name']:<13} {row['status']:<11} {detail}")
+            Console(stderr=True, highlight=False, emoji=False).print(
+                f"export {row['name']:<13} {row['status']:<11} {detail}"
+            )
 
     return say
 

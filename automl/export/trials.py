@@ -280,7 +280,7 @@ class TrialModels:
         if self.verbose:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False).print(
+            Console(stderr=True, highlight=False, emoji=False).print(
                 f"trial {t.number} has no stored model: retraining it from its parameters"
             )
         s = self.settings
@@ -346,7 +346,7 @@ def select_by_int8(
         if source.verbose:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False).print(
+            Console(stderr=True, highlight=False, emoji=False).print(
                 f"int8 selection: trial {t.number} value {t.values[0]:.4f} int8 {metric} {fmt(row['int8'])}"
             )
     ranked = [r for r in candidates if r["int8"] is not None]
