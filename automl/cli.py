@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from .console import err, hide_tensorflow_startup_log, out, print_export, print_leaderboard
 
 app = typer.Typer(
     add_completion=False,
@@ -14,8 +15,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Keras architecture + hyperparameter search on Optuna, tracked in MLflow.",
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
 
 USAGE_ERROR = 2
 
@@ -125,7 +124,7 @@ def search(
 ):
     """Run (or resume) a search and print the leaderboard."""
     if not verbose:
-        _hide_tensorflow_startup_log()
+        hide_tensorflow_startup_log()
     if device is not None:  # before TensorFlow loads, or it would already have claimed every GPU
         import os
 
@@ -170,7 +169,7 @@ def search(
         ).fit(data=dataset, epochs=epochs)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:
-            _print_leaderboard(exc.result.study, k=10)
+            print_leaderboard(exc.result.study, k=10)
         _fail(str(exc), code=1)
     except (SpaceError, DataError, StoreError) as exc:
         _fail(str(exc))
@@ -179,7 +178,7 @@ def search(
     except KeyboardInterrupt:
         err.print("interrupted: finished trials are saved; run the same command to resume")
         raise typer.Exit(130) from None
-    _print_leaderboard(result.study, k=10)
+    print_leaderboard(result.study, k=10)
     if not quiet:
         _where(result.study.study_name, result.tracking_uri, storage)
 
@@ -206,7 +205,7 @@ def trials(
         _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
     if csv:
         leaderboard(st, None).to_csv(csv, index=False)
-    _print_leaderboard(st, k=top or None)
+    print_leaderboard(st, k=top or None)
 
 
 @app.command()
@@ -315,9 +314,9 @@ def export(
         err.print("interrupted")
         raise typer.Exit(130) from None
     for rep in [report] if not pareto else [ExportReport.from_dict(d) for d in report.extra["pareto"].values()]:
-        _print_export(rep)
+        print_export(rep)
         if "student" in rep.extra:
-            _print_export(ExportReport.from_dict(rep.extra["student"]))
+            print_export(ExportReport.from_dict(rep.extra["student"]))
     registered = report.meta.get("registered")
     err.print(
         f"\nFiles, export_report.json and REPORT.md in {out_dir}; logged to MLflow run {result.mlflow_run_id}"
@@ -353,6 +352,8 @@ def ui(
     import signal
     import subprocess
 
+    from .errors import StoreError
+    from .servers import runs_page, stop_process_group, wait_until_serving
     from .stores import default_artifact_location, default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
@@ -377,102 +378,20 @@ def ui(
         # its own session: the server and its workers (uvicorn, job runner) are one group, stopped together
         server = subprocess.Popen(cmd, start_new_session=True)
         base = f"http://{shown}:{port}"
-        if _wait_until_serving(base, server):
-            err.print(f"MLflow UI: {_runs_page(base, study, uri)}  (Ctrl-C to stop)", soft_wrap=True)
+        if wait_until_serving(base, server):
+            err.print(f"MLflow UI: {runs_page(base, study, uri)}  (Ctrl-C to stop)", soft_wrap=True)
         code = server.wait()
     except KeyboardInterrupt:
         code = 130
+    except StoreError as exc:  # --study names no experiment
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        code = USAGE_ERROR
     finally:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a second signal must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
         if server is not None:
-            _stop_process_group(server)
+            stop_process_group(server)
     raise typer.Exit(code)
-
-
-def _wait_until_serving(base: str, server) -> bool:
-    """Poll the server's /health until it answers (True) or it exits (False: it printed why)."""
-    import time
-    import urllib.request
-
-    while server.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2):
-                return True
-        except OSError:
-            time.sleep(0.5)
-    return False
-
-
-def _runs_page(base: str, study: str | None, uri: str) -> str:
-    """Address of the runs table of `study`'s experiment (named after the study) or of the experiment with
-    the latest run. MLflow 3 opens an experiment's own address on its GenAI overview, without the trials."""
-    import json
-    import urllib.request
-
-    def api(path: str, body: dict) -> dict:
-        request = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/{path}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return json.load(r)
-
-    try:
-        experiments = api("experiments/search", {"max_results": 1000}).get("experiments", [])
-    except (OSError, ValueError):
-        return base
-    if study:
-        found = [e["experiment_id"] for e in experiments if e["name"] == study]
-        if not found:
-            names = ", ".join(e["name"] for e in experiments)
-            _fail(f"--study {study}: no MLflow experiment of that name in {uri} (experiments: {names or 'none'})")
-        return f"{base}/#/experiments/{found[0]}/runs"
-    try:
-        latest = api(
-            "runs/search",
-            {
-                "experiment_ids": [e["experiment_id"] for e in experiments],
-                "order_by": ["attributes.start_time DESC"],
-                "max_results": 1,
-            },
-        ).get("runs")
-    except (OSError, ValueError):
-        return base
-    return f"{base}/#/experiments/{latest[0]['info']['experiment_id']}/runs" if latest else base
-
-
-def _stop_process_group(proc, grace: float = 10.0):
-    """SIGTERM to the process group of `proc` (its own session), SIGKILL to what still runs after `grace` s."""
-    import os
-    import signal
-    import time
-
-    import psutil
-
-    try:
-        members = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        members = []
-
-    def running(p) -> bool:
-        try:
-            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and (proc.poll() is None or any(running(p) for p in members)):
-            time.sleep(0.1)
-        if not any(running(p) for p in members):
-            break
-    proc.wait()
 
 
 @app.command()
@@ -551,75 +470,6 @@ def _no_study(study: str, storage: str | None):
     _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
 
 
-def _print_export(report):
-    """One row per exported file (`ExportReport.rows()`); reasons for unsupported variants below."""
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title=report.meta.get("title"), box=box.SIMPLE_HEAD)
-    for col in ("variant", "KB", "size", report.metric[:3], "agree", "p50 ms", "p95 ms", "per s"):
-        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
-    notes = []
-
-    def num(v, digits):
-        return "-" if v is None else f"{v:.{digits}f}"
-
-    for r in report.rows(nested=False):
-        label = r["variant"] + (" *" if r["recommended"] else "" if r["status"] == "ok" else f" ({r['status']})")
-        ratio = f"{r['vs_float32']:.0%}" if r["vs_float32"] is not None else ""
-        table.add_row(
-            label,
-            num(r["size_kb"], 1),
-            ratio,
-            num(r["value"], 4),
-            num(r["agreement"], 3),
-            num(r["latency_p50_ms"], 3),
-            num(r["latency_p95_ms"], 3),
-            num(r["throughput_per_s"], 0),
-        )
-        if r["status"] != "ok":
-            notes.append(f"{r['variant']}: {r['reason']}")
-    out.print(table)
-    notes += [f"TFLite: {note}" for note in report.extra.get("tflite_notes", [])]
-    for note in notes:
-        out.print(f"  {note}", soft_wrap=True)
-    if report.recommended:
-        out.print(f"  * recommended for phones: {report.variants[report.recommended]['file']}")
-
-
-def _print_leaderboard(study, k: int | None):
-    """Core columns per trial, then the best configuration spelt out."""
-    from rich.table import Table
-
-    from .ranking import objective_names
-    from .results import leaderboard
-
-    df = leaderboard(study, k)
-    if df.empty:
-        out.print("no trials yet")
-        return
-    names = objective_names(study)
-    goal = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions))
-    table = Table(title=f"{study.study_name}: {goal}")
-    measured = [c for c in df.columns if c in names[1:] or c in ("tflite_size_bytes", "latency_ms", "feasible")]
-    shown = ["trial", "state", "value", *measured, "epochs", "params_count", "seconds"]
-    for col in shown:
-        table.add_column(col.replace("params_count", "weights"), justify="right")
-    table.add_column("note", overflow="fold")
-    for _, row in df.iterrows():
-        note = row["fail_reason"][:100] if _present(row.get("fail_reason")) else ""
-        table.add_row(*(_fmt(row[c]) for c in shown), note)
-    out.print(table)
-    best = df[df.state == "COMPLETE"].head(1)
-    if len(best):
-        row = best.iloc[0]
-        params = [c for c in df.columns if c not in [*shown, "fail_reason"] and not c.endswith(".block")]
-        out.print(f"best configuration (trial {row['trial']}):")
-        for c in params:
-            if _present(row[c]):
-                out.print(f"  {c} = {_fmt(row[c])}")
-
-
 def _read_enqueue(path: Path | None) -> list[dict] | None:
     """Configurations to try first, from YAML or JSON: a list of {flat_name: value} mappings."""
     if path is None:
@@ -635,18 +485,6 @@ def _read_enqueue(path: Path | None) -> list[dict] | None:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise SpaceError([("", "must hold a list of mappings of parameter names to values")], str(path))
     return items
-
-
-def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and v != v)
-
-
-def _fmt(v) -> str:
-    if not _present(v):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def _where(study: str, tracking_uri: str, storage: str | None):
@@ -673,54 +511,6 @@ def _where(study: str, tracking_uri: str, storage: str | None):
 # TensorFlow 2.21 logs INFO lines through absl while its libraries load ("oneDNN custom operations are
 # on ...", twice per process), before its log honours TF_CPP_MIN_LOG_LEVEL; no setting turns them off
 # except TF_ENABLE_ONEDNN_OPTS=0, which changes the numerics. This filter drops absl lines below that level.
-_ABSL_FILTER = r"""
-import re, sys
-level = int(sys.argv[1])
-line_format = re.compile(rb"([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")  # seconds: since 1970 before init
-banner = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-for line in sys.stdin.buffer:
-    found = line_format.match(line)
-    if line.startswith(banner) or (found and b"IWEF".index(found[1]) < level):
-        continue
-    sys.stdout.buffer.write(line)
-    sys.stdout.buffer.flush()
-"""
-_filters: list = []  # the filter process, kept referenced while this process runs
-
-
-def _hide_tensorflow_startup_log():
-    """Route file descriptor 2 of this process and of every process it starts (the trials' forkserver and
-    workers) through `_ABSL_FILTER`; Python's own stderr (progress, errors) keeps the terminal."""
-    import os
-    import subprocess
-
-    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
-    if not level.isdigit() or level == "0":
-        return
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    read, write = os.pipe()
-    try:  # its own session: Ctrl-C stops the search, and the filter passes on its last words
-        _filters.append(
-            subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _ABSL_FILTER, level],
-                stdin=read,
-                stdout=terminal,
-                start_new_session=True,
-            )
-        )
-    except OSError:
-        os.close(write)
-        os.close(terminal)
-        return
-    finally:
-        os.close(read)
-    os.dup2(write, 2)
-    os.close(write)
-    encoding = sys.stderr.encoding
-    sys.stderr = open(terminal, "w", buffering=1, encoding=encoding, errors="backslashreplace")  # noqa: SIM115
-
-
 def main():
     app()
 

@@ -1,0 +1,140 @@
+"""What the command line prints: the leaderboard and export tables, and TensorFlow's C++ start-up lines
+kept off the terminal (they come from absl before its log level applies, in every process)."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+err = Console(stderr=True, highlight=False, emoji=False)
+out = Console(highlight=False, emoji=False)
+
+
+def print_export(report):
+    """One row per exported file (`ExportReport.rows()`); reasons for unsupported variants below."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=report.meta.get("title"), box=box.SIMPLE_HEAD)
+    for col in ("variant", "KB", "size", report.metric[:3], "agree", "p50 ms", "p95 ms", "per s"):
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
+    notes = []
+
+    def num(v, digits):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    for r in report.rows(nested=False):
+        label = r["variant"] + (" *" if r["recommended"] else "" if r["status"] == "ok" else f" ({r['status']})")
+        ratio = f"{r['vs_float32']:.0%}" if r["vs_float32"] is not None else ""
+        table.add_row(
+            label,
+            num(r["size_kb"], 1),
+            ratio,
+            num(r["value"], 4),
+            num(r["agreement"], 3),
+            num(r["latency_p50_ms"], 3),
+            num(r["latency_p95_ms"], 3),
+            num(r["throughput_per_s"], 0),
+        )
+        if r["status"] != "ok":
+            notes.append(f"{r['variant']}: {r['reason']}")
+    out.print(table)
+    notes += [f"TFLite: {note}" for note in report.extra.get("tflite_notes", [])]
+    for note in notes:
+        out.print(f"  {note}", soft_wrap=True)
+    if report.recommended:
+        out.print(f"  * recommended for phones: {report.variants[report.recommended]['file']}")
+
+
+def print_leaderboard(study, k: int | None):
+    """Core columns per trial, then the best configuration spelt out."""
+    from rich.table import Table
+
+    from .ranking import objective_names
+    from .results import leaderboard
+
+    df = leaderboard(study, k)
+    if df.empty:
+        out.print("no trials yet")
+        return
+    names = objective_names(study)
+    goal = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions))
+    table = Table(title=f"{study.study_name}: {goal}")
+    measured = [c for c in df.columns if c in names[1:] or c in ("tflite_size_bytes", "latency_ms", "feasible")]
+    shown = ["trial", "state", "value", *measured, "epochs", "params_count", "seconds"]
+    for col in shown:
+        table.add_column(col.replace("params_count", "weights"), justify="right")
+    table.add_column("note", overflow="fold")
+    for _, row in df.iterrows():
+        note = row["fail_reason"][:100] if _present(row.get("fail_reason")) else ""
+        table.add_row(*(_fmt(row[c]) for c in shown), note)
+    out.print(table)
+    best = df[df.state == "COMPLETE"].head(1)
+    if len(best):
+        row = best.iloc[0]
+        params = [c for c in df.columns if c not in [*shown, "fail_reason"] and not c.endswith(".block")]
+        out.print(f"best configuration (trial {row['trial']}):")
+        for c in params:
+            if _present(row[c]):
+                out.print(f"  {c} = {_fmt(row[c])}")
+
+
+def _present(v) -> bool:
+    return v is not None and not (isinstance(v, float) and v != v)
+
+
+def _fmt(v) -> str:
+    if not _present(v):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+_ABSL_FILTER = r"""
+import re, sys
+level = int(sys.argv[1])
+line_format = re.compile(rb"([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")  # seconds: since 1970 before init
+banner = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+for line in sys.stdin.buffer:
+    found = line_format.match(line)
+    if line.startswith(banner) or (found and b"IWEF".index(found[1]) < level):
+        continue
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
+"""
+_filters: list = []  # the filter process, kept referenced while this process runs
+
+
+def hide_tensorflow_startup_log():
+    """Route file descriptor 2 of this process and of every process it starts (the trials' forkserver and
+    workers) through `_ABSL_FILTER`; Python's own stderr (progress, errors) keeps the terminal."""
+    import os
+    import subprocess
+
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
+    if not level.isdigit() or level == "0":
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    read, write = os.pipe()
+    try:  # its own session: Ctrl-C stops the search, and the filter passes on its last words
+        _filters.append(
+            subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _ABSL_FILTER, level],
+                stdin=read,
+                stdout=terminal,
+                start_new_session=True,
+            )
+        )
+    except OSError:
+        os.close(write)
+        os.close(terminal)
+        return
+    finally:
+        os.close(read)
+    os.dup2(write, 2)
+    os.close(write)
+    encoding = sys.stderr.encoding
+    sys.stderr = open(terminal, "w", buffering=1, encoding=encoding, errors="backslashreplace")  # noqa: SIM115
