@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from header import print_header
 from quality import read_idx
-from results_md import machine, write_section
+from results_md import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist_test"
@@ -67,6 +68,7 @@ def main():
     ap.add_argument("--out", type=Path, default=None, help="Keep the exported files here.")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = ap.parse_args()
+    header = print_header()
 
     images, labels = MNIST / "t10k-images-idx3-ubyte.gz", MNIST / "t10k-labels-idx1-ubyte.gz"
     if not images.exists() or not labels.exists():
@@ -165,7 +167,7 @@ def main():
     print(f"\nfiles and REPORT.md in {out}")
     if not args.no_write:
         command = "python bench/export.py " + " ".join(sys.argv[1:])
-        write_section("Export", f"`{command.strip()}` on {machine()}.\n\n" + "\n".join(lines))
+        write_section("Export", f"`{command.strip()}` ({header}).\n\n" + "\n".join(lines))
 
 
 def table(report) -> str:

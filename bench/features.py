@@ -16,6 +16,7 @@ import time
 
 import keras
 import optuna
+from header import print_header
 from overhead import sample_configs
 from quality import load_task
 
@@ -53,6 +54,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    print_header()
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     splits = load_task(args.task)

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from header import git, print_header
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -602,10 +603,6 @@ CLASS_NOTE = {
 
 def code_version() -> str:
     """The commit the product was measured at, and whether automl/ or the spaces had uncommitted edits."""
-
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
     rev = git("rev-parse", "--short", "HEAD") or "unknown (no git)"
     dirty = git("status", "--porcelain", "--", "automl", "search_spaces")
     return f"automl at {rev}" + (" with uncommitted changes in automl/ or search_spaces/" if dirty else "")
@@ -657,6 +654,7 @@ def main(argv=None):
         result = run_one(task, method, args.budget, args.epochs, args.seed)
         print(MARK + json.dumps(result, default=str), flush=True)
         return 0
+    print_header()
     tasks = [t for t in args.tasks.split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
     bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]

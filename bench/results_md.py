@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def machine() -> str:
-    return f"{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} CPU cores"
 
 
 def write_section(head: str, body: str) -> None:

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import optuna
+from header import print_header
 
 from automl.stores import open_storage
 
@@ -97,7 +98,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--storage", default=None, help="shared Optuna storage (default: a journal file)")
     args = ap.parse_args()
-    print(f"{os.cpu_count()} cores; {args.trials} trials of {args.epochs} epochs on digits per run")
+    print_header()
+    print(f"{args.trials} trials of {args.epochs} epochs on digits per run")
     with tempfile.TemporaryDirectory() as tmp:
         one = run(1, args.trials, args.epochs, Path(tmp), args.storage)
         two = run(2, args.trials, args.epochs, Path(tmp), args.storage)
