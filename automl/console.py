@@ -116,7 +116,7 @@ def hide_tensorflow_startup_log():
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
     if not level.isdigit() or level == "0":
         return
-    if sys.stderr is not sys.__stderr__:  # called in-process by a caller that captures stderr (a test runner)
+    if sys.__stderr__ is None or sys.stderr is not sys.__stderr__:  # called in-process by a caller that captures stderr (a test runner)
         return
     sys.stderr.flush()
     terminal = os.dup(2)
