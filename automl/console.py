@@ -116,7 +116,8 @@ def hide_tensorflow_startup_log():
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
     if not level.isdigit() or level == "0":
         return
-    if sys.__stderr__ is None or sys.stderr is not sys.__stderr__:  # called in-process by a caller that captures stderr (a test runner)
+    # called in-process by a caller that captures stderr (a test runner): leave its streams alone
+    if sys.__stderr__ is None or sys.stderr is not sys.__stderr__:
         return
     sys.stderr.flush()
     terminal = os.dup(2)
