@@ -258,8 +258,11 @@ def export(
     eval_samples: int | None = typer.Option(None, "--eval-samples", help="Held-out samples to score (default: all)."),
     latency_runs: int = typer.Option(100, "--latency-runs", help="Single-sample calls timed per file."),
     threads: int = typer.Option(1, "--threads", help="LiteRT interpreter threads."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show TensorFlow's C++ start-up log lines."),
 ):
     """Export a trial to .keras, SavedModel and TFLite (float32/float16/int8) and measure every file."""
+    if not verbose:
+        hide_tensorflow_startup_log()
     import optuna
 
     from .data import DataError, load_data
@@ -409,8 +412,11 @@ def report(
     model_summary: bool = typer.Option(
         True, "--model-summary/--no-model-summary", help="Keras summary of the best model (loads TensorFlow)."
     ),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show TensorFlow's C++ start-up log lines."),
 ):
     """Write a search's report as one HTML file: leaderboard, plots, best architecture, export table."""
+    if not verbose:
+        hide_tensorflow_startup_log()
     from .stores import StoreError
 
     if out_file.is_dir() or not out_file.parent.is_dir():

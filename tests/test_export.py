@@ -517,6 +517,9 @@ def test_cli_exports_a_study_on_builtin_data_and_explains_bad_input(tmp_path):
     )
     assert ok.returncode == 0, ok.stderr
     assert "float32" in ok.stdout and "int8" in ok.stdout and "registered as wine version 1" in ok.stderr
+    from test_cli import ABSL_LINE
+
+    assert not ABSL_LINE.search(ok.stderr)  # TensorFlow's C++ start-up lines stay off the terminal
     report = json.loads((tmp_path / "exp" / "export_report.json").read_text())
     assert report["variants"]["int8"]["status"] == "ok" and report["eval_samples"] == 36
     for args, message in [
