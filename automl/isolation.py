@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.2
 WATCH_SECONDS = 0.5  # how often a worker checks that the search process still runs
+MEMORY_LIMIT_SHARE = 0.75  # a worker left above this share of --memory-limit after a trial is replaced
 RECYCLE_MB = 400  # default growth before a worker is replaced (bench/memory.py: ~8 MB per small trial)
 
 
@@ -231,7 +232,8 @@ class IsolatedTrialRunner(Runner):
         return self.worker
 
     def _recycle_if_grown(self, worker: _Worker):
-        """A fresh worker per trial (`recycle_mb=0`), or when this one has grown by `recycle_mb`."""
+        """A fresh worker per trial (`recycle_mb=0`), or when this one has grown by `recycle_mb`, or past
+        MEMORY_LIMIT_SHARE of the memory limit: the leak of earlier trials must not get the next one killed."""
         import psutil
 
         worker.trials += 1
@@ -246,6 +248,9 @@ class IsolatedTrialRunner(Runner):
         if worker.baseline_mb is None:
             worker.baseline_mb = rss
         elif rss - worker.baseline_mb > self.recycle_mb:
+            self.close()
+            return
+        if self.memory_limit_mb and rss > MEMORY_LIMIT_SHARE * self.memory_limit_mb:
             self.close()
 
     def close(self, kill: bool = False):

@@ -98,30 +98,15 @@ def _assert_mlflow_consistent(tracking_uri, study, parents=1):
     return parent, children, ran
 
 
+def _search_command(space_file, storage, uri, study, trials, epochs, *extra, seed=0) -> list[str]:
+    """`automl search` on digits without pruning, quiet (tmp paths hold no spaces)."""
+    words = f"search {space_file} --data digits --trials {trials} --epochs {epochs} --study {study} --seed {seed}"
+    return [AUTOML, *words.split(), "--pruner", "none", "-q", "--storage", storage, "--tracking-uri", uri, *extra]
+
+
 def test_sigkill_mid_trial_then_resume_loses_and_repeats_nothing(tmp_path, space_file):
     storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [
-        AUTOML,
-        "search",
-        str(space_file),
-        "--data",
-        "digits",
-        "--trials",
-        "4",
-        "--epochs",
-        "40",
-        "--study",
-        "kill",
-        "--storage",
-        storage,
-        "--tracking-uri",
-        uri,
-        "--seed",
-        "0",
-        "--pruner",
-        "none",
-        "-q",
-    ]
+    cmd = _search_command(space_file, storage, uri, study="kill", trials=4, epochs=40)
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(_mid_trial(storage, "kill", 1), first, what="a trial in training")
     first.send_signal(signal.SIGKILL)
@@ -145,29 +130,7 @@ def test_sigkill_mid_trial_then_resume_loses_and_repeats_nothing(tmp_path, space
 
 def test_retry_dead_enqueues_the_killed_configuration(tmp_path, space_file):
     storage, uri = str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [
-        AUTOML,
-        "search",
-        str(space_file),
-        "--data",
-        "digits",
-        "--trials",
-        "2",
-        "--epochs",
-        "40",
-        "--study",
-        "retry",
-        "--storage",
-        storage,
-        "--tracking-uri",
-        uri,
-        "--seed",
-        "1",
-        "--pruner",
-        "none",
-        "-q",
-        "--retry-dead",
-    ]
+    cmd = _search_command(space_file, storage, uri, "retry", 2, 40, "--retry-dead", seed=1)
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(_mid_trial(storage, "retry", 0), first, what="a trial in training")
     first.send_signal(signal.SIGKILL)
@@ -266,28 +229,7 @@ def test_a_worker_on_another_host_killed_mid_trial_is_reaped_by_its_heartbeat(tm
 
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = {"study": "hb", "trials": 3, "epochs": 20}
-    cmd = [
-        AUTOML,
-        "search",
-        str(space_file),
-        "--data",
-        "digits",
-        "--trials",
-        str(args["trials"]),
-        "--epochs",
-        str(args["epochs"]),
-        "--study",
-        args["study"],
-        "--storage",
-        storage,
-        "--tracking-uri",
-        uri,
-        "--seed",
-        "0",
-        "--pruner",
-        "none",
-        "-q",
-    ]
+    cmd = _search_command(space_file, storage, uri, args["study"], args["trials"], args["epochs"])
     first = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
