@@ -149,7 +149,6 @@ class _Worker:
     conn: Any
     ps: Any  # psutil.Process
     baseline_mb: float | None = None  # resident memory after its first trial
-    trials: int = 0
 
 
 class IsolatedTrialRunner(Runner):
@@ -173,11 +172,9 @@ class IsolatedTrialRunner(Runner):
         self.ctx = _context()
         self.worker: _Worker | None = None
         self.workers_started = 0
-        self.current_pid: int | None = None  # the worker in flight, for tests and `automl` status
 
     def run(self, trial: optuna.Trial, config: Configuration) -> float:
         worker = self.worker or self._start()
-        self.current_pid = worker.process.pid
         try:
             try:
                 worker.conn.send((trial._trial_id, config, self.settings))
@@ -189,8 +186,6 @@ class IsolatedTrialRunner(Runner):
             self.close(kill=True)
             self._end_run(trial, "KILLED", "search interrupted")
             raise
-        finally:
-            self.current_pid = None
         if outcome is None:
             reason = killed_for or _exit_reason(worker.process.exitcode)
             self.close(kill=True)
@@ -236,7 +231,6 @@ class IsolatedTrialRunner(Runner):
         MEMORY_LIMIT_SHARE of the memory limit: the leak of earlier trials must not get the next one killed."""
         import psutil
 
-        worker.trials += 1
         if not self.recycle_mb:
             self.close()
             return

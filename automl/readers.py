@@ -18,6 +18,7 @@ from .errors import DataError
 BUILTIN = ("digits", "breast_cancer", "wine", "diabetes")
 KINDS = ("image", "tabular", "text", "sequence")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+EMPTY_PROBE_BYTES = 1 << 16  # a CSV whose first 64 KB are blank and that is no longer is empty
 MISSING = ""  # what a missing categorical value becomes (its own category when training had any)
 
 
@@ -50,8 +51,9 @@ def load_csv(path: str | Path, target: str | None):
     if not target:
         raise DataError(f"{path}: --target COLUMN is required for a CSV file")
     try:
-        if not path.read_bytes().strip():
-            raise DataError(f"{path}: the file is empty")
+        with path.open("rb") as f:  # the first bytes only: pandas reads the file once
+            if not f.read(EMPTY_PROBE_BYTES).strip() and path.stat().st_size <= EMPTY_PROBE_BYTES:
+                raise DataError(f"{path}: the file is empty")
         df = pd.read_csv(path, sep=None, engine="python")
     except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as CSV: {exc}") from None

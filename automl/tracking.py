@@ -18,7 +18,6 @@ from . import records
 from .errors import StoreError
 from .stores import default_artifact_location, default_tracking_uri
 
-PARENT_RUN_ATTR = records.PARENT_RUN
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 JOIN_WAIT_SECONDS = 60
@@ -105,11 +104,11 @@ class Tracker:
     def start_search(self, study, params: dict[str, Any], tags: dict[str, str], join: bool = False) -> str:
         """Create the parent run, or reuse the one recorded on the study (resuming, or `join`ing a
         study that another worker created: that worker creates the run, this one waits for it)."""
-        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        run_id = study.user_attrs.get(records.PARENT_RUN)
         deadline = time.time() + JOIN_WAIT_SECONDS
         while join and not run_id and time.time() < deadline:
             time.sleep(0.5)
-            run_id = optuna_user_attrs(study).get(PARENT_RUN_ATTR)
+            run_id = optuna_user_attrs(study).get(records.PARENT_RUN)
         if run_id and self._run_exists(run_id):
             self.client.update_run(run_id, status="RUNNING")
         else:
@@ -117,7 +116,7 @@ class Tracker:
                 self.experiment_id, run_name=study.study_name, tags={records.TAG_ROLE: "search", **tags}
             )
             run_id = run.info.run_id
-            study.set_user_attr(PARENT_RUN_ATTR, run_id)
+            study.set_user_attr(records.PARENT_RUN, run_id)
         self.parent_run_id = run_id
         self.log_params(run_id, params)
         return run_id

@@ -19,13 +19,13 @@ from ..records import SearchSettings
 from .convert import convert_tflite, export_saved_model, parse_formats, short_error, tflite_plan
 from .evaluate import score
 from .model import export_model
-from .report import ExportReport, fmt
+from .report import ROW_KEYS, ExportReport, fmt
 from .runners import TFLiteRunner, rows
 
 if TYPE_CHECKING:
     from ..space import SearchSpace
 
-METRIC_KEYS = ("size_bytes", "agreement", "max_abs_diff", "latency_p50_ms", "latency_p95_ms", "throughput_per_s")
+METRIC_KEYS = ("size_bytes", *ROW_KEYS)  # logged to MLflow per exported file, with the task metric
 
 
 def export_result(
