@@ -116,6 +116,10 @@ def search(
         "--worker",
         help="Index of this worker when several share a study and a --seed: each samples its own sequence.",
     ),
+    ensemble: bool = typer.Option(
+        False, "--ensemble", help="At the end, choose an ensemble of the top trials (for export --ensemble)."
+    ),
+    ensemble_size: int = typer.Option(20, "--ensemble-size", help="Rounds of greedy ensemble selection."),
     device: str | None = typer.Option(
         None,
         "--device",
@@ -166,6 +170,8 @@ def search(
             memory_limit_mb=memory_limit,
             retry_dead=retry_dead,
             worker=worker,
+            ensemble=ensemble,
+            ensemble_size=ensemble_size,
         ).fit(data=dataset, epochs=epochs)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:
@@ -214,6 +220,9 @@ def export(
     out_dir: Path = typer.Option(..., "--out", help="Folder for the files, export_report.json and REPORT.md."),
     trial: int | None = typer.Option(None, "--trial", help="Trial number (default: the best trial)."),
     pareto: bool = typer.Option(False, "--pareto", help="Export every trial on the objective/weights Pareto front."),
+    ensemble: bool = typer.Option(
+        False, "--ensemble", help="Export the ensemble of the top trials (the best one alone if mixing does not help)."
+    ),
     formats: str = typer.Option(
         "all",
         "--formats",
@@ -274,6 +283,8 @@ def export(
 
     if trial is not None and (pareto or select_int8):
         _fail("--trial cannot be combined with --pareto or --select-int8")
+    if ensemble and (trial is not None or pareto or select_int8):
+        _fail("--ensemble cannot be combined with --trial, --pareto or --select-int8")
     try:
         parse_formats(formats)  # a typo fails before anything loads
         result = load_result(study, storage, tracking_uri)
@@ -310,6 +321,7 @@ def export(
             eval_samples=eval_samples,
             latency_runs=latency_runs,
             threads=threads,
+            ensemble=ensemble,
         )
     except (ExportError, DataError, SpaceError, StoreError) as exc:
         _fail(str(exc))

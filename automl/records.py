@@ -15,9 +15,13 @@ from typing import Any
 # ---------------------------------------------------------------- Optuna trial user attributes
 PARAMS = "params"  # the sampled configuration, flat names (hypermodels: what they asked for)
 MLFLOW_RUN_ID = "mlflow_run_id"  # the trial's nested MLflow run
-MODEL_ARTIFACT = "model_artifact"  # artifact path of the trial's saved model (best-so-far trials only)
+MODEL_ARTIFACT = "model_artifact"  # artifact path of the trial's saved model (top `keep_top` so far only)
+VAL_PREDICTIONS = "val_predictions"  # artifact path of its validation predictions (kept for ensembling)
 PARAM_COUNT = "param_count"
 EPOCHS_RUN = "epochs_run"
+BEST_EPOCHS = (
+    "best_epochs"  # epochs up to and including the best one (what early stopping kept; refit trains this long)
+)
 FAIL_REASON = "fail_reason"
 OBJECTIVES = "objectives"  # {name: value} of every objective and constrained quantity
 CONSTRAINTS = "constraints"  # constraint slack values, Optuna's convention (<= 0 feasible)
@@ -39,6 +43,7 @@ DATA_FINGERPRINT = "data_fingerprint"
 OBJECTIVE = "objective"  # the primary objective's name
 OBJECTIVE_NAMES = "objectives"  # every objective's name, in order
 STUDY_CONSTRAINTS = "constraints"  # {name: upper bound}
+ENSEMBLE = "ensemble"  # automl.ensemble.EnsembleChoice as JSON: members, weights, losses, MLflow run
 
 # ---------------------------------------------------------------- MLflow tags
 TAG_ROLE = "automl.role"  # search | trial
@@ -105,6 +110,7 @@ class TrialSettings:
     verbose: int = 0
     objectives: Any = None  # automl.objectives.Objectives when there are several, or constraints
     epochs_left: int | None = None  # what remains of the search's max_epochs_total
+    keep_top: int = 1  # a trial among the best `keep_top` so far keeps its model (and, if > 1, val predictions)
 
     @property
     def prune(self) -> bool:  # Optuna cannot prune multi-objective trials

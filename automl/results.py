@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pandas as pd
 
 from . import records, tracking
 from .ranking import feasible, leaderboard_trials, objective_names, pareto_trials
+
+if TYPE_CHECKING:
+    from .ensemble import EnsembleChoice
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -61,6 +65,7 @@ class SearchResult:
     def __init__(self, study: optuna.Study, tracking_uri: str, mlflow_run_id: str | None, objective: str, dataset=None):
         self.study, self.tracking_uri, self.mlflow_run_id = study, tracking_uri, mlflow_run_id
         self.objective, self.dataset = objective, dataset
+        self.ensemble_choice: EnsembleChoice | None = None  # set by ensemble()
 
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial:
@@ -137,6 +142,21 @@ class SearchResult:
         import keras
 
         return keras.saving.load_model(self.best_model_path(select=select), safe_mode=True)
+
+    def ensemble(self, data=None, size: int = 20):
+        """One Keras model: the weighted mean of the top trials' outputs, weights chosen greedily on
+        the validation split (automl.ensemble); the best trial alone when mixing does not lower the
+        validation loss. Built once and logged as its own MLflow run; `ensemble_choice` says which
+        trials with which weights. `data`: the search's Dataset (default: the one it was fitted on)."""
+        from .ensemble import build, load
+
+        loaded = load(self)
+        if loaded is None:
+            from .export.trials import search_data
+
+            loaded = build(self, search_data(self, data), size)
+        model, self.ensemble_choice = loaded
+        return model
 
     def export(self, out_dir: str | Path, **options):
         """Export the best trial (or `trial=N`, `trial="pareto"`) to `.keras`, SavedModel and TFLite,

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from . import records
 from .builder import validate_space
 from .data import Dataset, make_dataset
+from .ensemble import KEEP_TOP
 from .errors import NoCompleteTrial, ObjectiveError, SearchError, SpaceError, TrialFailed
 from .isolation import RECYCLE_MB, IsolatedTrialRunner
 from .objectives import default_objective, metric_names, parse_objectives
@@ -83,6 +84,8 @@ class Search:
         hypermodel=None,
         fit_kwargs: dict | None = None,
         start: bool = True,
+        ensemble: bool = False,
+        ensemble_size: int = 20,
     ):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
@@ -99,6 +102,10 @@ class Search:
         self.verbose, self.on_trial = verbose, on_trial
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
         self.start = start  # a new study first tries the space's `start` configurations
+        # at the end, the top trials' weighted mean when it lowers the validation loss (automl.ensemble)
+        self.ensemble, self.ensemble_size = ensemble, ensemble_size
+        if ensemble_size < 1:
+            raise SearchError(f"ensemble_size must be at least 1, not {ensemble_size}")
         # where trials train: None (default) a worker process replaced after `recycle_mb` of growth,
         # True a fresh process per trial, False this process (isolation.py says why)
         self.isolate, self.recycle_mb, self.memory_limit_mb = isolate, recycle_mb, memory_limit_mb
@@ -239,6 +246,7 @@ class Search:
             seed=self.seed,
             deadline=deadline,
             objectives=objs if (objs.multi or objs.constraints or objs.costs) else None,
+            keep_top=KEEP_TOP if self.ensemble and not objs.multi else 1,
         )
         if self.hypermodel or SAMPLERS[self.sampler].schedules_epochs:  # keras_tuner.py
             from .keras_tuner import make_runner
@@ -274,7 +282,22 @@ class Search:
             self._finish(tracker, result, objective, status)
         if status == "FAILED":
             raise NoCompleteTrial(study_name, self._last_failure(study), result)
+        if self.ensemble and not objs.multi:
+            self._ensemble(result, data)
         return result
+
+    def _ensemble(self, result: SearchResult, data: Dataset):
+        """Choose and log the ensemble now, so `result.ensemble()` and export find it ready."""
+        result.ensemble(data, self.ensemble_size)
+        choice = result.ensemble_choice
+        if choice is not None and choice.helps:
+            members = ", ".join(f"{n} x{w:.2f}" for n, w in zip(choice.members, choice.weights))
+            self._say(
+                f"ensemble of trials {members}: validation loss {choice.val_loss:.4f} "
+                f"(best trial alone {choice.best_val_loss:.4f})"
+            )
+        else:
+            self._say("ensemble: no mix of the top trials lowers the validation loss; the best trial stands alone")
 
     def _last_failure(self, study: optuna.Study) -> str:
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))

@@ -35,6 +35,9 @@ class _Task:
         *,
         space=None,
         epochs: int = 10,
+        ensemble: bool = True,
+        ensemble_size: int = 20,
+        refit: bool = False,
         **search_options: Any,
     ):
         """`space`: a space file, shipped space name or `SearchSpace` (default: the kind's shipped
@@ -44,7 +47,12 @@ class _Task:
         The objective defaults to `val_loss` for classifiers too (as in AutoKeras): on a validation
         split of hundreds of samples accuracy moves in steps of one sample and the trial that tops it
         is often the luckiest, while the cross-entropy uses every prediction's confidence
-        (bench/RESULTS.md, Quality). Pass `objective="val_accuracy"` for the other rule."""
+        (bench/RESULTS.md, Quality). Pass `objective="val_accuracy"` for the other rule.
+
+        `ensemble` (default on): predictions come from the top trials' weighted mean when it lowers
+        the validation loss (automl.ensemble), else from the best trial. `refit=True`: the chosen
+        model (each ensemble member) is trained again on training + validation rows for the epochs
+        its trial found best (automl.refit); `model_info` says which model `predict` uses."""
         if "objective" not in search_options and not search_options.get("objectives"):
             search_options["objective"] = "val_loss"
         self.search = Search(
@@ -53,9 +61,12 @@ class _Task:
             max_trials=max_trials,
             timeout=timeout,
             seed=seed,
+            ensemble=ensemble,
+            ensemble_size=ensemble_size,
             **search_options,
         )
-        self.epochs = epochs
+        self.epochs, self.refit = epochs, refit
+        self.model_info: dict[str, Any] = {}  # what predict uses: members, weights, refit
         self.data: Dataset | None = None
         self.result: SearchResult | None = None
         self._model = None
@@ -92,20 +103,43 @@ class _Task:
             self.data.name = f"{self.kind}-{self.data.fingerprint()[:8]}"
         self.result = self.search.fit(data=self.data, epochs=epochs or self.epochs)
         self._model = None
+        if self.refit:
+            self.model()  # trained now, as part of fit
         return self.result
 
     def best_model(self):
         """The best trial's trained Keras model (takes raw inputs: strings, columns, padded sequences)."""
         result, _ = self._fitted()
-        if self._model is None:
-            from . import blocks  # noqa: F401 - registers the custom layers a saved model refers to
+        from . import blocks  # noqa: F401 - registers the custom layers a saved model refers to
 
-            self._model = result.best_model()
-        return self._model
+        return result.best_model()
+
+    def model(self):
+        """The model `predict` uses: the ensemble (one member when mixing does not help) or, with
+        `ensemble=False`, the best trial's; refit on training + validation rows with `refit=True`.
+        `model_info` says which trials, with which weights."""
+        result, data = self._fitted()
+        if self._model is not None:
+            return self._model
+        from . import blocks  # noqa: F401 - registers the custom layers a saved model refers to
+
+        if self.search.ensemble:
+            model = result.ensemble(data, self.search.ensemble_size)
+            assert result.ensemble_choice is not None  # set by ensemble()
+            members, weights = result.ensemble_choice.members, result.ensemble_choice.weights
+        else:
+            model, members, weights = result.best_model(), [result.best_trial.number], [1.0]
+        self.model_info = {"refit": False, "members": members, "weights": weights, "train_samples": data.num_train}
+        if self.refit:
+            from .refit import refit
+
+            model, self.model_info = refit(result, data, members, weights, space=self.search.space)
+        self._model = model
+        return model
 
     def predict(self, x) -> np.ndarray:
         """Class labels (the values `y` held) or regression targets, one per sample."""
-        out = self.best_model().predict(self._inputs(x), verbose=0)
+        out = self.model().predict(self._inputs(x), verbose=0)
         if self.task == "regression":
             return out[:, 0]
         _, data = self._fitted()
@@ -115,7 +149,7 @@ class _Task:
         """Class probabilities, columns in the order of `classes_`."""
         if self.task != "classification":
             raise TypeError("predict_proba is for classifiers")
-        return self.best_model().predict(self._inputs(x), verbose=0)
+        return self.model().predict(self._inputs(x), verbose=0)
 
     @property
     def classes_(self) -> list | None:
@@ -123,10 +157,10 @@ class _Task:
         return data.class_names
 
     def evaluate(self, x, y) -> dict[str, float]:
-        """Loss and metrics (accuracy, or mae for regression) of the best model on (x, y)."""
+        """Loss and metrics (accuracy, or mae for regression) of `model()` on (x, y)."""
         from .training import loss_and_metrics
 
-        model = self.best_model()
+        model = self.model()
         _, data = self._fitted()
         targets = encode_targets(data, y)
         inputs = self._inputs(x)
@@ -137,11 +171,23 @@ class _Task:
         return {k: float(v) for k, v in model.evaluate(inputs, targets, verbose=0, return_dict=True).items()}
 
     def export(self, out_dir: str | Path, **options: Any):
-        """Write the best model as `.keras`, SavedModel and TFLite files, each measured on the
-        validation split, logged to MLflow and registered (`SearchResult.export`, whose options
-        apply: formats, register, latency_runs...). Returns the export report."""
+        """Write the model `predict` uses as `.keras`, SavedModel and TFLite files, each measured on
+        the validation split: the ensemble (default) or the best trial (`ensemble=False`, or a
+        `trial=N` option), logged to MLflow and registered (`SearchResult.export`, whose options
+        apply: formats, register, latency_runs...). A refit model (`refit=True`) has trained on the
+        validation rows: it is exported and measured, but not logged, and its scores there are
+        optimistic. Returns the export report."""
         result, data = self._fitted()
         options.setdefault("verbose", self.search.verbose)
+        if self.refit and "trial" not in options:
+            from .export import export_model
+
+            meta = {"title": f"{result.study.study_name} refit on training + validation rows", **self.model_info}
+            keep = ("formats", "representative_samples", "int8_io", "batch_size", "latency_runs", "threads", "verbose")
+            return export_model(
+                self.model(), out_dir, data=data, meta=meta, **{k: options[k] for k in keep if k in options}
+            )
+        options.setdefault("ensemble", self.search.ensemble and "trial" not in options)
         return result.export(out_dir, data=data, **options)
 
     def _inputs(self, x):

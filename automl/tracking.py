@@ -289,6 +289,34 @@ def log_to_run(
         client.log_artifacts(run_id, str(artifacts[0]), artifacts[1])
 
 
+def log_child_run(
+    tracking_uri: str,
+    parent_run_id: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, Any],
+    artifact_dir: str | Path,
+) -> str:
+    """A finished run nested under `parent_run_id` (same experiment) with params, metrics, tags and
+    a folder of artifacts; returns its id (an ensemble, a refit model)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client, now = _client(tracking_uri), int(time.time() * 1000)
+    parent = client.get_run(parent_run_id)
+    run = client.create_run(parent.info.experiment_id, run_name=run_name, tags={records.TAG_PARENT_RUN: parent_run_id})
+    run_id = run.info.run_id
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and v == v],
+        params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
+    )
+    client.log_artifacts(run_id, str(artifact_dir))
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
 def register_model_version(
     tracking_uri: str, name: str, run_id: str, artifact_path: str, tags: dict[str, str], description: str
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
+import numpy as np
 import optuna
 
 from . import records
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .tracking import Tracker
 
 MODEL_ARTIFACT = "model/model.keras"
+PREDICTIONS_ARTIFACT = "predictions/val.npy"
 
 __all__ = ["EpochMonitor", "Runner", "TrialFailed", "TrialRunner", "TrialSettings", "frozen_heap", "reclaim_memory"]
 
@@ -169,7 +171,9 @@ class TrialRunner(Runner):
             if monitor.nan_epoch is not None:
                 raise TrialFailed(f"non-finite loss or metric at epoch {monitor.nan_epoch + 1}")
             objective = self.settings.objective
-            at_best = monitor.history[best_epoch(monitor.history, objective, self.settings.direction)]
+            best_index = best_epoch(monitor.history, objective, self.settings.direction)
+            at_best = monitor.history[best_index]
+            trial.set_user_attr(records.BEST_EPOCHS, best_index + 1)
             result = metrics[f"best_{objective}"] = at_best[objective]
             if objective != TIEBREAK and TIEBREAK in at_best:  # orders trials with equal values
                 trial.set_user_attr(records.TIEBREAK, float(at_best[TIEBREAK]))
@@ -235,15 +239,20 @@ class TrialRunner(Runner):
         if isinstance(result, list):
             directions = self.settings.objectives.directions
             return not any(dominates(t.values, result, directions) for t in done)
-        if not done:
-            return True
         maximize = self.settings.direction == "maximize"
-        best = min(rank_key(t.value, t.user_attrs.get(records.TIEBREAK), maximize) for t in done)
-        return rank_key(result, trial.user_attrs.get(records.TIEBREAK), maximize) <= best
+        mine = rank_key(result, trial.user_attrs.get(records.TIEBREAK), maximize)
+        better = sum(rank_key(t.value, t.user_attrs.get(records.TIEBREAK), maximize) < mine for t in done)
+        return better < max(1, self.settings.keep_top)
 
     def _save_model(self, model, run, trial):
+        """The `.keras` file; when ensembles are wanted (`keep_top` > 1), the validation predictions too."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
             model.save(path)
             run.log_artifact(path, "model")
+            if self.settings.keep_top > 1:
+                predictions = Path(tmp) / Path(PREDICTIONS_ARTIFACT).name
+                np.save(predictions, model.predict(self.data.x_val, batch_size=256, verbose=0).astype("float32"))
+                run.log_artifact(predictions, str(Path(PREDICTIONS_ARTIFACT).parent))
+                trial.set_user_attr(records.VAL_PREDICTIONS, PREDICTIONS_ARTIFACT)
         trial.set_user_attr(records.MODEL_ARTIFACT, MODEL_ARTIFACT)

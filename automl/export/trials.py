@@ -49,6 +49,7 @@ def export_result(
     latency_runs: int = 100,
     threads: int | None = 1,
     verbose: bool = True,
+    ensemble: bool = False,
 ) -> ExportReport:
     """Export a search's best trial (or trial number `trial`, or `trial="pareto"`: every member of the
     accuracy/size Pareto front) with `export_model`, log it to the search's MLflow parent run
@@ -111,7 +112,25 @@ def export_result(
         return summary
 
     selection = None
-    if select_int8_top_k:
+    if ensemble and (trial is not None or select_int8_top_k):
+        raise ExportError("ensemble exports the ensemble of the top trials: give no trial or int8 selection with it")
+    if ensemble:
+        model = result.ensemble(data)
+        choice = result.ensemble_choice
+        chosen = _get_trial(result.study, choice.members[0])
+        meta = {
+            "title": f"{study_name} ensemble of trials {', '.join(map(str, choice.members))}",
+            "study": study_name,
+            "trial": chosen.number,
+            "members": choice.members,
+            "weights": choice.weights,
+            "ensemble_val_loss": choice.val_loss,
+            "best_single_val_loss": choice.best_val_loss,
+            "model_source": "ensemble",
+        }
+        report = export_model(model, out, meta=meta, **common)
+        source._cache[chosen.number] = model  # the teacher, if a student is distilled below
+    elif select_int8_top_k:
         selection = select_by_int8(source, select_int8_top_k, representative_samples, int8_io, eval_samples)
         chosen = result.study.trials[selection["chosen"]]
     elif trial is None:
@@ -123,7 +142,8 @@ def export_result(
             ) from None
     else:
         chosen = _get_trial(result.study, int(trial))
-    report = _export_trial(source, chosen, out, common)
+    if not ensemble:
+        report = _export_trial(source, chosen, out, common)
     if selection:
         report.extra["selection"] = selection
     parts = {"": report}

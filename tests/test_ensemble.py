@@ -1,0 +1,172 @@
+"""Ensembles (automl.ensemble) and refit (automl.refit): greedy selection on a known prediction
+matrix, the ensemble model's arithmetic and round trips, a search that keeps predictions and logs
+its ensemble, export --ensemble, and refit's training rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import mlflow_runs
+from model_checks import check_model
+
+# three members' class probabilities on two samples of classes 0 and 1: A is right on the first
+# sample, B on the second, C is unsure of both
+A = [[0.9, 0.1], [0.6, 0.4]]
+B = [[0.4, 0.6], [0.1, 0.9]]
+C = [[0.55, 0.45], [0.45, 0.55]]
+Y = np.array([0, 1])
+
+
+def test_greedy_selection_matches_hand_computed_rounds():
+    from automl.ensemble import select_weights
+
+    weights, losses = select_weights(np.array([A, B, C]), Y, "classification", size=3)
+    # round 1: A and B tie at -(ln .9 + ln .4)/2, the better-ranked A wins; round 2: A+B gives
+    # p = .65 on both samples; round 3: every addition is worse (A or B -> (.733, .567), C -> .617)
+    expected = [-(math.log(0.9) + math.log(0.4)) / 2, -math.log(0.65), -(math.log(2.2 / 3) + math.log(1.7 / 3)) / 2]
+    np.testing.assert_allclose(losses, expected, rtol=1e-9)
+    np.testing.assert_allclose(weights, [0.5, 0.5, 0.0])  # the best round's counts, not the last one's
+
+
+def test_selection_with_replacement_and_regression():
+    from automl.ensemble import select_weights
+
+    y = np.array([1.0, 1.0])
+    # member 0 predicts 0, member 1 predicts 3 (squared error 1 + ... ); mean 1 needs weights 2/3, 1/3
+    preds = np.array([[[0.0], [0.0]], [[3.0], [3.0]]])
+    weights, losses = select_weights(preds, y, "regression", size=3)
+    np.testing.assert_allclose(weights, [2 / 3, 1 / 3])  # member 0 picked twice: with replacement
+    assert losses[-1] == pytest.approx(0.0)
+
+
+def test_ensemble_model_is_the_weighted_mean_and_round_trips(tmp_path):
+    import keras
+
+    from automl.ensemble import ensemble_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+
+    def member(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((6,), name="features")
+        hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(hidden))
+
+    members = [member(1), member(2)]
+    model = ensemble_model(members, [0.75, 0.25])
+    expected = 0.75 * members[0].predict(x, verbose=0) + 0.25 * members[1].predict(x, verbose=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-6)
+    # trains as one model, reloads from .keras with safe_mode, converts to TFLite within 1e-4
+    checked = check_model(model, x, y, tmp_path)
+    assert checked.tflite_error is None
+    assert ensemble_model([members[0]], [1.0]) is members[0]
+
+
+@pytest.fixture
+def ensemble_search(stores, tiny_space, digits_small):
+    from automl import Search
+
+    search = Search(
+        tiny_space, study_name="ens", max_trials=4, seed=0, verbose=False, isolate=False, ensemble=True, **stores
+    )
+    return search.fit(data=digits_small, epochs=2)
+
+
+def test_search_keeps_predictions_and_logs_an_ensemble_that_mixes_its_members(ensemble_search, digits_small, stores):
+    import keras
+
+    from automl import records
+    from automl.results import load_result
+
+    result = ensemble_search
+    kept = [t for t in result.study.trials if t.user_attrs.get(records.VAL_PREDICTIONS)]
+    assert len(kept) == 4  # every complete trial is in the top 20
+    choice = result.ensemble_choice
+    assert choice is not None and sorted(choice.candidates) == sorted(t.number for t in kept)
+    assert sum(choice.weights) == pytest.approx(1.0)
+    # the model computes the members' weighted mean (members loaded from their own trials' runs)
+    model = result.ensemble(digits_small)
+    members = {t.number: t for t in result.study.trials}
+    x = digits_small.x_val
+    expected = sum(
+        w * result_model(result, members[n]).predict(x, verbose=0) for n, w in zip(choice.members, choice.weights)
+    )
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+    if choice.helps:
+        assert choice.val_loss < choice.best_val_loss
+    # its own MLflow run, under the search's parent run, with members and weights
+    _, runs = mlflow_runs(stores["tracking_uri"])
+    run = next(r for r in runs if r.data.tags.get(records.TAG_ROLE) == "ensemble")
+    assert run.data.tags[records.TAG_PARENT_RUN] == result.mlflow_run_id
+    assert run.data.params["members"] == ",".join(map(str, choice.members))
+    # read back from the store: the recorded ensemble, not a new choice
+    again = load_result("ens", stores["storage"])
+    loaded = again.ensemble(digits_small)
+    assert again.ensemble_choice.run_id == choice.run_id
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-5)
+    assert keras.saving.load_model(result.best_model_path(), safe_mode=True).count_params() == (
+        result.best_model().count_params()
+    )  # best_model() stays the single best trial
+
+
+def result_model(result, trial):
+    import keras
+
+    from automl import records, tracking
+
+    path = tracking.download_artifact(
+        result.tracking_uri, trial.user_attrs[records.MLFLOW_RUN_ID], trial.user_attrs[records.MODEL_ARTIFACT], "/tmp"
+    )
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def test_export_ensemble_scores_the_mixed_model(ensemble_search, digits_small, tmp_path):
+    report = ensemble_search.export(
+        tmp_path / "out", data=digits_small, ensemble=True, formats="keras,float32", register=False, latency_runs=2
+    )
+    choice = ensemble_search.ensemble_choice
+    assert report.meta["members"] == choice.members and report.meta["model_source"] == "ensemble"
+    model = ensemble_search.ensemble(digits_small)
+    accuracy = float(np.mean(model.predict(digits_small.x_val, verbose=0).argmax(1) == digits_small.y_val))
+    rows = {row["variant"]: row for row in report.rows()}
+    assert rows["keras"]["value"] == pytest.approx(accuracy)
+    assert abs(rows["float32"]["value"] - accuracy) <= 1 / len(digits_small.y_val)
+
+
+def test_cli_export_ensemble_refuses_a_trial_number(tmp_path):
+    import subprocess
+    import sys
+
+    args = ["export", "--study", "x", "--out", str(tmp_path / "o"), "--ensemble", "--trial", "1"]
+    out = subprocess.run(
+        [sys.executable, "-m", "automl.cli", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "--ensemble cannot be combined" in out.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_refit_trains_on_training_and_validation_rows_for_the_best_epochs(ensemble_search, digits_small, tiny_space):
+    import keras
+
+    from automl import records
+    from automl.refit import refit
+
+    seen = {}
+
+    class Count(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["steps"], seen["epochs"] = self.params["steps"], self.params["epochs"]
+
+    best = ensemble_search.best_trial
+    model, info = refit(ensemble_search, digits_small, [best.number], [1.0], callbacks=[Count()], space=tiny_space)
+    rows = digits_small.num_train + digits_small.num_val
+    assert info["train_samples"] == rows and info["refit"] is True
+    assert seen["steps"] == math.ceil(rows / 64)  # the tiny space's batch size: every row, train + val
+    assert seen["epochs"] == best.user_attrs[records.BEST_EPOCHS]
+    assert model.predict(digits_small.x_val[:4], verbose=0).shape == (4, 10)
