@@ -37,7 +37,13 @@ def leaderboard_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Feasible complete trials, best first (by the first objective when there are several)."""
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if feasible(t)]
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(done, key=lambda t: (*rank_key(t.values[0], t.user_attrs.get(records.TIEBREAK), maximize), t.number))
+    return sorted(done, key=lambda t: (*trial_key(t.values[0], t.user_attrs, maximize), t.number))
+
+
+def trial_key(value: float, attrs: dict, maximize: bool) -> tuple:
+    """Sort key of a trial, best first: full-fidelity trials before low-fidelity ones (a budget
+    schedule's short trials are never ranked against converged ones), then `rank_key`."""
+    return (-float(attrs.get(records.FIDELITY, 1.0)), *rank_key(value, attrs.get(records.TIEBREAK), maximize))
 
 
 def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:

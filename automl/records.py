@@ -32,6 +32,10 @@ COPIED_FROM = "copied_from"  # trials copied in from another study (continue_fro
 WARM_START_FROM = "warm_start_from"  # enqueued from another study's top-k
 WARM_STARTED_FROM = "warm_started_from"  # kt-hyperband: the trial whose weights this one starts from
 KERAS_TUNER_TRIAL = "keras_tuner_trial"
+FIDELITY = "fidelity"  # budget schedule: epochs trained / the search's epochs (absent: 1.0, full)
+TRIAL_EPOCHS = "trial_epochs"  # budget schedule: the most epochs this trial trains
+CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial whose saved weights this one continues
+EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
 
 # ---------------------------------------------------------------- Optuna study user attributes
@@ -54,6 +58,7 @@ TAG_FAIL_REASON = "automl.fail_reason"
 TAG_PRUNED_AT = "automl.pruned_at_epoch"
 TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total
 TAG_FEASIBLE = "automl.feasible"
+TAG_FIDELITY = "automl.fidelity"  # budget schedule: epochs trained / the search's epochs
 TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
 TAG_TRIAL = "automl.trial"  # model registry versions: the exported trial
 TAG_RECOMMENDED = "automl.recommended"
@@ -112,6 +117,8 @@ class TrialSettings:
     epochs_left: int | None = None  # what remains of the search's max_epochs_total
     keep_top: int = 1  # a trial among the best `keep_top` so far keeps its model (and, if > 1, val predictions)
 
+    pruning: bool = True  # False for a trial whose epochs the pruner cannot compare (a continuation)
+
     @property
     def prune(self) -> bool:  # Optuna cannot prune multi-objective trials
-        return not (self.objectives is not None and self.objectives.multi)
+        return self.pruning and not (self.objectives is not None and self.objectives.multi)

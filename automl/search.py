@@ -23,6 +23,8 @@ from .ranking import FINISHED, count, leaderboard_trials
 from .records import SearchSettings, TrialSettings
 from .recovery import reap_dead_trials
 from .results import SearchResult, leaderboard
+from .schedule import SCHEDULES, BudgetSchedule
+from .seeding import seed_study
 from .space import SearchSpace, load_space
 from .stores import open_storage
 from .strategies import SAMPLERS, check_names, make_pruner, make_sampler
@@ -59,7 +61,7 @@ class Search:
         tracking_uri: str | None = None,
         experiment: str | None = None,
         sampler: str = "tpe",
-        pruner: str = "median",
+        pruner: str | None = None,
         seed: int | None = None,
         objective: str | None = None,
         direction: str | None = None,
@@ -86,6 +88,7 @@ class Search:
         start: bool = True,
         ensemble: bool = False,
         ensemble_size: int = 20,
+        schedule: str = "full",
     ):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
@@ -95,6 +98,11 @@ class Search:
             raise SearchError(f"direction must be maximize or minimize, not {direction!r}")
         self.space = load_space(space) if space is not None else None
         self.study_name, self.storage, self.tracking_uri = study_name, storage, tracking_uri
+        if schedule not in SCHEDULES:
+            raise SearchError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+        # with a timeout, "budget" explores at low fidelity, then continues the best (automl.schedule)
+        self.schedule = schedule
+        pruner = pruner or ("successive-halving" if schedule == "budget" else "median")
         self.experiment, self.sampler, self.pruner, self.seed = experiment, sampler, pruner, seed
         self.objective, self.direction = objective, direction
         self.max_trials, self.timeout, self.patience = max_trials, timeout, patience
@@ -137,6 +145,7 @@ class Search:
             self.pruner = overrides.get("pruner", self.pruner)
         self._bar: SearchProgress | None = None  # while trials run and verbose (see _progress)
         self._stopping: str | None = None  # why the trial loop stops, set by its callbacks
+        self._schedule: BudgetSchedule | None = None  # while a budget-scheduled search runs
 
     def fit(
         self,
@@ -200,7 +209,23 @@ class Search:
         except optuna.exceptions.DuplicatedStudyError:
             study, created = optuna.create_study(**study_args, load_if_exists=True), False
         self._check_or_record_study(study, space, data, objs)
-        self._warm_start(study, storage, space, created)
+        own = self.enqueue or self.warm_start or self.continue_from  # the user seeded the study
+        starts = getattr(space, "start", [])[: self.max_trials] if self.start and created and not own else []
+        copied = seed_study(
+            study,
+            storage,
+            space,
+            created,
+            [*self.enqueue, *starts],
+            self.warm_start,
+            self.warm_start_top_k,
+            self.continue_from,
+        )
+        if copied:
+            self._say(
+                f"continued from {self.continue_from}: {copied} finished trials copied in "
+                "(they teach the sampler and do not count towards max_trials)"
+            )
         study.set_user_attr(records.TRACKING_URI, tracker.tracking_uri)
         study.set_user_attr(
             records.SETTINGS,
@@ -233,6 +258,7 @@ class Search:
             "max_trials": self.max_trials,
             "timeout": self.timeout,
             "max_epochs_total": self.max_epochs_total,
+            "schedule": self.schedule,
         }
         run_id = tracker.start_search(study, settings_params, {records.TAG_STUDY: study_name}, join=not created)
         result = SearchResult(study, tracker.tracking_uri, run_id, objective, data)
@@ -248,6 +274,11 @@ class Search:
             objectives=objs if (objs.multi or objs.constraints or objs.costs) else None,
             keep_top=KEEP_TOP if self.ensemble and not objs.multi else 1,
         )
+        schedule = BudgetSchedule(self.timeout, epochs) if self.schedule == "budget" and self.timeout else None
+        if schedule is not None and schedule.active and not objs.multi and not self.hypermodel:
+            settings.keep_top = max(settings.keep_top, schedule.top)  # the candidates it may continue
+        else:
+            schedule = None
         if self.hypermodel or SAMPLERS[self.sampler].schedules_epochs:  # keras_tuner.py
             from .keras_tuner import make_runner
 
@@ -260,7 +291,14 @@ class Search:
             runner = IsolatedTrialRunner(
                 space, data, settings, tracker, study_name, self.storage, pruner, self.memory_limit_mb, recycle
             )
-        runner.gate = lambda trial: self._wait_for_budget(trial, tracker)
+
+        def gate(trial: optuna.Trial):
+            self._wait_for_budget(trial, tracker)
+            if schedule is not None:
+                schedule.before_trial(trial)
+
+        runner.gate = gate
+        self._schedule = schedule
         done = count(study, FINISHED)
         goal = ", ".join(f"{n} ({d})" for n, d in zip(objs.names, objs.directions))
         self._say(
@@ -355,57 +393,6 @@ class Search:
             if key not in attrs:
                 study.set_user_attr(key, value)
 
-    def _warm_start(self, study: optuna.Study, storage, space: SearchSpace | HyperModelSpace, created: bool):
-        """Known-good configurations first: given ones, then another study's top-k; and, for a new
-        study, the finished trials of another study so the sampler starts from what it learnt."""
-        # the space's known-good configurations, for a new study the user has not seeded otherwise
-        own = self.enqueue or self.warm_start or self.continue_from
-        starts = getattr(space, "start", [])[: self.max_trials] if self.start and created and not own else []
-        for params in [*self.enqueue, *starts]:
-            study.enqueue_trial(params, skip_if_exists=True)
-        for name, what in ((self.warm_start, "warm_start"), (self.continue_from, "continue_from")):
-            if name and name == study.study_name:
-                raise SearchError(f"{what} names this study itself ({name!r})")
-        if self.warm_start:
-            other = self._other_study(self.warm_start, storage, "warm_start")
-            for t in leaderboard_trials(other)[: self.warm_start_top_k]:
-                study.enqueue_trial(
-                    t.params,
-                    user_attrs={records.WARM_START_FROM: f"{other.study_name}#{t.number}"},
-                    skip_if_exists=True,
-                )
-        if self.continue_from and created:
-            other = self._other_study(self.continue_from, storage, "continue_from")
-            if other.user_attrs.get(records.SPACE_FINGERPRINT) != space.fingerprint():
-                raise SearchError(
-                    f"continue_from: study {other.study_name!r} was run with another space; "
-                    "its trials cannot teach this one (use warm_start to enqueue its best instead)"
-                )
-            if [d.name for d in other.directions] != [d.name for d in study.directions]:
-                raise SearchError(f"continue_from: study {other.study_name!r} has other objectives")
-            copied = [
-                optuna.trial.create_trial(
-                    params=t.params,
-                    distributions=t.distributions,
-                    values=t.values,
-                    user_attrs={**t.user_attrs, records.COPIED_FROM: f"{other.study_name}#{t.number}"},
-                    intermediate_values=t.intermediate_values,
-                )
-                for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            ]
-            study.add_trials(copied)
-            self._say(
-                f"continued from {other.study_name}: {len(copied)} finished trials copied in "
-                "(they teach the sampler and do not count towards max_trials)"
-            )
-
-    @staticmethod
-    def _other_study(name: str, storage, what: str) -> optuna.Study:
-        try:
-            return optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            raise SearchError(f"{what}: no study {name!r} in the storage") from None
-
     # ------------------------------------------------------------ the trial loop
 
     def _run_trials(self, study: optuna.Study, runner, tracker: Tracker, objective: str):
@@ -434,6 +421,9 @@ class Search:
                     )
                     break
                 runner.settings.epochs_left = self.max_epochs_total - used
+            if self._schedule is not None and not self._schedule.next(study):
+                self._say(f"[yellow]stopping: budget schedule: {self._schedule.reason}[/]")
+                break
             if finished + count(study, (TrialState.RUNNING,)) >= self.max_trials:
                 time.sleep(BUDGET_POLL_SECONDS)  # the rest of the budget is in flight on other workers
                 continue

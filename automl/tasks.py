@@ -38,6 +38,7 @@ class _Task:
         ensemble: bool = True,
         ensemble_size: int = 20,
         refit: bool = False,
+        schedule: str = "budget",
         **search_options: Any,
     ):
         """`space`: a space file, shipped space name or `SearchSpace` (default: the kind's shipped
@@ -52,7 +53,9 @@ class _Task:
         `ensemble` (default on): predictions come from the top trials' weighted mean when it lowers
         the validation loss (automl.ensemble), else from the best trial. `refit=True`: the chosen
         model (each ensemble member) is trained again on training + validation rows for the epochs
-        its trial found best (automl.refit); `model_info` says which model `predict` uses."""
+        its trial found best (automl.refit); `model_info` says which model `predict` uses.
+        `schedule="budget"` (the default; it acts only with a `timeout`): explore at low fidelity,
+        then continue the best candidates to full length (automl.schedule); `"full"` for plain trials."""
         if "objective" not in search_options and not search_options.get("objectives"):
             search_options["objective"] = "val_loss"
         self.search = Search(
@@ -63,6 +66,7 @@ class _Task:
             seed=seed,
             ensemble=ensemble,
             ensemble_size=ensemble_size,
+            schedule=schedule,
             **search_options,
         )
         self.epochs, self.refit = epochs, refit

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +23,11 @@ import keras
 import numpy as np
 import optuna
 
-from . import records
+from . import records, tracking
 from .builder import build_model
 from .errors import TrialFailed
 from .feature_cache import FeatureCache
-from .ranking import dominates, feasible, rank_key
+from .ranking import dominates, feasible, trial_key
 from .records import TrialSettings
 from .recovery import owner_record, worker_id
 from .training import TIEBREAK, best_epoch, fit_model, training_settings
@@ -146,7 +147,32 @@ class TrialRunner(Runner):
         fit_model(model, self.data, training, self.settings, [monitor], self.features)
 
     def run(self, trial: optuna.Trial, config) -> float:
-        """Train one sampled configuration (here, or in a child process: see isolation.py)."""
+        """Train one sampled configuration (here, or in a child process: see isolation.py); a budget
+        schedule may give the trial fewer epochs, or the saved weights of a trial to continue."""
+        shared, attrs = self.settings, trial.user_attrs
+        if records.TRIAL_EPOCHS in attrs:
+            continuing = records.CONTINUED_FROM in attrs  # its steps are not comparable for pruning
+            self.settings = replace(shared, epochs=int(attrs[records.TRIAL_EPOCHS]), pruning=not continuing)
+        try:
+            return self._run(trial, config, attrs)
+        finally:
+            self.settings = shared
+
+    def _continued_model(self, trial: optuna.Trial, attrs: dict):
+        """The saved model of the trial this one continues (budget schedule), or None."""
+        source = attrs.get(records.CONTINUED_FROM)
+        if source is None:
+            return None
+        frozen = trial.study.get_trials(deepcopy=False)[int(source)]
+        path = tracking.download_artifact(
+            self.tracker.tracking_uri,
+            frozen.user_attrs[records.MLFLOW_RUN_ID],
+            frozen.user_attrs[records.MODEL_ARTIFACT],
+            tempfile.mkdtemp(prefix="automl-continue-"),
+        )
+        return keras.saving.load_model(path, safe_mode=True)
+
+    def _run(self, trial: optuna.Trial, config, attrs: dict) -> float:
         reclaim_memory()
         if self.settings.seed is not None:
             keras.utils.set_random_seed(self.settings.seed + trial.number)
@@ -162,7 +188,7 @@ class TrialRunner(Runner):
         model = None
         try:
             training = training_settings(config.training)
-            model = self.build(config)
+            model = self._continued_model(trial, attrs) or self.build(config)
             metrics["param_count"] = model.count_params()
             monitor = EpochMonitor(trial, self.settings, run)
             self.train(model, training, monitor)
@@ -173,7 +199,7 @@ class TrialRunner(Runner):
             objective = self.settings.objective
             best_index = best_epoch(monitor.history, objective, self.settings.direction)
             at_best = monitor.history[best_index]
-            trial.set_user_attr(records.BEST_EPOCHS, best_index + 1)
+            trial.set_user_attr(records.BEST_EPOCHS, int(attrs.get(records.EPOCH_OFFSET, 0)) + best_index + 1)
             result = metrics[f"best_{objective}"] = at_best[objective]
             if objective != TIEBREAK and TIEBREAK in at_best:  # orders trials with equal values
                 trial.set_user_attr(records.TIEBREAK, float(at_best[TIEBREAK]))
@@ -205,6 +231,8 @@ class TrialRunner(Runner):
             raise
         finally:
             metrics.setdefault("train_seconds", time.perf_counter() - started)
+            if records.FIDELITY in attrs:
+                tags[records.TAG_FIDELITY] = attrs[records.FIDELITY]
             run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
             del model  # memory is reclaimed by reclaim_memory() at the next trial
 
@@ -240,8 +268,8 @@ class TrialRunner(Runner):
             directions = self.settings.objectives.directions
             return not any(dominates(t.values, result, directions) for t in done)
         maximize = self.settings.direction == "maximize"
-        mine = rank_key(result, trial.user_attrs.get(records.TIEBREAK), maximize)
-        better = sum(rank_key(t.value, t.user_attrs.get(records.TIEBREAK), maximize) < mine for t in done)
+        mine = trial_key(result, trial.user_attrs, maximize)
+        better = sum(trial_key(t.value, t.user_attrs, maximize) < mine for t in done if t.value is not None)
         return better < max(1, self.settings.keep_top)
 
     def _save_model(self, model, run, trial):

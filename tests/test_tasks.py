@@ -48,8 +48,12 @@ def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(st
         clf.evaluate(df, y[:10])
 
     _, runs = mlflow_runs(stores["tracking_uri"])
-    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    trials = [r for r in runs if r.data.tags.get("automl.role") == "trial"]
     assert len(trials) == 2 and all("num_layers" in r.data.params for r in trials)
+    assert all("mlflow.parentRunId" in r.data.tags for r in trials)
+    # the task class's default ensemble: its own run under the search, predict uses its members
+    ensemble_run = next(r for r in runs if r.data.tags.get("automl.role") == "ensemble")
+    assert ensemble_run.data.params["members"] == ",".join(map(str, clf.model_info["members"]))
     assert all("val_loss" in r.data.metrics and "val_accuracy" in r.data.metrics for r in trials)
 
 

@@ -1,0 +1,96 @@
+"""The budget-aware schedule (`schedule="budget"`, `--schedule budget`) of a search with a timeout.
+
+Why: with a fixed wall-clock budget, full-length trials mean few configurations tried, and the
+trial running at the deadline is cut off unfinished. So the budget is spent in two parts:
+
+1. explore (the first `explore_share` of the time): every trial, the space's start configurations
+   first, then the sampler's, trains at low fidelity (`low_epochs`, about a third of the epochs)
+   under the study's pruner (successive halving by default);
+2. exploit (the rest): no new configurations; the best low-fidelity candidates are continued from
+   their saved weights for the remaining epochs, best first, each only if the time it is expected
+   to take (its low-fidelity time scaled to the remaining epochs) fits in the time left.
+
+Every trial carries its fidelity (attribute `fidelity`: trained epochs / the search's epochs, and
+MLflow tag `automl.fidelity`); rankings put full-fidelity trials before low-fidelity ones, so a
+short trial is never ranked against a converged one (ranking.leaderboard_trials).
+"""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from . import records
+from .ranking import leaderboard_trials
+
+SCHEDULES = ("full", "budget")
+LOW_FRACTION = 1 / 3  # of the epochs, for explored configurations
+EXPLORE_SHARE = 0.7  # of the budget
+CONTINUE_TOP = 3  # the most low-fidelity candidates continued (their models are kept)
+
+
+class BudgetSchedule:
+    """Decides, before each trial, what it trains (`before_trial`) and what comes next (`next`)."""
+
+    def __init__(self, timeout: float, epochs: int, explore_share: float = EXPLORE_SHARE, top: int = CONTINUE_TOP):
+        self.timeout, self.epochs, self.top = timeout, epochs, top
+        self.low_epochs = max(1, round(epochs * LOW_FRACTION))
+        self.explore_share = explore_share
+        self.started = time.time()
+        self.reason: str | None = None  # why exploitation stopped early
+
+    @property
+    def active(self) -> bool:
+        """A search of 1-2 epochs has no lower fidelity: then every trial trains fully."""
+        return self.low_epochs < self.epochs
+
+    def exploring(self) -> bool:
+        return time.time() - self.started < self.explore_share * self.timeout
+
+    def before_trial(self, trial: optuna.Trial) -> None:
+        """Record the trial's epochs and fidelity (a continuation: the remaining epochs, full fidelity)."""
+        attrs = trial.user_attrs
+        if records.CONTINUED_FROM in attrs:
+            trial.set_user_attr(records.TRIAL_EPOCHS, self.epochs - self.low_epochs)
+            trial.set_user_attr(records.EPOCH_OFFSET, self.low_epochs)
+            trial.set_user_attr(records.FIDELITY, 1.0)
+        elif records.TRIAL_EPOCHS not in attrs:
+            trial.set_user_attr(records.TRIAL_EPOCHS, self.low_epochs)
+            trial.set_user_attr(records.FIDELITY, self.low_epochs / self.epochs)
+
+    def next(self, study: optuna.Study) -> bool:
+        """Before each trial: True to go on (while exploring, a new configuration; then, a
+        continuation enqueued here); False when no candidate can be continued in the time left."""
+        if self.exploring():
+            return True
+        if any(
+            records.CONTINUED_FROM in t.user_attrs
+            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        ):
+            return True  # one is already enqueued
+        done = {t.user_attrs.get(records.CONTINUED_FROM) for t in study.get_trials(deepcopy=False)}
+        low = [
+            t
+            for t in leaderboard_trials(study)
+            if t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 and t.user_attrs.get(records.MODEL_ARTIFACT)
+        ][: self.top]
+        left = self.timeout - (time.time() - self.started)
+        for t in low:
+            if t.number in done:
+                continue
+            needed = _seconds(t) * (self.epochs - self.low_epochs) / self.low_epochs
+            if needed > left:
+                self.reason = f"continuing trial {t.number} would take ~{needed:.0f} s, {left:.0f} s are left"
+                return False
+            study.enqueue_trial(t.params, user_attrs={records.CONTINUED_FROM: t.number})
+            return True
+        self.reason = f"the top {len(low)} low-fidelity candidates are continued"
+        return False
+
+
+def _seconds(t: optuna.trial.FrozenTrial) -> float:
+    if t.datetime_complete and t.datetime_start:
+        return (t.datetime_complete - t.datetime_start).total_seconds()
+    return 0.0

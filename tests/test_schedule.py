@@ -1,0 +1,85 @@
+"""The budget-aware schedule (automl.schedule): low-fidelity exploration, then the best candidates
+continued from their saved weights, all within the timeout; fidelity-aware ranking."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+
+
+def test_low_fidelity_trials_never_outrank_full_ones():
+    from automl import records
+    from automl.ranking import leaderboard_trials
+
+    study = optuna.create_study(direction="minimize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for value, fidelity in ((0.1, 1 / 3), (0.5, 1.0), (0.3, 1.0), (0.05, 1 / 3)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": value}, distributions=dist, value=value, user_attrs={records.FIDELITY: fidelity}
+            )
+        )
+    ranked = [t.value for t in leaderboard_trials(study)]
+    assert ranked == [0.3, 0.5, 0.05, 0.1]  # full first, each group best first
+
+
+def test_budget_schedule_explores_short_then_continues_the_best_within_the_budget(stores, tiny_space, digits_small):
+    from automl import Search, records, tracking
+
+    timeout = 20.0
+    search = Search(
+        tiny_space,
+        study_name="budget",
+        max_trials=200,
+        timeout=timeout,
+        seed=0,
+        verbose=False,
+        isolate=False,
+        schedule="budget",
+        **stores,
+    )
+    started = time.time()
+    result = search.fit(data=digits_small, epochs=6)
+    trials = [t for t in result.study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    low = [t for t in trials if t.user_attrs.get(records.FIDELITY) == pytest.approx(1 / 3)]
+    continued = [t for t in trials if records.CONTINUED_FROM in t.user_attrs]
+    assert len(low) >= 3 and all(t.user_attrs[records.TRIAL_EPOCHS] == 2 for t in low)
+    assert all(len(t.intermediate_values) <= 2 for t in low)  # trained 2 of the 6 epochs
+    assert continued, "no candidate was continued in the exploit part of the budget"
+    for t in continued:
+        assert t.user_attrs[records.FIDELITY] == 1.0 and t.user_attrs[records.EPOCHS_RUN] <= 4
+        source = result.study.trials[t.user_attrs[records.CONTINUED_FROM]]
+        assert source.user_attrs[records.FIDELITY] < 1.0 and source.params == t.params
+        # it started from the source's trained weights, not from scratch: its first epoch's
+        # validation loss is far below the source's own first epoch
+        first = tracking.metric_history(result.tracking_uri, t.user_attrs[records.MLFLOW_RUN_ID], "val_loss")[0][1]
+        source_first = tracking.metric_history(
+            result.tracking_uri, source.user_attrs[records.MLFLOW_RUN_ID], "val_loss"
+        )[0][1]
+        assert first < source_first
+    # the MLflow runs carry the fidelity too
+    run = tracking.run_facts(result.tracking_uri, low[0].user_attrs[records.MLFLOW_RUN_ID])
+    assert run["status"] == "FINISHED"
+    # the best trial is a full-fidelity one when any completed
+    if any(t.state.name == "COMPLETE" for t in continued):
+        assert result.best_trial.user_attrs[records.FIDELITY] == 1.0
+    # the budget holds: the last trial ended within the timeout plus one epoch (plus saving slack)
+    ended = max(t.datetime_complete.timestamp() for t in trials)
+    epoch = max(
+        (t.datetime_complete - t.datetime_start).total_seconds() / max(1, t.user_attrs.get(records.EPOCHS_RUN, 1))
+        for t in trials
+    )
+    assert ended - started <= timeout + epoch + 2.0
+
+
+def test_without_a_timeout_the_budget_schedule_trains_plain_trials(stores, tiny_space, digits_small):
+    from automl import Search, records
+
+    result = Search(
+        tiny_space, study_name="plain", max_trials=2, seed=0, verbose=False, isolate=False, schedule="budget", **stores
+    ).fit(data=digits_small, epochs=2)
+    assert all(records.FIDELITY not in t.user_attrs for t in result.study.trials)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        Search(tiny_space, schedule="fast")
