@@ -46,8 +46,11 @@ def search(
         "--sampler",
         help="tpe | random | grid | cmaes | qmc | nsga2 | gp | kt-random | kt-bayesian | kt-hyperband",
     ),
-    pruner: str = typer.Option(
-        "median", "--pruner", help="median | percentile | successive-halving | hyperband | patient | none"
+    pruner: str | None = typer.Option(
+        None,
+        "--pruner",
+        help="median (default; successive-halving with --schedule budget) | percentile | successive-halving | "
+        "hyperband | patient | none",
     ),
     seed: int | None = typer.Option(None, "--seed", help="Seed for the sampler, data split and weights."),
     objective: list[str] | None = typer.Option(
@@ -120,6 +123,11 @@ def search(
         False, "--ensemble", help="At the end, choose an ensemble of the top trials (for export --ensemble)."
     ),
     ensemble_size: int = typer.Option(20, "--ensemble-size", help="Rounds of greedy ensemble selection."),
+    schedule: str = typer.Option(
+        "full",
+        "--schedule",
+        help="full, or budget (with --timeout): explore at low fidelity, then continue the best to full length.",
+    ),
     device: str | None = typer.Option(
         None,
         "--device",
@@ -172,6 +180,7 @@ def search(
             worker=worker,
             ensemble=ensemble,
             ensemble_size=ensemble_size,
+            schedule=schedule,
         ).fit(data=dataset, epochs=epochs)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:

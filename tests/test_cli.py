@@ -89,6 +89,8 @@ def test_search_then_trials_on_the_embedded_store(searched):
         (["search", "BAD", "--data", "digits"], "BAD.yaml: architecture.blocks.each.filters.low"),
         (["search", "image_cnn", "--data", "nope.csv"], "nope.csv: not a built-in data set"),
         (["search", "image_cnn", "--data", "digits", "--sampler", "grid-ish"], "unknown sampler 'grid-ish'"),
+        (["search", "image_cnn", "--data", "digits", "--schedule", "fast"], "schedule must be one of full, budget"),
+        (["export", "--study", "s", "--out", "o", "--ensemble", "--pareto"], "--ensemble cannot be combined"),
         (["trials", "--study", "nothing-here"], "no study 'nothing-here'"),
         (["ui", "--tracking-uri", "sqlite:///nowhere/mlflow.db"], "no MLflow store here"),
     ],

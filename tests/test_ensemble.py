@@ -137,18 +137,71 @@ def test_export_ensemble_scores_the_mixed_model(ensemble_search, digits_small, t
     assert abs(rows["float32"]["value"] - accuracy) <= 1 / len(digits_small.y_val)
 
 
-def test_cli_export_ensemble_refuses_a_trial_number(tmp_path):
+def test_cli_search_ensemble_then_export_ensemble(tmp_path):
+    """`automl search --ensemble --schedule budget` then `automl export --ensemble`, as a user runs them."""
+    import json
+    import os
     import subprocess
     import sys
 
-    args = ["export", "--study", "x", "--out", str(tmp_path / "o"), "--ensemble", "--trial", "1"]
-    out = subprocess.run(
-        [sys.executable, "-m", "automl.cli", *args],
-        capture_output=True,
-        text=True,
+    space = tmp_path / "mlp.yaml"
+    space.write_text(
+        "name: mlp\narchitecture:\n  hidden: {block: dense, units: [8, 32]}\n"
+        "training:\n  learning_rate: {type: float, low: 0.003, high: 0.03, log: true}\n"
     )
-    assert out.returncode == 2 and "--ensemble cannot be combined" in out.stderr
-    assert not (tmp_path / "o").exists()
+    env = {**os.environ, "AUTOML_HOME": str(tmp_path / "mlruns")}
+
+    def automl(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "automl.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out
+
+    searched = automl(
+        "search",
+        str(space),
+        "--data",
+        "wine",
+        "--trials",
+        "4",
+        "--epochs",
+        "3",
+        "--seed",
+        "0",
+        "--study",
+        "ens",
+        "--ensemble",
+        "--timeout",
+        "60",
+        "--schedule",
+        "budget",
+        "--quiet",
+    )
+    assert "COMPLETE" in searched.stdout
+    automl(
+        "export",
+        "--study",
+        "ens",
+        "--out",
+        str(tmp_path / "out"),
+        "--ensemble",
+        "--formats",
+        "keras,float32",
+        "--no-register",
+        "--latency-runs",
+        "2",
+    )
+    from automl.export import ExportReport
+    from automl.results import load_result
+
+    report = ExportReport.read(tmp_path / "out")
+
+    result = load_result("ens", str(tmp_path / "mlruns" / "optuna.journal"))
+    recorded = json.loads(result.study.user_attrs["ensemble"])
+    assert report.meta["members"] == recorded["members"] and report.meta["model_source"] == "ensemble"
+    # the budget schedule explored at low fidelity (1 of 3 epochs)
+    assert any(t.user_attrs.get("fidelity") == pytest.approx(1 / 3) for t in result.study.trials)
 
 
 def test_refit_trains_on_training_and_validation_rows_for_the_best_epochs(ensemble_search, digits_small, tiny_space):
