@@ -4,14 +4,17 @@ Numeric columns are standardised, a missing value (NaN) becomes the column mean 
 indicator feature (for columns with gaps in training); categorical columns go through a
 `StringLookup` on their training vocabulary (unseen values share one out-of-vocabulary slot, a
 missing value `""` is its own category when training had any) and then one-hot or a learnt
-embedding. A plain numeric matrix is just standardised.
+embedding. A plain numeric matrix is just standardised. The standardised numbers may then be
+encoded further (`numeric`: piecewise-linear or periodic embeddings, see `numeric.py`).
 """
 
 import re
 
 import keras
+import numpy as np
 from keras import layers, ops
 
+from .numeric import encode_numeric
 from .registry import register
 
 ENCODINGS = ("one_hot", "embedding")
@@ -42,29 +45,45 @@ class NumericColumns(layers.Layer):
 
 
 @register("tabular", input_for="tabular")
-def tabular(x, data, categorical: str = "one_hot", embedding_dim: int = 8, max_categories: int = 64):
+def tabular(
+    x,
+    data,
+    categorical: str = "one_hot",
+    embedding_dim: int = 8,
+    max_categories: int = 64,
+    numeric: str = "standard",
+    numeric_bins: int = 16,
+    numeric_frequencies: int = 16,
+    numeric_sigma: float = 0.1,
+    numeric_dim: int = 16,
+):
     """Raw table input -> one feature vector. `categorical` encodes text columns as `one_hot` or an
     `embedding` of `embedding_dim` (capped by the vocabulary size); only the `max_categories`
-    most frequent values of a column get their own slot."""
+    most frequent values of a column get their own slot. `numeric` keeps the standardised numbers
+    (`standard`) or encodes each as `piecewise_linear` over `numeric_bins` training quantiles or
+    `periodic` (`numeric_frequencies` sin/cos pairs at scale `numeric_sigma` -> `numeric_dim` values)."""
     if data is None or data.kind != "tabular":
         raise ValueError(f"the tabular block takes raw table columns; this data is {getattr(data, 'kind', None)} input")
     if categorical not in ENCODINGS:
         raise ValueError(f"tabular categorical must be one of {ENCODINGS}, not {categorical!r}")
+    encoding = (numeric, numeric_bins, numeric_frequencies, numeric_sigma, numeric_dim)
     if data.columns is None:
-        return layers.Normalization(mean=data.feature_mean, variance=data.feature_var, name="normalize")(x)
+        z = layers.Normalization(mean=data.feature_mean, variance=data.feature_var, name="normalize")(x)
+        scale = np.maximum(np.sqrt(data.feature_var), keras.config.epsilon())  # as Normalization divides
+        return encode_numeric(z, list(((data.x_train - data.feature_mean) / scale).T), *encoding)
     parts, names = [], layer_names([c.name for c in data.columns])
-    numeric = [c for c in data.columns if c.kind == "numeric"]
-    if numeric:
-        cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numeric]
+    numbers = [c for c in data.columns if c.kind == "numeric"]
+    if numbers:
+        cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numbers]
         joined = layers.Concatenate(name="numeric_columns")(cols) if len(cols) > 1 else cols[0]
-        parts.append(
-            NumericColumns(
-                [c.mean for c in numeric],
-                [c.std for c in numeric],
-                [i for i, c in enumerate(numeric) if c.missing],
-                name="standardize",
-            )(joined)
-        )
+        z = NumericColumns(
+            [c.mean for c in numbers],
+            [c.std for c in numbers],
+            [i for i, c in enumerate(numbers) if c.missing],
+            name="standardize",
+        )(joined)
+        standardized = [(np.asarray(data.x_train[c.name], "float64") - c.mean) / c.std for c in numbers]
+        parts.append(encode_numeric(z, standardized, *encoding))
     for c in data.columns:
         if c.kind != "categorical":
             continue
