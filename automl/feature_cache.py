@@ -3,12 +3,13 @@
 A model takes raw inputs (table columns, strings) so that it is saved and exported whole, but its
 first layers are fixed functions of the training data: column standardisation (`NumericColumns`,
 `Normalization`), category lookups (`StringLookup`, `IntegerLookup`) and text vectorisation
-(`TextVectorization`). Their outputs are the same in every epoch and in every trial that samples the
-same preprocessing, so a trial trains the layers after them on arrays computed once, through a
-sub-model that shares the full model's weights: the model that is saved, measured and exported is
-still the raw-input one, and it computes exactly what was trained. Fewer ops to trace and to run
-per step: 8% of a 5-epoch trial on bank_marketing and on sms_spam (bench/features.py), more of a
-short one. With `isolate=True` each child process starts with an empty cache.
+(`TextVectorization`); for time series also per-series normalisation and ROCKET's random convolutions.
+Their outputs are the same in every epoch and in every trial that samples the same preprocessing,
+so a trial trains the layers after them on arrays computed once, through a sub-model that shares
+the full model's weights: the model that is saved, measured and exported is still the raw-input
+one, and it computes exactly what was trained. Fewer ops to trace and to run per step: 8% of a
+5-epoch trial on bank_marketing and on sms_spam (bench/features.py), more of a short one; half
+of a 15-epoch ROCKET trial on ucr_ACSF1. With `isolate=True` each child process starts with an empty cache.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from collections import OrderedDict
 import keras
 import numpy as np
 
-FIXED_LAYERS = ("NumericColumns", "Normalization", "StringLookup", "IntegerLookup", "TextVectorization")
+FIXED_LAYERS = (
+    "NumericColumns",
+    "Normalization",
+    "StringLookup",
+    "IntegerLookup",
+    "TextVectorization",
+    "SeriesNormalization",  # blocks/series.py: per-series z-normalisation
+    "RandomConvolutions",  # ROCKET's fixed random kernels: the costly part of a rocket model, once per search
+)
 PLUMBING = ("InputLayer", "Reshape", "Concatenate")  # may sit between the inputs and a fixed layer
 
 
