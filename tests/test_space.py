@@ -45,6 +45,8 @@ def test_repeat_items_exist_only_below_the_count():
         "learning_rate": 1e-3,
         "batch_size": 32,
         "schedule": "constant",
+        "augment.rotation": 0.0,
+        "augment.zoom": 0.0,
     }
     one = sample(space, {"num_blocks": 1, **base})
     assert len(one.architecture["blocks"]) == 1
