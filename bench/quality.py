@@ -8,8 +8,9 @@ one child process searches for `--budget` seconds, then evaluates its best model
   TPE sampler, median pruner, 10 epochs per trial with early stopping) with `timeout=budget`. Optuna and MLflow
   stores go to a temporary folder, not mlruns/.
 - `kt-random`, `kt-bayesian`, `kt-hyperband`: keras_tuner.RandomSearch / BayesianOptimization /
-  Hyperband with KerasTuner's default settings on a hand-written `build_model(hp)` per task (below),
-  the same 10 epochs per trial and EarlyStopping(patience=3) as a careful user would add.
+  Hyperband with KerasTuner's default settings on a hand-written `build_model(hp)` per input kind
+  (below; bench/suite.py uses them too), the same 10 epochs per trial and EarlyStopping(patience=3)
+  as a careful user would add.
 
 The budget is enforced the same way on both sides: no trial starts after the deadline, and the
 trial in flight stops at the end of the epoch during which the deadline passes (our `Search`
@@ -50,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("AUTOML_BENCH_DATA", ROOT.parent / "shared" / "data"))
 TASKS = ("mnist_test", "sms_spam", "ucr_ECG200", "bank_marketing")
 METHODS = ("automl", "kt-random", "kt-bayesian", "kt-hyperband")
-KIND = {"mnist_test": "images", "sms_spam": "text", "ucr_ECG200": "sequences", "bank_marketing": "table"}
+KIND = {"mnist_test": "image", "sms_spam": "text", "ucr_ECG200": "sequence", "bank_marketing": "tabular"}
 NEEDS = {
     "mnist_test": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
     "sms_spam": ["SMSSpamCollection"],
@@ -177,6 +178,14 @@ def scores(y_true, y_pred) -> dict:
     }
 
 
+def regression_scores(y_true, y_pred) -> dict:
+    """R² and root mean squared error (in the target's units)."""
+    from sklearn.metrics import r2_score
+
+    y_true, y_pred = np.asarray(y_true, dtype="float64"), np.asarray(y_pred, dtype="float64")
+    return {"r2": float(r2_score(y_true, y_pred)), "rmse": float(np.sqrt(np.mean((y_true - y_pred) ** 2)))}
+
+
 # ---------------------------------------------------------------- method 1: our default search
 
 
@@ -238,36 +247,39 @@ def run_automl(task: str, splits: dict, budget: float, epochs: int, seed: int = 
 # ---------------------------------------------------------------- methods 2-4: KerasTuner, hand-written hypermodels
 
 
-def hypermodel(task: str, data: dict, classes: list):
-    """A sensible KerasTuner hypermodel per task, written as a KerasTuner user would: preprocessing
-    learnt from the training split, the usual knobs (depth, width, kernel, dropout, learning rate,
-    batch size) and a compiled model with accuracy."""
+def hypermodel(kind: str, data: dict, classes: list | None, name: str = "task"):
+    """A sensible KerasTuner hypermodel per input kind (image, text, sequence, tabular), written as a
+    KerasTuner user would: preprocessing learnt from the training split, the usual knobs (depth, width,
+    kernel, dropout, learning rate, batch size) and a compiled model with accuracy; `classes=None`:
+    regression (one linear output, mean squared error on the standardised target)."""
     import keras
     import keras_tuner as kt
     from keras import layers
 
-    k = len(classes)
     x_train = data["train"][0]
+
+    def output(x):
+        return layers.Dense(len(classes), activation="softmax")(x) if classes else layers.Dense(1)(x)
 
     def head(x, hp, low=32, high=256):
         x = layers.Dense(hp.Int("units", low, high, sampling="log"), activation="relu")(x)
         x = layers.Dropout(hp.Float("dropout", 0.0, 0.5, step=0.1))(x)
-        return layers.Dense(k, activation="softmax")(x)
+        return output(x)
 
     def compiled(inputs, outputs, hp, low=1e-4, high=1e-2):
         model = keras.Model(inputs, outputs)
         model.compile(
             optimizer=keras.optimizers.Adam(hp.Float("learning_rate", low, high, sampling="log")),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            loss="sparse_categorical_crossentropy" if classes else "mean_squared_error",
+            metrics=["accuracy"] if classes else [],
         )
         return model
 
-    if task == "mnist_test":  # a small CNN
+    if kind == "image":  # a small CNN
 
         def build(hp):
             inputs = keras.Input(x_train.shape[1:])
-            x = layers.Rescaling(1 / 255)(inputs)
+            x = layers.Rescaling(1 / float(x_train.max()))(inputs)  # 1/255 for MNIST
             kernel, norm = hp.Choice("kernel_size", [3, 5]), hp.Boolean("batch_norm")
             for i in range(hp.Int("conv_blocks", 1, 3)):
                 x = layers.Conv2D(
@@ -283,7 +295,7 @@ def hypermodel(task: str, data: dict, classes: list):
             return compiled(inputs, head(x, hp), hp)
 
         batch_sizes = [32, 64, 128]
-    elif task == "sms_spam":  # TextVectorization + Embedding, then Conv1D + max pooling or average pooling
+    elif kind == "text":  # TextVectorization + Embedding, then Conv1D + max pooling or average pooling
         adapter = layers.TextVectorization()
         adapter.adapt(np.asarray(x_train, dtype=object), batch_size=1024)
         vocabulary = adapter.get_vocabulary()[2:]  # without '' and [UNK]; most frequent first
@@ -308,7 +320,7 @@ def hypermodel(task: str, data: dict, classes: list):
             return compiled(inputs, head(x, hp, 16, 128), hp, 3e-4, 1e-2)
 
         batch_sizes = [16, 32, 64]
-    elif task == "ucr_ECG200":  # normalisation, then a Conv1D stack or an LSTM
+    elif kind == "sequence":  # normalisation, then a Conv1D stack or an LSTM
         mean, var = float(x_train.mean()), float(x_train.var())
 
         def build(hp):
@@ -330,7 +342,7 @@ def hypermodel(task: str, data: dict, classes: list):
             return compiled(inputs, head(x, hp, 16, 128), hp, 3e-4, 1e-2)
 
         batch_sizes = [16, 32, 64]
-    elif task == "bank_marketing":  # one-hot + standardised numbers (done once, below), then an MLP
+    elif kind == "tabular":  # one-hot + standardised numbers (done once, below), then an MLP
 
         def build(hp):
             inputs = keras.Input(x_train.shape[1:])
@@ -339,11 +351,11 @@ def hypermodel(task: str, data: dict, classes: list):
                 x = layers.Dense(hp.Int(f"units_{i}", 16, 512, sampling="log"), activation="relu")(x)
                 x = layers.BatchNormalization()(x) if hp.Boolean("batch_norm") else x
                 x = layers.Dropout(hp.Float("dropout", 0.0, 0.5, step=0.1))(x)
-            return compiled(inputs, layers.Dense(k, activation="softmax")(x), hp, 1e-4, 3e-2)
+            return compiled(inputs, output(x), hp, 1e-4, 3e-2)
 
         batch_sizes = [16, 32, 64, 128]
     else:
-        raise ValueError(task)
+        raise ValueError(kind)
 
     class TaskHyperModel(kt.HyperModel):
         def build(self, hp):
@@ -352,45 +364,68 @@ def hypermodel(task: str, data: dict, classes: list):
         def fit(self, hp, model, *args, **kwargs):
             return model.fit(*args, batch_size=hp.Choice("batch_size", batch_sizes), **kwargs)
 
-    return TaskHyperModel(name=task)
+    return TaskHyperModel(name=name)
 
 
 def table_matrix(splits: dict) -> dict:
-    """bank_marketing for the KerasTuner models: one-hot text columns, numbers standardised with the
-    training split's mean and std (what a user writes with pandas before model.fit)."""
+    """A table for the KerasTuner models: one-hot text columns, numbers standardised with the
+    training split's mean and std, missing numbers set to that mean (what a user writes with pandas
+    before model.fit)."""
     import pandas as pd
 
     train = splits["train"][0]
     text = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c])]
     numeric = [c for c in train.columns if c not in text]
     mean, std = train[numeric].mean(), train[numeric].std().replace(0, 1)
-    columns = pd.get_dummies(train[text].astype(str)).columns
+    columns = pd.get_dummies(train[text].astype(str)).columns if text else []
 
     def matrix(df):
+        numbers = ((df[numeric] - mean) / std).fillna(0).to_numpy("float32")
+        if not text:  # get_dummies of no columns fails
+            return numbers
         hot = pd.get_dummies(df[text].astype(str)).reindex(columns=columns, fill_value=0)
-        return np.concatenate([((df[numeric] - mean) / std).to_numpy("float32"), hot.to_numpy("float32")], axis=1)
+        return np.concatenate([numbers, hot.to_numpy("float32")], axis=1)
 
     return {k: (matrix(x), y) for k, (x, y) in splits.items()}
 
 
-def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs: int, seed: int = 0) -> dict:
+def run_keras_tuner(
+    task: str,
+    method: str,
+    splits: dict,
+    budget: float,
+    epochs: int,
+    seed: int = 0,
+    kind: str | None = None,
+    regression: bool = False,
+) -> dict:
+    """One KerasTuner search on the hand-written hypermodel of the task's kind (`kind`, default
+    KIND[task]); classifiers rank by val_accuracy, regressors (standardised target) by val_loss."""
     import keras
     import keras_tuner as kt
 
     keras.utils.set_random_seed(seed)
-    data, classes = encode(splits)
-    if task == "bank_marketing":
+    kind = kind or KIND[task]
+    if regression:  # a careful user standardises the target and scales predictions back
+        y_mean, y_std = float(np.mean(splits["train"][1])), float(np.std(splits["train"][1]) or 1.0)
+        data = {k: (x, ((np.asarray(y, dtype="float32") - y_mean) / y_std)) for k, (x, y) in splits.items()}
+        classes = None
+    else:
+        data, classes = encode(splits)
+    if kind == "tabular":
         data = table_matrix(data)
-    elif task == "sms_spam":
+    elif kind == "text":
         data = {k: (np.asarray(x, dtype=object), y) for k, (x, y) in data.items()}
     else:  # images and sequences: a channel / feature axis
         data = {k: (np.asarray(x, dtype="float32")[..., None], y) for k, (x, y) in data.items()}
     (x, y), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
+    objective = "val_loss" if regression else "val_accuracy"
     tuner_class = {"kt-random": kt.RandomSearch, "kt-bayesian": kt.BayesianOptimization, "kt-hyperband": kt.Hyperband}[
         method
     ]
     deadline = [float("inf")]
     started = time.perf_counter()
+    curve: list[tuple[float, float]] = []
 
     class Timed(tuner_class):
         """The budget rule of our Search timeout: no trial starts after the deadline, and the trial
@@ -408,6 +443,10 @@ def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs:
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
+            if trial.score is not None:  # the best validation score so far, for time-to-score figures
+                better = min if regression else max
+                best = trial.score if not curve else better(curve[-1][1], trial.score)
+                curve.append((round(time.perf_counter() - started, 2), float(best)))
             print(
                 f"  [{task} {method}] trial {trial.trial_id} {trial.status} score={trial.score} "
                 f"t={time.perf_counter() - started:.0f}s",
@@ -420,8 +459,8 @@ def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs:
     )
     with tempfile.TemporaryDirectory(prefix="kt-quality-") as tmp:
         tuner = Timed(
-            hypermodel(task, data, classes),
-            objective="val_accuracy",
+            hypermodel(kind, data, classes, name=task),
+            objective=objective,
             seed=seed,
             directory=tmp,
             project_name=task,
@@ -435,24 +474,31 @@ def run_keras_tuner(task: str, method: str, splits: dict, budget: float, epochs:
             validation_data=(x_val, y_val),
             epochs=epochs,
             verbose=0,
-            callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)],
+            callbacks=[keras.callbacks.EarlyStopping(objective, patience=3, restore_best_weights=True)],
         )
         seconds = time.perf_counter() - started
         done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
         failed = [t for t in tuner.oracle.trials.values() if t.status in ("FAILED", "INVALID")]
         best_trial = tuner.oracle.get_best_trials(1)[0]
         model = tuner.get_best_models(1)[0]
-        predict = lambda xs: model.predict(xs, verbose=0).argmax(axis=1)  # noqa: E731
         out = {
-            "val_acc": float(best_trial.score),
             "seconds": seconds,
             "trials": len(done),
             "pruned": 0,
             "failed": len(failed),
             "best_params": best_trial.hyperparameters.values,
-            "val": scores(y_val, predict(x_val)),
-            "test": scores(y_test, predict(x_test)),
+            "curve": curve,
         }
+        if regression:
+            predict = lambda xs: model.predict(xs, verbose=0)[:, 0] * y_std + y_mean  # noqa: E731
+            out["val_loss"] = float(best_trial.score)
+            out["val"] = regression_scores(splits["val"][1], predict(x_val))
+            out["test"] = regression_scores(splits["test"][1], predict(x_test))
+        else:
+            predict = lambda xs: model.predict(xs, verbose=0).argmax(axis=1)  # noqa: E731
+            out["val_acc"] = float(best_trial.score)
+            out["val"] = scores(y_val, predict(x_val))
+            out["test"] = scores(y_test, predict(x_test))
     return out
 
 
@@ -725,7 +771,7 @@ def main(argv=None):
             "TabularClassifier) with its shipped space and defaults: objective val_loss, TPE, median pruning, "
             "early stopping (patience 3) and `timeout`; `kt-*` = keras_tuner RandomSearch / "
             "BayesianOptimization / Hyperband (default settings) "
-            "on a hand-written hypermodel per task (see `hypermodel()` in bench/quality.py) with "
+            "on a hand-written hypermodel per input kind (see `hypermodel()` in bench/quality.py) with "
             "EarlyStopping(patience=3). Fixed seeded splits of ../shared/data: mnist_test 4000/1000/2000 "
             "(stratified subsample of the 10k test digits), sms_spam and bank_marketing stratified 60/20/20, "
             "ucr_ECG200 its TRAIN file 80/20 + its TEST file (100). Best val = the validation accuracy of the "
