@@ -325,8 +325,13 @@ class Search:
         return result
 
     def _ensemble(self, result: SearchResult, data: Dataset):
-        """Choose and log the ensemble now, so `result.ensemble()` and export find it ready."""
-        result.ensemble(data, self.ensemble_size)
+        """Choose and log the ensemble now, so `result.ensemble()` and export find it ready. A failure
+        here is reported and the search's result stands (the trials are all saved)."""
+        try:
+            result.ensemble(data, self.ensemble_size)
+        except Exception as exc:
+            self._say(f"[yellow]ensemble not made: {type(exc).__name__}: {exc}[/]")
+            return
         choice = result.ensemble_choice
         if choice is not None and choice.helps:
             members = ", ".join(f"{n} x{w:.2f}" for n, w in zip(choice.members, choice.weights))

@@ -127,13 +127,20 @@ class _Task:
             return self._model
         from . import blocks  # noqa: F401 - registers the custom layers a saved model refers to
 
+        note = None
         if self.search.ensemble:
-            model = result.ensemble(data, self.search.ensemble_size)
+            try:
+                model = result.ensemble(data, self.search.ensemble_size)
+            except Exception as exc:  # the best trial still answers; model_info says why
+                note = f"no ensemble: {type(exc).__name__}: {exc}"
+        if self.search.ensemble and note is None:
             assert result.ensemble_choice is not None  # set by ensemble()
             members, weights = result.ensemble_choice.members, result.ensemble_choice.weights
         else:
             model, members, weights = result.best_model(), [result.best_trial.number], [1.0]
         self.model_info = {"refit": False, "members": members, "weights": weights, "train_samples": data.num_train}
+        if note:
+            self.model_info["note"] = note
         if self.refit:
             from .refit import refit
 

@@ -292,3 +292,17 @@ def test_data_is_not_a_space_parameter_and_input_blocks_are_added_when_missing(t
     assert model.get_layer("vectorize") and model.inputs[0].dtype == "string"
     model = build_model({"hidden": {"block": "dense", "units": 4}}, table)
     assert model.get_layer("standardize") and len(model.inputs) == 4
+
+
+def test_texts_with_line_break_characters_give_models_that_reload(tmp_path):
+    """Keras saves a vocabulary one term per line: a character n-gram holding U+0085 (a line break
+    to str.splitlines, found in a real review data set) once made the saved model unloadable."""
+    from automl.data import make_dataset
+
+    texts = [f"good film\x85 really {i}" if i % 2 else f"bad\u2028movie {i}\r\nawful" for i in range(24)]
+    data = make_dataset(np.array(texts, dtype=object), np.arange(24) % 2, validation_split=0.25, seed=0)
+    model = build_model({"text": {"block": "text_ngrams", "split": "characters", "ngrams": 3}}, data)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(data.x_val, verbose=0), model.predict(data.x_val, verbose=0), atol=1e-6)

@@ -223,3 +223,36 @@ def test_refit_trains_on_training_and_validation_rows_for_the_best_epochs(ensemb
     assert seen["steps"] == math.ceil(rows / 64)  # the tiny space's batch size: every row, train + val
     assert seen["epochs"] == best.user_attrs[records.BEST_EPOCHS]
     assert model.predict(digits_small.x_val[:4], verbose=0).shape == (4, 10)
+
+
+def test_a_failing_ensemble_step_does_not_lose_the_search(stores, tiny_space, digits_small):
+    """A kept prediction file that vanished from the artifact store: the search still returns its
+    result (every trial saved), says why there is no ensemble, and the best model still loads."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    from automl import Search, records
+
+    def lose_predictions(study, trial):
+        run_id = trial.user_attrs.get(records.MLFLOW_RUN_ID)
+        if trial.user_attrs.get(records.VAL_PREDICTIONS) and run_id:
+            folder = urlparse(MlflowClient(stores["tracking_uri"]).get_run(run_id).info.artifact_uri).path
+            shutil.rmtree(f"{folder}/predictions")
+
+    search = Search(
+        tiny_space,
+        study_name="lost",
+        max_trials=2,
+        seed=0,
+        verbose=False,
+        isolate=False,
+        ensemble=True,
+        on_trial=lose_predictions,
+        **stores,
+    )
+    result = search.fit(data=digits_small, epochs=1)
+    assert result.ensemble_choice is None and records.ENSEMBLE not in result.study.user_attrs
+    assert len([t for t in result.study.trials if t.state.name == "COMPLETE"]) == 2
+    assert result.best_model().predict(digits_small.x_val[:2], verbose=0).shape == (2, 10)

@@ -1,5 +1,7 @@
 """Text: raw strings -> token ids -> vectors, inside the model so a raw-string model is exported whole."""
 
+import re
+
 import numpy as np
 from keras import layers
 
@@ -33,11 +35,23 @@ def training_vocabulary(data) -> list[str]:
     """Every token of the training texts, most frequent first; computed once per data set."""
     if "text_vocabulary" not in data.extra:
         adapter = layers.TextVectorization()
-        adapter.adapt(np.asarray(data.x_train, dtype=object), batch_size=1024)
+        adapter.adapt(adaptable(data.x_train), batch_size=1024)
         data.extra["text_vocabulary"] = [str(t) for t in adapter.get_vocabulary()[2:]]  # drop '' and [UNK]
         if not data.extra["text_vocabulary"]:
             raise ValueError("the training texts hold no tokens")
     return data.extra["text_vocabulary"]
+
+
+# what Python's str.splitlines() breaks lines at, beyond spaces: Keras saves a vocabulary as one
+# term per line, so a term holding one of these (a character n-gram of a text with U+0085, say)
+# reloads as two or as a duplicate, and the saved model no longer loads
+LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def adaptable(texts) -> np.ndarray:
+    """The training texts a vocabulary is learnt from, line breaks made spaces (see LINE_BREAKS);
+    at prediction time such characters just fall outside the vocabulary."""
+    return np.asarray([LINE_BREAKS.sub(" ", str(t)) for t in texts], dtype=object)
 
 
 NGRAM_SPLITS = ("words", "characters")
@@ -70,7 +84,7 @@ def text_ngrams(x, data, split: str = "words", ngrams: int = 2, max_tokens: int 
         output_mode=output,
         name="ngrams",
     )
-    vectorize.adapt(np.asarray(data.x_train, dtype=object), batch_size=1024)
+    vectorize.adapt(adaptable(data.x_train), batch_size=1024)
     if vectorize.vocabulary_size() < 2:
         raise ValueError("the training texts hold no tokens")
     return vectorize(x)
