@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import os
 import shlex
@@ -43,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from header import print_header
 from quality import MissingData, regression_scores, scores
-from suite import code_version
+from suite import code_version, metric, task_class
 from suite_tasks import KINDS, TASKS, check_data, load, parse_tasks
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -237,17 +236,8 @@ def cache_path(task: str, epochs: int, seed: int, commit: str) -> Path:
 
 def score_candidate(task: str, splits: dict, space_name: str, params: dict, epochs: int, seed: int, tmp: Path) -> dict:
     """One candidate trained once on one task: its validation objective, validation and test scores."""
-    import automl
-
-    t = TASKS[task]
-    regression = t.task == "regression"
-    cls = {
-        "image": automl.ImageClassifier,
-        "text": automl.TextClassifier,
-        "sequence": automl.SequenceClassifier,
-        "tabular": automl.TabularRegressor if regression else automl.TabularClassifier,
-    }[t.kind]
-    extra = {"ensemble": False} if "ensemble" in inspect.signature(cls.__init__).parameters else {}
+    regression = TASKS[task].task == "regression"
+    cls = task_class(task)
     (x, y), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
     score = regression_scores if regression else scores
     started = time.time()
@@ -263,7 +253,7 @@ def score_candidate(task: str, splits: dict, space_name: str, params: dict, epoc
         storage=str(tmp / "optuna.journal"),
         tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
         study_name=f"{task}-{hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]}",
-        **extra,
+        ensemble=False,  # one trial: nothing to mix
     )
     try:
         result = clf.fit(x, y, validation_data=(x_val, y_val))
@@ -308,10 +298,6 @@ def score_task(task: str, space_name: str, n: int, epochs: int, seed: int, resum
 
 
 # ---------------------------------------------------------------- choosing
-
-
-def metric(task: str) -> str:
-    return "r2" if TASKS[task].task == "regression" else "acc"
 
 
 def regret(task: str, members: list[str], rows: dict, pick: str) -> float:

@@ -91,6 +91,19 @@ def metric(task: str) -> str:
     return "r2" if TASKS[task].task == "regression" else "acc"
 
 
+def task_class(task: str):
+    """The automl task class a user of this kind of data picks."""
+    import automl
+
+    t = TASKS[task]
+    return {
+        "image": automl.ImageClassifier,
+        "text": automl.TextClassifier,
+        "sequence": automl.SequenceClassifier,
+        "tabular": automl.TabularRegressor if t.task == "regression" else automl.TabularClassifier,
+    }[t.kind]
+
+
 # ---------------------------------------------------------------- the child: one method on one task
 
 
@@ -130,17 +143,9 @@ def best_so_far(log: list, direction: str) -> list[tuple[float, float]]:
 def run_automl(task: str, method: str, splits: dict, budget: float, seed: int) -> dict:
     import optuna
 
-    import automl
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    t = TASKS[task]
-    regression = t.task == "regression"
-    cls = {
-        "image": automl.ImageClassifier,
-        "text": automl.TextClassifier,
-        "sequence": automl.SequenceClassifier,
-        "tabular": automl.TabularRegressor if regression else automl.TabularClassifier,
-    }[t.kind]
+    regression = TASKS[task].task == "regression"
+    cls = task_class(task)
     score = regression_scores if regression else scores
     (x, y), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
 
