@@ -3,9 +3,11 @@
 Why: with a fixed wall-clock budget, full-length trials mean few configurations tried, and the
 trial running at the deadline is cut off unfinished. So the budget is spent in two parts:
 
-1. explore (the first `explore_share` of the time): every trial, the space's start configurations
-   first, then the sampler's, trains at low fidelity (`low_epochs`, about a third of the epochs)
-   under the study's pruner (successive halving by default);
+1. explore (at most the first `explore_share` of the time): every trial, the space's start
+   configurations first, then the sampler's, trains at low fidelity (`low_epochs`, about a third of
+   the epochs) under the study's pruner (successive halving by default). Exploring ends earlier
+   when one more short trial would leave too little time to continue the best candidate so far
+   (slow trials, a slow machine): a search always keeps room to finish its best;
 2. exploit (the rest): no new configurations; the best low-fidelity candidates are continued from
    their saved weights for the remaining epochs, best first, each only if the time it is expected
    to take (its low-fidelity time scaled to the remaining epochs) fits in the time left.
@@ -40,14 +42,35 @@ class BudgetSchedule:
         self.explore_share = explore_share
         self.started = time.time()
         self.reason: str | None = None  # why exploitation stopped early
+        self._exploiting = False  # once exploring ends it stays ended
 
     @property
     def active(self) -> bool:
         """A search of 1-2 epochs has no lower fidelity: then every trial trains fully."""
         return self.low_epochs < self.epochs
 
-    def exploring(self) -> bool:
-        return time.time() - self.started < self.explore_share * self.timeout
+    def exploring(self, study: optuna.Study) -> bool:
+        """Before each trial: still time for another low-fidelity configuration?"""
+        if not self._exploiting:
+            elapsed = time.time() - self.started
+            best = self._candidates(study)[:1]
+            # another short trial (about as long as the best one's) and then the best's continuation
+            reserve = _seconds(best[0]) + self._needed(best[0]) if best else 0.0
+            self._exploiting = elapsed >= self.explore_share * self.timeout or elapsed + reserve > self.timeout
+        return not self._exploiting
+
+    def _candidates(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        """The best low-fidelity trials with a saved model, best first (at most `top`)."""
+        low = [
+            t
+            for t in leaderboard_trials(study)
+            if t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 and t.user_attrs.get(records.MODEL_ARTIFACT)
+        ]
+        return low[: self.top]
+
+    def _needed(self, t: optuna.trial.FrozenTrial) -> float:
+        """Expected seconds to continue `t`: its low-fidelity time scaled to the remaining epochs."""
+        return _seconds(t) * (self.epochs - self.low_epochs) / self.low_epochs
 
     def before_trial(self, trial: optuna.Trial) -> None:
         """Record the trial's epochs and fidelity (a continuation: the remaining epochs, full fidelity)."""
@@ -63,7 +86,7 @@ class BudgetSchedule:
     def next(self, study: optuna.Study) -> bool:
         """Before each trial: True to go on (while exploring, a new configuration; then, a
         continuation enqueued here); False when no candidate can be continued in the time left."""
-        if self.exploring():
+        if self.exploring(study):
             return True
         if any(
             records.CONTINUED_FROM in t.user_attrs
@@ -71,16 +94,12 @@ class BudgetSchedule:
         ):
             return True  # one is already enqueued
         done = {t.user_attrs.get(records.CONTINUED_FROM) for t in study.get_trials(deepcopy=False)}
-        low = [
-            t
-            for t in leaderboard_trials(study)
-            if t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 and t.user_attrs.get(records.MODEL_ARTIFACT)
-        ][: self.top]
+        low = self._candidates(study)
         left = self.timeout - (time.time() - self.started)
         for t in low:
             if t.number in done:
                 continue
-            needed = _seconds(t) * (self.epochs - self.low_epochs) / self.low_epochs
+            needed = self._needed(t)
             if needed > left:
                 self.reason = f"continuing trial {t.number} would take ~{needed:.0f} s, {left:.0f} s are left"
                 return False
