@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cpu,dev,postgres]'
+	$(PY) -m pip install -q -e '.[cpu,dev,postgres,ray]'
 	$(PY) -m pip install -q 'torch==2.13.0'  # CPU build (for the gp sampler's tests); GPU users: '.[gp]'
 	touch $(STAMP)
 
@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py

@@ -20,7 +20,9 @@ USAGE_ERROR = 2
 
 
 def _fail(message: str, code: int = USAGE_ERROR):
-    err.print(f"[red]error:[/] {message}", soft_wrap=True)
+    from rich.markup import escape  # a message may hold brackets: automl[ray], a shape [None, 8]
+
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -133,6 +135,15 @@ def search(
         "--device",
         help="GPU(s) this worker may use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES); 'cpu' hides all GPUs.",
     ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Run --workers on a Ray cluster: ADDRESS (host:port, ray://host:port), auto (the running one), "
+        "or local (start one here, stop it at the end). Needs automl[ray].",
+    ),
+    workers: int = typer.Option(1, "--workers", help="Ray workers sharing the study (with --ray)."),
+    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial", help="CPUs Ray reserves per worker (its TF threads)."),
+    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial", help="GPUs Ray assigns per worker (0: none)."),
 ):
     """Run (or resume) a search and print the leaderboard."""
     if not verbose:
@@ -148,6 +159,10 @@ def search(
 
     if isolate and in_process:
         _fail("--isolate and --in-process contradict each other: choose one")
+    if workers != 1 and not ray:
+        _fail(f"--workers {workers} needs --ray (or start `automl search --worker I` processes yourself)")
+    if ray and device is not None:
+        _fail("--device and --ray contradict each other: Ray assigns GPUs (--gpus-per-trial)")
     try:
         space_obj = load_space(space)  # before TensorFlow loads: a bad file fails in a blink
         dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0)
@@ -181,6 +196,9 @@ def search(
             ensemble=ensemble,
             ensemble_size=ensemble_size,
             schedule=schedule,
+            ray=ray,
+            workers=workers,
+            resources_per_trial={"CPU": cpus_per_trial, "GPU": gpus_per_trial},
         ).fit(data=dataset, epochs=epochs)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:

@@ -21,6 +21,10 @@ class SearchError(ValueError):
     """Settings that cannot run (a study made with another space or data, a bad objective...)."""
 
 
+class ClusterError(SearchError):
+    """Ray is missing, or the cluster address cannot be reached (automl.cluster)."""
+
+
 class NoCompleteTrial(SearchError):
     """A search that ended without a single complete trial: its result is no answer. `result` still
     holds the study (failed trials and their reasons); the CLI exits with code 1."""

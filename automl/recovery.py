@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import sys
 from collections.abc import Callable
 
 import optuna
@@ -24,6 +25,7 @@ from optuna.trial import TrialState
 from . import records
 
 UNOWNED_GRACE_SECONDS = 120  # a trial is stamped with its owner within milliseconds of its creation
+RAY_NODE_ENV, RAY_ACTOR_ENV = "AUTOML_RAY_NODE", "AUTOML_RAY_ACTOR"  # set in a Ray worker (cluster.py)
 
 
 def host_name() -> str:
@@ -32,8 +34,11 @@ def host_name() -> str:
 
 
 def worker_id() -> str:
-    """The process that trains a trial, as `host:pid` (recorded on the trial and its MLflow run)."""
-    return f"{host_name()}:{os.getpid()}"
+    """The process that trains a trial, as `host:pid`, plus `ray-node:N/actor:A` (8-character id
+    prefixes) inside a Ray worker (recorded on the trial and its MLflow run)."""
+    base = f"{host_name()}:{os.getpid()}"
+    node, actor = os.environ.get(RAY_NODE_ENV), os.environ.get(RAY_ACTOR_ENV)
+    return f"{base} ray-node:{node[:8]}/actor:{actor[:8]}" if node and actor else base
 
 
 def owner_record() -> dict:
@@ -41,7 +46,21 @@ def owner_record() -> dict:
     import psutil
 
     pid = os.getpid()
-    return {"host": host_name(), "pid": pid, "started": round(psutil.Process(pid).create_time(), 2)}
+    owner = {"host": host_name(), "pid": pid, "started": round(psutil.Process(pid).create_time(), 2)}
+    if os.environ.get(RAY_NODE_ENV):
+        owner["ray_node"], owner["ray_actor"] = os.environ[RAY_NODE_ENV], os.environ.get(RAY_ACTOR_ENV)
+    return owner
+
+
+def dead_ray_nodes() -> set[str]:
+    """Ids of the dead nodes of the Ray cluster this process belongs to (none outside Ray)."""
+    ray = sys.modules.get("ray")  # never imported here: only a process that runs on Ray has it
+    if ray is None or not ray.is_initialized():
+        return set()
+    try:
+        return {n["NodeID"] for n in ray.nodes() if not n["Alive"]}
+    except Exception:  # the cluster's head is gone: other checks (pid, heartbeat) still stand
+        return set()
 
 
 def owner_alive(owner: dict | None) -> bool | None:
@@ -58,8 +77,10 @@ def owner_alive(owner: dict | None) -> bool | None:
         return False
 
 
-def _is_dead(trial: optuna.trial.FrozenTrial, rdb: bool, stale: set[int]) -> str | None:
+def _is_dead(trial: optuna.trial.FrozenTrial, rdb: bool, stale: set[int], dead_nodes: set[str]) -> str | None:
     owner = trial.user_attrs.get(records.OWNER)
+    if owner is not None and owner.get("ray_node") in dead_nodes:
+        return f"Ray node {owner['ray_node'][:8]} died during the trial (worker pid {owner['pid']} on {owner['host']})"
     if trial._trial_id in stale:
         where = f" (pid {owner['pid']} on {owner['host']})" if owner else ""
         return f"worker{where} stopped sending heartbeats during the trial"
@@ -84,21 +105,42 @@ def reap_dead_trials(
     stale: set[int] = set()
     if isinstance(backend, RDBStorage) and backend.heartbeat_interval:
         stale = set(backend._get_stale_trial_ids(study._study_id))
+    dead_nodes = dead_ray_nodes()
     reaped = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = _is_dead(trial, rdb, stale)
-        if reason is None:
-            continue
-        try:
-            storage.set_trial_user_attr(trial._trial_id, records.FAIL_REASON, reason)
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue  # another worker reaped it first
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+        reason = _is_dead(trial, rdb, stale, dead_nodes)
+        if reason is None or not _fail(storage, trial, reason):
             continue
         reaped.append(trial.number)
     if reaped:
         _after_reaping(study, reaped, end_mlflow_run, retry)
     return sorted(set(reaped))
+
+
+def fail_trials_of(
+    study: optuna.Study,
+    owned: Callable[[dict], bool],
+    reason: str,
+    end_mlflow_run: Callable[[str, str], None] | None = None,
+) -> list[int]:
+    """Fail the RUNNING trials whose owner record `owned` accepts (workers this process stopped)."""
+    numbers = [
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if owned(t.user_attrs.get(records.OWNER) or {}) and _fail(study._storage, t, reason)
+    ]
+    if numbers:
+        _after_reaping(study, numbers, end_mlflow_run, retry=False)
+    return numbers
+
+
+def _fail(storage, trial: optuna.trial.FrozenTrial, reason: str) -> bool:
+    """Mark one RUNNING trial FAIL with its reason; False when another worker settled it first."""
+    try:
+        storage.set_trial_user_attr(trial._trial_id, records.FAIL_REASON, reason)
+        return bool(storage.set_trial_state_values(trial._trial_id, TrialState.FAIL))
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+        return False
 
 
 def _after_reaping(study, numbers, end_mlflow_run, retry: bool):

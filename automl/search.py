@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,20 +13,22 @@ from optuna.trial import TrialState
 
 from . import records
 from .builder import validate_space
+from .cluster import RayCluster, describe, parse_resources
 from .data import Dataset, make_dataset
 from .ensemble import KEEP_TOP
 from .errors import NoCompleteTrial, ObjectiveError, SearchError, SpaceError, TrialFailed
 from .isolation import RECYCLE_MB, IsolatedTrialRunner
 from .objectives import default_objective, metric_names, parse_objectives
-from .ranking import FINISHED, count, leaderboard_trials
+from .ranking import FINISHED, count
 from .records import SearchSettings, TrialSettings
 from .recovery import reap_dead_trials
-from .results import SearchResult, leaderboard
+from .results import SearchResult
 from .schedule import SCHEDULES, BudgetSchedule
 from .seeding import seed_study
 from .space import SearchSpace, load_space
-from .stores import open_storage
+from .stores import default_storage_url, open_storage
 from .strategies import SAMPLERS, check_names, make_pruner, make_sampler
+from .summary import record_search_end
 from .tracking import Tracker
 from .trial import Runner, TrialRunner, frozen_heap
 
@@ -89,6 +90,9 @@ class Search:
         ensemble: bool = False,
         ensemble_size: int = 20,
         schedule: str = "full",
+        ray: str | None = None,
+        workers: int = 1,
+        resources_per_trial: dict[str, float] | None = None,
     ):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
@@ -123,6 +127,13 @@ class Search:
         if recycle_mb < 0:
             raise SearchError(f"recycle_mb must be 0 (a fresh process per trial) or more, not {recycle_mb}")
         self.worker = worker  # several workers with one --seed: each samples its own sequence
+        # on a Ray cluster ("local", "auto" or an address): `workers` actors share the study (cluster.py)
+        self.ray, self.workers = ray, workers
+        self.cpus, self.gpus = parse_resources(resources_per_trial)
+        if workers < 1 or (workers > 1 and not ray):
+            raise SearchError(f"workers must be at least 1 and needs ray=... when above 1, not {workers}")
+        self._driven = False  # a Ray worker's copy: the driver owns the parent run and the ensemble
+        self._deadline_at: float | None = None  # the driver's deadline, for a Ray worker's copy
         self.objectives, self.constraints, self.max_epochs_total = objectives, constraints, max_epochs_total
         self.warm_start, self.warm_start_top_k, self.continue_from = warm_start, warm_start_top_k, continue_from
         if max_epochs_total is not None and max_epochs_total < 1:
@@ -184,6 +195,9 @@ class Search:
             validate_space(space)
             self._check_space_fits(space, data)
         objs = self._objectives(data.task)
+        if self._deadline_at is not None:  # a Ray worker started (or restarted) after its driver
+            self.timeout = max(1e-3, self._deadline_at - time.time())
+        cluster = RayCluster(self.ray) if self.ray else None  # no Ray or no cluster: fails before writing
         objective, direction = objs.primary, objs.directions[objs.names.index(objs.primary)]
         pruner = "none" if objs.multi else self.pruner  # Optuna cannot prune multi-objective trials
 
@@ -279,10 +293,13 @@ class Search:
             settings.keep_top = max(settings.keep_top, schedule.top)  # the candidates it may continue
         else:
             schedule = None
-        if self.hypermodel or SAMPLERS[self.sampler].schedules_epochs:  # keras_tuner.py
+        runner: Runner | None = None
+        if cluster is not None:
+            pass  # the trials train in the Ray workers
+        elif self.hypermodel or SAMPLERS[self.sampler].schedules_epochs:  # keras_tuner.py
             from .keras_tuner import make_runner
 
-            runner: Runner = make_runner(self.hypermodel, space, data, settings, tracker, study_name)
+            runner = make_runner(self.hypermodel, space, data, settings, tracker, study_name)
         elif self.isolate is False:
             runner = TrialRunner(space, data, settings, tracker, study_name)
         else:
@@ -297,7 +314,8 @@ class Search:
             if schedule is not None:
                 schedule.before_trial(trial)
 
-        runner.gate = gate
+        if runner is not None:
+            runner.gate = gate
         self._schedule = schedule
         done = count(study, FINISHED)
         goal = ", ".join(f"{n} ({d})" for n, d in zip(objs.names, objs.directions))
@@ -309,18 +327,26 @@ class Search:
         status = "FINISHED"
         try:
             with frozen_heap():
-                self._run_trials(study, runner, tracker, objective)
+                if cluster is not None:
+                    self._run_on_ray(cluster, study, tracker, objective, space, data, epochs)
+                else:
+                    assert runner is not None
+                    self._run_trials(study, runner, tracker, objective)
             if count(study, (TrialState.COMPLETE,)) == 0:
                 status = "FAILED"
         except BaseException:
             status = "KILLED"
             raise
         finally:
-            runner.close()
-            self._finish(tracker, result, objective, status)
+            if runner is not None:
+                runner.close()
+            if cluster is not None:
+                cluster.close()
+            if not self._driven:
+                self._finish(tracker, result, objective, status)
         if status == "FAILED":
             raise NoCompleteTrial(study_name, self._last_failure(study), result)
-        if self.ensemble and not objs.multi:
+        if self.ensemble and not objs.multi and not self._driven:
             self._ensemble(result, data)
         return result
 
@@ -434,6 +460,27 @@ class Search:
                 continue
             study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=callbacks)
 
+    def _run_on_ray(self, cluster: RayCluster, study: optuna.Study, tracker: Tracker, objective, space, data, epochs):
+        """`workers` Ray actors, each a copy of this search (its own worker index, quiet, joining this
+        study and parent run, ending at this search's deadline); this process shows their trials."""
+        deadline = time.time() + self.timeout if self.timeout else None
+        copies = []
+        for i in range(self.workers):
+            worker = copy.copy(self)
+            worker.ray, worker.workers, worker.verbose, worker.on_trial = None, 1, False, None
+            worker.worker, worker.space = self.worker + i, space if isinstance(space, SearchSpace) else self.space
+            worker.study_name, worker.storage = study.study_name, self.storage or default_storage_url()
+            worker.tracking_uri, worker._driven, worker._deadline_at = tracker.tracking_uri, True, deadline
+            worker.enqueue, worker.warm_start, worker.continue_from = [], None, None  # seeded here
+            copies.append(worker)
+        self._say(f"Ray: {len(copies)} workers ({self.cpus:g} CPU, {self.gpus:g} GPU each) on {cluster.address}")
+        end = lambda run_id, reason: tracker.end_run(run_id, "FAIL", reason)  # noqa: E731
+        outcomes = cluster.run(
+            copies, data, epochs, study, self.cpus, self.gpus, self._progress(objective, study),
+            lambda: self._reap(study, tracker), end,
+        )  # fmt: skip
+        self._say(f"Ray workers: {describe(outcomes)}")
+
     def _reap(self, study: optuna.Study, tracker: Tracker):
         end = lambda run_id, reason: tracker.end_run(run_id, "FAIL", reason)  # noqa: E731
         for number in reap_dead_trials(study, end, retry=self.retry_dead):
@@ -508,63 +555,7 @@ class Search:
         bar, self._bar = self._bar, None
         if bar is not None:
             bar.close()
-        study = result.study
-        counts = {s.name.lower(): count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        metrics: dict[str, float] = {f"trials_{k}": v for k, v in counts.items()}
-        artifacts: dict[str, str] = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            table = Path(tmp) / "trials.csv"
-            leaderboard(study, None).to_csv(table, index=False)
-            artifacts[""] = str(table)
-            if len(study.directions) > 1:
-                front = result.pareto_front()
-                front.to_csv(Path(tmp) / "pareto_front.csv", index=False)
-                artifacts["pareto"] = str(Path(tmp) / "pareto_front.csv")
-                metrics["pareto_front_size"] = len(front)
-            elif top := leaderboard_trials(study):
-                best = top[0]
-                assert best.value is not None  # a complete single-objective trial has its value
-                metrics[f"best_{objective}"] = best.value
-                (Path(tmp) / "best_params.json").write_text(
-                    json.dumps(
-                        {
-                            "trial": best.number,
-                            "value": best.value,
-                            "params": best.user_attrs.get(records.PARAMS, best.params),
-                        },
-                        indent=2,
-                        default=str,
-                    )
-                )
-                artifacts["best"] = str(Path(tmp) / "best_params.json")
-                try:
-                    artifacts["best_model"] = str(result.best_model_path(Path(tmp) / "model"))
-                except (FileNotFoundError, OSError, Exception) as exc:
-                    self._say(f"[yellow]best model not attached to the search run: {exc}[/]")
-            self._plots(tracker, study, Path(tmp) / "plots")
-            others_running = count(study, (TrialState.RUNNING,)) > 0  # other workers, still at work
-            tracker.finish_search(status, metrics, artifacts, terminate=not others_running)
-        self._say(
-            f"search {study.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
-            f"{counts['fail']} failed; MLflow run {tracker.parent_run_id}"
-        )
-
-    def _plots(self, tracker: Tracker, study: optuna.Study, out: Path):
-        """Plots onto the parent run under `plots/` (automl.plots); a plot that fails is reported and
-        the search goes on."""
-        try:
-            from .plots import log_search_plots
-
-            problems = log_search_plots(study, tracker.tracking_uri, tracker.search_run_id, out).failed
-        except Exception as exc:
-            problems = {"plots": f"{type(exc).__name__}: {exc}"}
-        for name, why in problems.items():
-            if self.verbose:
-                self._say(f"[yellow]plot {name} not made: {why}[/]")
-            else:
-                import warnings
-
-                warnings.warn(f"plot {name} not made: {why}", RuntimeWarning, stacklevel=2)
+        record_search_end(tracker, result, objective, status, self._say if self.verbose else None)
 
     def _say(self, text: str):
         if self.verbose:
