@@ -23,16 +23,19 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import ClusterError, NoCompleteTrial
+from .isolation import WATCH_SECONDS
 from .recovery import RAY_ACTOR_ENV, RAY_NODE_ENV, fail_trials_of, worker_id
 
 INSTALL = "pip install 'automl[ray]'"
 MAX_RESTARTS = 3  # a worker's node may die this many times before the worker is given up
 POLL_SECONDS = 1.0  # the driver's loop: finished trials shown, dead trials reaped
+STOP_SECONDS = 15.0  # the most the driver waits for killed actors to be gone
 PROBE_SECONDS = 3.0  # ray.init waits minutes on an address nobody answers: probe it first
 CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # written by `ray start --head`
 
@@ -80,6 +83,7 @@ class RayCluster:
             raise ClusterError(f"Ray is not installed: {INSTALL}") from None
         self.ray, self.address, self.owned = ray, address, address == "local"
         self.actors: list[Any] = []
+        self.calls: list[Any] = []  # the actors' running `run` calls
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls of its own
         if not ray.is_initialized():
             if self.owned:
@@ -146,6 +150,7 @@ class RayCluster:
                 ref = ray.put(data)
                 self.actors = [remote.remote() for _ in searches]
                 pending = {a.run.remote(s, ref, epochs): i for i, (a, s) in enumerate(zip(self.actors, searches))}
+                self.calls = list(pending)
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
                     for call in done:
@@ -168,6 +173,11 @@ class RayCluster:
         for actor in self.actors:
             with contextlib.suppress(Exception):  # already dead
                 self.ray.kill(actor, no_restart=True)
+        # the kill is asynchronous: settle the trials once the actors are gone and their trial
+        # processes (isolation.py) have seen it, or a last epoch report would mark the run FAILED
+        with contextlib.suppress(Exception):
+            self.ray.wait(self.calls, num_returns=len(self.calls), timeout=STOP_SECONDS)
+        time.sleep(2 * WATCH_SECONDS)
         ids = {a._actor_id.hex() for a in self.actors}
         fail_trials_of(study, lambda owner: owner.get("ray_actor") in ids, reason, end_run)
 
@@ -193,7 +203,17 @@ class RayWorker:
             status, reason = "FINISHED", None
         except NoCompleteTrial as exc:  # the driver decides for the whole study
             status, reason = "NO_COMPLETE_TRIAL", str(exc)
-        return {"index": search.worker, "worker": worker_id(), "status": status, "reason": reason}
+        import ray
+
+        context = ray.get_runtime_context()
+        restarted = context.was_current_actor_reconstructed  # after its node died: Ray made it again
+        return {
+            "index": search.worker,
+            "worker": worker_id(),
+            "status": status,
+            "reason": reason,
+            "restarted": restarted,
+        }
 
 
 class _sigterm_interrupts:
@@ -216,8 +236,10 @@ class _sigterm_interrupts:
 
 
 def describe(outcomes: list[dict]) -> str:
-    """One line on how the workers ended."""
+    """One line on how the workers ended, e.g. "2 finished; 1 restarted by Ray"."""
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o["status"]] = counts.get(o["status"], 0) + 1
-    return ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(counts.items()))
+    line = ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(counts.items()))
+    restarted = sum(bool(o.get("restarted")) for o in outcomes)
+    return line + (f"; {restarted} restarted by Ray (its node or process died)" if restarted else "")

@@ -144,7 +144,8 @@ class Tracker:
 
     # ------------------------------------------------------------ trial runs
 
-    def start_trial(self, number: int, study_name: str, params: dict[str, Any]) -> TrialRun:
+    def start_trial(self, number: int, study_name: str, params: dict[str, Any], worker: str = "") -> TrialRun:
+        """The trial's child run, tagged with who trains it from the start (a killed run says where)."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:03d}",
@@ -154,6 +155,7 @@ class Tracker:
                 records.TAG_TRIAL_NUMBER: str(number),
                 records.TAG_STUDY: study_name,
                 records.TAG_STATE: "RUNNING",
+                records.TAG_WORKER: worker,
             },
         )
         self.log_params(run.info.run_id, params)

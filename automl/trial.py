@@ -179,13 +179,14 @@ class TrialRunner(Runner):
         trial.set_user_attr(records.PARAMS, config.params)
         worker = worker_id()
         trial.set_user_attr(records.WORKER, worker)
-        run = self.tracker.start_trial(trial.number, self.study_name, config.params)
+        run = self.tracker.start_trial(trial.number, self.study_name, config.params, worker)
         trial.set_user_attr(records.MLFLOW_RUN_ID, run.run_id)
         state = "FAIL"
         metrics: dict[str, float] = {}
         tags: dict[str, Any] = {}
         started = time.perf_counter()
         model = None
+        settled = False  # another process ended this trial (reaped as dead): its MLflow run too
         try:
             training = training_settings(config.training)
             model = self._continued_model(trial, attrs) or self.build(config)
@@ -219,6 +220,9 @@ class TrialRunner(Runner):
             return result
         except optuna.TrialPruned:
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            settled = True  # e.g. this process outlived its search process by a moment: it ends silently
+            raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr(records.FAIL_REASON, reason)
@@ -233,7 +237,8 @@ class TrialRunner(Runner):
             metrics.setdefault("train_seconds", time.perf_counter() - started)
             if records.FIDELITY in attrs:
                 tags[records.TAG_FIDELITY] = attrs[records.FIDELITY]
-            run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
+            if not settled:
+                run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
             del model  # memory is reclaimed by reclaim_memory() at the next trial
 
     def _objective_values(self, trial, model, at_best: dict, metrics: dict, tags: dict):
