@@ -5,7 +5,13 @@ as the README's "Scaling out" recipe says; throughput is counted from the first 
 last trial's end (TensorFlow's import is not a trial). Goal: 2 workers >= 1.7x the trials/hour of
 one, on this 2-core machine.
 
+With `--ray`, the same runs also go through Ray in the same invocation (`automl search --ray local
+--workers N --cpus-per-trial 1`: N Ray actors on one local Ray instance), printed side by side with
+the plain `--worker` processes. Goals: 2 Ray workers >= 1.7x one; a Ray worker's trials/hour within
+5 % of a plain worker process's (the per-trial overhead of running on Ray).
+
     .venv/bin/python bench/scaling.py               # 40 trials per run, ~2 min
+    .venv/bin/python bench/scaling.py --ray         # plain and Ray, ~5 min
     .venv/bin/python bench/scaling.py --storage postgresql://user:pw@host/db   # a real server
 """
 
@@ -36,8 +42,8 @@ training:
 """
 
 
-def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None) -> float:
-    study = f"scaling-{workers}-{uuid.uuid4().hex[:6]}"
+def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None, ray: bool = False) -> float:
+    study = f"scaling-{'ray-' if ray else ''}{workers}-{uuid.uuid4().hex[:6]}"
     storage = storage or str(tmp / "optuna.journal")
     space = tmp / "scaling.yaml"
     space.write_text(SPACE)
@@ -66,11 +72,14 @@ def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None) 
         "0",
         "--quiet",
     ]
+    commands = (
+        [[*cmd, "--ray", "local", "--workers", str(workers), "--cpus-per-trial", "1"]]
+        if ray
+        else [[*cmd, "--worker", str(i)] for i in range(workers)]
+    )
     procs = [
-        subprocess.Popen(
-            [*cmd, "--worker", str(i)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        for i in range(workers)
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for command in commands
     ]
     for p in procs:
         _, err = p.communicate()
@@ -85,7 +94,8 @@ def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None) 
     per_hour = len(done) / span * 3600
     owners = len({t.user_attrs["owner"]["pid"] for t in done})
     print(
-        f"{workers} worker(s): {len(done)} trials in {span:6.1f} s = {per_hour:8.0f} trials/hour "
+        f"{'Ray' if ray else 'plain'} {workers} worker(s): {len(done)} trials in {span:6.1f} s = "
+        f"{per_hour:8.0f} trials/hour "
         f"({owners} process(es) ran trials)",
         flush=True,
     )
@@ -97,13 +107,24 @@ def main():
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--storage", default=None, help="shared Optuna storage (default: a journal file)")
+    ap.add_argument("--ray", action="store_true", help="also run the workers on a local Ray instance")
     args = ap.parse_args()
     print_header()
     print(f"{args.trials} trials of {args.epochs} epochs on digits per run")
+    rates: dict[tuple[bool, int], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        one = run(1, args.trials, args.epochs, Path(tmp), args.storage)
-        two = run(2, args.trials, args.epochs, Path(tmp), args.storage)
-    print(f"speed-up with 2 workers: {two / one:.2f}x (goal >= 1.7x): {'met' if two / one >= 1.7 else 'NOT met'}")
+        for ray in (False, True) if args.ray else (False,):
+            for workers in (1, 2):
+                rates[ray, workers] = run(workers, args.trials, args.epochs, Path(tmp), args.storage, ray)
+    for ray in (False, True) if args.ray else (False,):
+        speedup = rates[ray, 2] / rates[ray, 1]
+        verdict = "met" if speedup >= 1.7 else "NOT met"
+        print(f"{'Ray' if ray else 'plain'}: speed-up with 2 workers {speedup:.2f}x (goal >= 1.7x): {verdict}")
+    if args.ray:
+        for workers in (1, 2):
+            overhead = 1 - rates[True, workers] / rates[False, workers]
+            verdict = "met" if overhead <= 0.05 else "NOT met"
+            print(f"Ray overhead per trial, {workers} worker(s): {overhead:+.1%} (goal <= 5 %): {verdict}")
 
 
 if __name__ == "__main__":
