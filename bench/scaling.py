@@ -42,7 +42,9 @@ training:
 """
 
 
-def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None, ray: bool = False) -> float:
+def run(
+    workers: int, trials: int, epochs: int, tmp: Path, storage: str | None, ray: bool = False, extra: tuple = ()
+) -> float:
     study = f"scaling-{'ray-' if ray else ''}{workers}-{uuid.uuid4().hex[:6]}"
     storage = storage or str(tmp / "optuna.journal")
     space = tmp / "scaling.yaml"
@@ -71,6 +73,7 @@ def run(workers: int, trials: int, epochs: int, tmp: Path, storage: str | None, 
         "--seed",
         "0",
         "--quiet",
+        *extra,
     ]
     commands = (
         [[*cmd, "--ray", "local", "--workers", str(workers), "--cpus-per-trial", "1"]]
@@ -108,6 +111,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--storage", default=None, help="shared Optuna storage (default: a journal file)")
     ap.add_argument("--ray", action="store_true", help="also run the workers on a local Ray instance")
+    ap.add_argument("--in-process", action="store_true", help="trials in each worker's own process (no child)")
     args = ap.parse_args()
     print_header()
     print(f"{args.trials} trials of {args.epochs} epochs on digits per run")
@@ -115,7 +119,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for ray in (False, True) if args.ray else (False,):
             for workers in (1, 2):
-                rates[ray, workers] = run(workers, args.trials, args.epochs, Path(tmp), args.storage, ray)
+                extra = ("--in-process",) if args.in_process else ()
+                rates[ray, workers] = run(workers, args.trials, args.epochs, Path(tmp), args.storage, ray, extra)
     for ray in (False, True) if args.ray else (False,):
         speedup = rates[ray, 2] / rates[ray, 1]
         verdict = "met" if speedup >= 1.7 else "NOT met"
