@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,42 @@ def run(
     return per_hour
 
 
+BARE_LOOP = """
+import os, sys, time
+import keras
+from sklearn.datasets import load_digits
+x, y = load_digits(return_X_y=True)
+x = (x.reshape(-1, 8, 8, 1) / 16).astype("float32")
+def once():
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(12, 3, activation="relu"),
+                          keras.layers.MaxPooling2D(), keras.layers.GlobalAveragePooling2D(),
+                          keras.layers.Dense(24, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.fit(x[:1400], y[:1400], epochs=int(sys.argv[1]), batch_size=64, verbose=0)
+once()
+started = time.perf_counter()
+for _ in range(6):
+    once()
+print((time.perf_counter() - started) / 6)
+"""
+
+
+def ceiling(epochs: int) -> float:
+    """The machine's own limit: two bare Keras loops (no automl, one thread each) side by side vs one."""
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def seconds(n: int) -> float:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", BARE_LOOP, str(epochs)], env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(n)
+        ]
+        return max(float(p.communicate()[0].split()[-1]) for p in procs)
+
+    alone, paired = seconds(1), seconds(2)
+    print(f"bare Keras loop: {alone:.2f} s per model alone, {paired:.2f} s with two side by side", flush=True)
+    return 2 * alone / paired
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=40)
@@ -112,24 +149,47 @@ def main():
     ap.add_argument("--storage", default=None, help="shared Optuna storage (default: a journal file)")
     ap.add_argument("--ray", action="store_true", help="also run the workers on a local Ray instance")
     ap.add_argument("--in-process", action="store_true", help="trials in each worker's own process (no child)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of every run (report mean, SE and each)")
     args = ap.parse_args()
     print_header()
     print(f"{args.trials} trials of {args.epochs} epochs on digits per run")
-    rates: dict[tuple[bool, int], float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for ray in (False, True) if args.ray else (False,):
-            for workers in (1, 2):
-                extra = ("--in-process",) if args.in_process else ()
-                rates[ray, workers] = run(workers, args.trials, args.epochs, Path(tmp), args.storage, ray, extra)
-    for ray in (False, True) if args.ray else (False,):
-        speedup = rates[ray, 2] / rates[ray, 1]
-        verdict = "met" if speedup >= 1.7 else "NOT met"
-        print(f"{'Ray' if ray else 'plain'}: speed-up with 2 workers {speedup:.2f}x (goal >= 1.7x): {verdict}")
+    modes = (False, True) if args.ray else (False,)
+    speedups: dict[bool, list[float]] = {ray: [] for ray in modes}
+    overheads: dict[int, list[float]] = {1: [], 2: []}
+    ceilings = []
+    for round_ in range(args.repeats):
+        print(f"round {round_ + 1} of {args.repeats}")
+        ceilings.append(ceiling(args.epochs))
+        rates: dict[tuple[bool, int], float] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for ray in modes:
+                for workers in (1, 2):
+                    extra = ("--in-process",) if args.in_process else ()
+                    rates[ray, workers] = run(workers, args.trials, args.epochs, Path(tmp), args.storage, ray, extra)
+        for ray in modes:
+            speedups[ray].append(rates[ray, 2] / rates[ray, 1])
+        if args.ray:
+            for workers in (1, 2):  # > 0: Ray's trials/hour below the plain processes'
+                overheads[workers].append(1 - rates[True, workers] / rates[False, workers])
+    print(f"this machine's ceiling for 2 workers (bare Keras loops): {summary(ceilings, 'x')}")
+    for ray in modes:
+        verdict = "met" if statistics.mean(speedups[ray]) >= 1.7 else "NOT met"
+        name = "Ray" if ray else "plain"
+        print(f"{name}: speed-up with 2 workers {summary(speedups[ray], 'x')} (goal >= 1.7x): {verdict}")
     if args.ray:
         for workers in (1, 2):
-            overhead = 1 - rates[True, workers] / rates[False, workers]
-            verdict = "met" if overhead <= 0.05 else "NOT met"
-            print(f"Ray overhead per trial, {workers} worker(s): {overhead:+.1%} (goal <= 5 %): {verdict}")
+            verdict = "met" if statistics.mean(overheads[workers]) <= 0.05 else "NOT met"
+            shown = summary(overheads[workers], "%")
+            print(f"Ray overhead per trial, {workers} worker(s): {shown} (goal <= 5 %): {verdict}")
+
+
+def summary(values: list[float], unit: str) -> str:
+    """Mean, standard error and every round, e.g. '1.52x +- 0.03 (1.49, 1.55)'."""
+    scale = 100 if unit == "%" else 1
+    shown = ", ".join(f"{v * scale:+.1f}" if unit == "%" else f"{v:.2f}" for v in values)
+    mean = statistics.mean(values) * scale
+    se = statistics.stdev(values) * scale / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    return f"{mean:.2f}{unit} +- {se:.2f} ({shown})"
 
 
 if __name__ == "__main__":
