@@ -43,12 +43,13 @@ def _rdb_storage(rdb_storage, url: str, attempts: int = 5):
     import random
     import time
 
+    from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     for attempt in range(attempts):
         try:
             return rdb_storage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-        except (IntegrityError, ProgrammingError):
+        except (IntegrityError, ProgrammingError, StorageInternalError):  # Optuna wraps a failed commit
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 + random.random())
