@@ -88,9 +88,14 @@ def test_a_search_on_two_ray_nodes_survives_losing_one(tmp_path, two_node_cluste
     )  # fmt: skip
     extra_id = extra.node_id
 
+    from automl.stores import open_storage
+
+    opened = []  # one storage (one connection pool) for every poll: PostgreSQL has few connections
+
     def extra_node_trains_its_second_trial():
         try:
-            trials = _study(optuna_url).get_trials(deepcopy=False)
+            opened[:] = opened or [open_storage(optuna_url)]
+            trials = optuna.load_study(study_name="ray", storage=opened[0]).get_trials(deepcopy=False)
         except (KeyError, StoreError):  # no study yet, or the driver is still creating the tables
             return False
         on_extra = [t for t in trials if _node_of(t) == extra_id]
