@@ -101,9 +101,6 @@ class RayCluster:
                 except Exception as exc:  # ConnectionError, RuntimeError: version mismatch, auth
                     raise ClusterError(f"--ray {address!r}: cannot connect: {type(exc).__name__}: {exc}") from None
 
-    def dead_nodes(self) -> set[str]:
-        return {n["NodeID"] for n in self.ray.nodes() if not n["Alive"]}
-
     def run(
         self,
         searches: list,

@@ -474,16 +474,14 @@ class Search:
             worker.enqueue, worker.warm_start, worker.continue_from = [], None, None  # seeded here
             copies.append(worker)
         self._say(f"Ray: {len(copies)} workers ({self.cpus:g} CPU, {self.gpus:g} GPU each) on {cluster.address}")
-        end = lambda run_id, reason: tracker.end_run(run_id, "FAIL", reason)  # noqa: E731
         outcomes = cluster.run(
             copies, data, epochs, study, self.cpus, self.gpus, self._progress(objective, study),
-            lambda: self._reap(study, tracker), end,
+            lambda: self._reap(study, tracker), _ender(tracker),
         )  # fmt: skip
         self._say(f"Ray workers: {describe(outcomes)}")
 
     def _reap(self, study: optuna.Study, tracker: Tracker):
-        end = lambda run_id, reason: tracker.end_run(run_id, "FAIL", reason)  # noqa: E731
-        for number in reap_dead_trials(study, end, retry=self.retry_dead):
+        for number in reap_dead_trials(study, _ender(tracker), retry=self.retry_dead):
             self._say(
                 f"[yellow]trial {number} was left RUNNING by a worker that died: marked failed"
                 f"{', its configuration enqueued again' if self.retry_dead else ''}[/]"
@@ -562,3 +560,8 @@ class Search:
             from .progress import say
 
             say(text, self._bar)
+
+
+def _ender(tracker: Tracker) -> Callable[[str, str], None]:
+    """Ends a dead or stopped trial's MLflow run (KILLED, state FAIL, with the reason)."""
+    return lambda run_id, reason: tracker.end_run(run_id, "FAIL", reason)
