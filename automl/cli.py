@@ -294,6 +294,14 @@ def export(
     eval_samples: int | None = typer.Option(None, "--eval-samples", help="Held-out samples to score (default: all)."),
     latency_runs: int = typer.Option(100, "--latency-runs", help="Single-sample calls timed per file."),
     threads: int = typer.Option(1, "--threads", help="LiteRT interpreter threads."),
+    prune: float | None = typer.Option(
+        None, "--prune", help="Also fine-tune with magnitude pruning to this sparsity (0-0.99): pruned_* files."
+    ),
+    prune_structured: bool = typer.Option(False, "--prune-structured", help="Prune whole channels (with --prune)."),
+    qat: bool = typer.Option(False, "--qat", help="Also fine-tune with quantization-aware training: qat_int8 file."),
+    fine_tune_epochs: int | None = typer.Option(
+        None, "--fine-tune-epochs", help="Epochs of each fine-tuning, pruning and QAT (default 4)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Also show TensorFlow's C++ start-up log lines."),
 ):
     """Export a trial to .keras, SavedModel and TFLite (float32/float16/int8) and measure every file."""
@@ -312,6 +320,7 @@ def export(
         _fail("--trial cannot be combined with --pareto or --select-int8")
     if ensemble and (trial is not None or pareto or select_int8):
         _fail("--ensemble cannot be combined with --trial, --pareto or --select-int8")
+    compression = _compression_flags(prune, prune_structured, qat, fine_tune_epochs)
     try:
         parse_formats(formats)  # a typo fails before anything loads
         result = load_result(study, storage, tracking_uri)
@@ -349,6 +358,7 @@ def export(
             latency_runs=latency_runs,
             threads=threads,
             ensemble=ensemble,
+            compression=compression,
         )
     except (ExportError, DataError, SpaceError, StoreError) as exc:
         _fail(str(exc))
@@ -364,6 +374,23 @@ def export(
         f"\nFiles, export_report.json and REPORT.md in {out_dir}; logged to MLflow run {result.mlflow_run_id}"
         + (f"; registered as {registered['name']} version {registered['version']}" if registered else "")
     )
+
+
+def _compression_flags(prune: float | None, structured: bool, qat: bool, epochs: int | None) -> dict | None:
+    """`automl export`'s compression flags as a space's `compression:` keys; bad values fail here."""
+    from .space.compression import value_problem
+
+    if prune is None and not qat:
+        if structured or epochs is not None:
+            _fail("--prune-structured and --fine-tune-epochs need --prune or --qat")
+        return None
+    chosen = {"sparsity": prune or 0.0, "structured": structured, "qat": qat}
+    if epochs is not None:
+        chosen["epochs"] = epochs
+    for flag, key in (("--prune", "sparsity"), ("--fine-tune-epochs", "epochs")):
+        if key in chosen and (problem := value_problem(key, chosen[key])):
+            _fail(f"{flag}: {problem}")
+    return chosen
 
 
 @app.command()

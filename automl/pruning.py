@@ -153,6 +153,16 @@ class MagnitudePruning(keras.callbacks.Callback):
             v.assign(keras.ops.convert_to_numpy(v) * mask)
 
 
+def hold_zeros(model: keras.Model) -> None:
+    """Keep the prunable weights that are zero at zero from now on (a pruned model fine-tuned again,
+    e.g. by quantization-aware training); `strip` ends it. Weights already masked keep their masks."""
+    for v in prunable_variables(model):
+        if not isinstance(v.constraint, _Mask):
+            mask = _Mask(v)
+            mask.mask.assign((keras.ops.convert_to_numpy(v) != 0).astype("float32"))
+            v.constraint = mask
+
+
 def strip(model: keras.Model) -> keras.Model:
     """Remove the pruning masks (the variables' constraints): a plain model whose zeros stay."""
     for v in prunable_variables(model, skip_output=False):

@@ -37,6 +37,8 @@ TRIAL_EPOCHS = "trial_epochs"  # budget schedule: the most epochs this trial tra
 CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial whose saved weights this one continues
 EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
+SPARSITY = "sparsity"  # compression: the measured share of zeros in the prunable weights
+UNCOMPRESSED = "uncompressed_value"  # compression: the objective at the best epoch, before pruning/QAT
 
 # ---------------------------------------------------------------- Optuna study user attributes
 SETTINGS = "settings"  # SearchSettings as JSON
@@ -60,6 +62,7 @@ TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total
 TAG_FEASIBLE = "automl.feasible"
 TAG_FIDELITY = "automl.fidelity"  # budget schedule: epochs trained / the search's epochs
 TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
+TAG_COMPRESSION = "automl.compression"  # e.g. "pruned 0.80 + qat": what the trial's model went through
 TAG_TRIAL = "automl.trial"  # model registry versions: the exported trial
 TAG_RECOMMENDED = "automl.recommended"
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"

@@ -25,6 +25,7 @@ import optuna
 
 from . import records, tracking
 from .builder import build_model
+from .compression import compress, wanted
 from .errors import TrialFailed
 from .feature_cache import FeatureCache
 from .ranking import dominates, feasible, trial_key
@@ -202,6 +203,9 @@ class TrialRunner(Runner):
             at_best = monitor.history[best_index]
             trial.set_user_attr(records.BEST_EPOCHS, int(attrs.get(records.EPOCH_OFFSET, 0)) + best_index + 1)
             result = metrics[f"best_{objective}"] = at_best[objective]
+            if wanted(config.compression):
+                at_best = self._compress(trial, run, model, config, training, at_best, metrics, tags)
+                result = at_best[objective]
             if objective != TIEBREAK and TIEBREAK in at_best:  # orders trials with equal values
                 trial.set_user_attr(records.TIEBREAK, float(at_best[TIEBREAK]))
             if self.settings.objectives is not None:  # several objectives, or constraints
@@ -240,6 +244,22 @@ class TrialRunner(Runner):
             if not settled:
                 run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
             del model  # memory is reclaimed by reclaim_memory() at the next trial
+
+    def _compress(self, trial, run, model, config, training: dict, at_best: dict, metrics: dict, tags: dict) -> dict:
+        """Prune and/or QAT the trained model (its `compression:` section); the trial's values are the
+        compressed model's: what would ship."""
+        done = compress(model, self.data, config.compression, training, self.settings)
+        for step, logs in enumerate(done.history):  # the fine-tuning curves: `<phase>_<metric>` per epoch
+            run.log_epoch(step, {f"{logs['phase']}_{k}": v for k, v in logs.items() if k != "phase"})
+        objective = self.settings.objective
+        value = done.val.get(objective)
+        if value is None or not math.isfinite(value):
+            raise TrialFailed(f"compression ({done.describe()}) left {objective} = {value}")
+        trial.set_user_attr(records.UNCOMPRESSED, float(at_best[objective]))
+        trial.set_user_attr(records.SPARSITY, done.sparsity)
+        metrics.update({"sparsity": done.sparsity, f"compressed_{objective}": value})
+        tags[records.TAG_COMPRESSION] = done.describe()
+        return {**at_best, **done.val}
 
     def _objective_values(self, trial, model, at_best: dict, metrics: dict, tags: dict):
         """Every objective and constrained quantity, metrics at the best epoch, costs measured."""

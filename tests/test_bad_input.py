@@ -24,6 +24,7 @@ def finished(tmp_path_factory):
     (tmp / "other.yaml").write_text(MLP.replace("[8, 16]", "[4, 32]"))
     (tmp / "unknown_block.yaml").write_text(MLP.replace("dense", "nosuch"))
     (tmp / "bad_yaml.yaml").write_text("architecture: [unclosed\n")
+    (tmp / "bad_compression.yaml").write_text(MLP + "compression:\n  qat: [false, true]\n  sparsity: 1.5\n")
     np.savez(tmp / "mismatch.npz", x=np.zeros((10, 3)), y=np.zeros(9, int))
     np.savez(tmp / "empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int))
     (tmp / "empty.csv").write_text("")
@@ -85,6 +86,8 @@ CASES = [
         "cannot reach the MLflow tracking server",
     ),
     (["search", "mlp.yaml", "--data", "wine", "--epochs", "0"], "epochs must be at least 1"),
+    (["search", "bad_compression.yaml", "--data", "wine"], "compression.sparsity: must be a number in [0, 0.99]"),
+    (["export", "--study", "keep", "--out", "exp", "--prune", "1.5"], "--prune: must be a number in [0, 0.99]"),
 ]
 
 

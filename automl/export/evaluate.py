@@ -4,6 +4,7 @@ loop measures the `latency_ms` objective of a search (automl.objectives)."""
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,8 @@ class Evaluator:
             "reason": None,
             "size_bytes": file_size(path),
         }
+        if fmt == "tflite":  # what an app download costs: pruned zeros compress
+            row["gzip_bytes"] = len(gzip.compress(path.read_bytes(), compresslevel=9))
         try:
             if runner is None:
                 runner = TFLiteRunner(path, threads)

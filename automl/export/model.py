@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from ..compression import wanted
 from ..errors import ExportError
+from .compressed import add_compressed_variants
 from .convert import (
     FILES,
     TFLITE_VARIANTS,
@@ -46,6 +48,8 @@ def export_model(
     seed: int = 0,
     meta: dict[str, Any] | None = None,
     verbose: bool = False,
+    compression: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> ExportReport:
     """Write `model` in each format to `out_dir`, run every file on held-out data, write the report.
 
@@ -55,6 +59,10 @@ def export_model(
     `x_representative`; inputs are arrays, or dicts of column arrays for a model with one input
     per table column. Returns the `ExportReport`; it is also written as `export_report.json`
     and `REPORT.md` in `out_dir`.
+
+    `compression` (a space's `compression:` keys, e.g. `{"sparsity": 0.8, "qat": True, "epochs": 2}`)
+    fine-tunes a copy on `data`'s training rows (at `training`'s batch size and learning rate / 10)
+    and adds the rows `pruned_float32`, `pruned_int8` and `qat_int8` (see compressed.py).
     """
     import keras
 
@@ -165,6 +173,10 @@ def export_model(
                     row = ev.run(variant, "tflite", path, None, out, threads=threads)
             report.variants[variant] = row
             say(row)
+        if compression and wanted(compression):
+            add_compressed_variants(
+                model, report, ev, data, compression, training or {}, x_representative, int8_io, threads, say
+            )
     note_int8_loss(report.variants, report.metric)
     report.recommended = recommend(report.variants, report.metric)
     report.write()

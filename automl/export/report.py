@@ -18,7 +18,15 @@ import numpy as np
 from .evaluate import FLOAT32_TOLERANCE, QUANT_ACCURACY_TOLERANCE
 
 REPORT_FILE = "export_report.json"
-ROW_KEYS = ("agreement", "max_abs_diff", "latency_p50_ms", "latency_p95_ms", "throughput_per_s")
+ROW_KEYS = (
+    "agreement",
+    "max_abs_diff",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_per_s",
+    "gzip_bytes",
+    "sparsity",
+)
 
 
 @dataclass
@@ -162,10 +170,10 @@ class ExportReport:
     def variant_table(self) -> list[str]:
         m = self.metric
         head = (
-            f"| variant | file | size KB | vs float32 | {m} | agreement | max abs diff | p50 ms | p95 ms | "
-            "samples/s | note |"
+            f"| variant | file | size KB | vs float32 | gzip KB | sparsity | {m} | agreement | max abs diff | p50 ms | "
+            "p95 ms | samples/s | note |"
         )
-        lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for r in self.rows(nested=False):
             note = r["reason"] or ""
             if r["status"] != "ok":
@@ -173,6 +181,8 @@ class ExportReport:
             ratio = f"{r['vs_float32']:.0%}" if r["vs_float32"] is not None else ""
             lines.append(
                 f"| {r['variant']} | {r['file'] or ''} | {fmt(r['size_kb'], 1)} | {ratio} | "
+                f"{fmt(r['gzip_bytes'] / 1024 if r['gzip_bytes'] is not None else None, 1)} | "
+                f"{fmt(r['sparsity'], 3)} | "
                 f"{fmt(r['value'])} | {fmt(r['agreement'])} | {fmt(r['max_abs_diff'], sci=True)} | "
                 f"{fmt(r['latency_p50_ms'], 3)} | {fmt(r['latency_p95_ms'], 3)} | "
                 f"{fmt(r['throughput_per_s'], 0)} | {note.replace('|', '/')[:600]} |"

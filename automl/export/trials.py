@@ -50,6 +50,7 @@ def export_result(
     threads: int | None = 1,
     verbose: bool = True,
     ensemble: bool = False,
+    compression: dict[str, Any] | None = None,
 ) -> ExportReport:
     """Export a search's best trial (or trial number `trial`, or `trial="pareto"`: every member of the
     accuracy/size Pareto front) with `export_model`, log it to the search's MLflow parent run
@@ -63,7 +64,9 @@ def export_result(
     front; a trial number; a parameter dict for the search space; or a `keras.Model`) on the
     chosen model's soft targets and exports it to `out_dir/student`. A trial without a stored
     model is rebuilt from its parameters and retrained with the search's settings (needs the space:
-    the recorded path, or `space`).
+    the recorded path, or `space`). `compression` ({"sparsity": 0.8, "qat": True, "epochs": 2}, the
+    keys of a space's `compression:` section) adds the fine-tuned variants `pruned_float32`,
+    `pruned_int8` and `qat_int8` to the report (CLI: --prune, --qat, --fine-tune-epochs).
     """
     formats = parse_formats(formats)
     if select_int8_top_k is not None and select_int8_top_k < 1:
@@ -88,7 +91,7 @@ def export_result(
     study_name = result.study.study_name
     if trial == "pareto":
         members = pareto_front(result.study)
-        reports = [_export_trial(source, t, out / f"trial-{t.number:03d}", common) for t in members]
+        reports = [_export_trial(source, t, out / f"trial-{t.number:03d}", common, compression) for t in members]
         summary = ExportReport(
             str(out),
             data.task,
@@ -128,7 +131,7 @@ def export_result(
             "best_single_val_loss": choice.best_val_loss,
             "model_source": "ensemble",
         }
-        report = export_model(model, out, meta=meta, **common)
+        report = export_model(model, out, meta=meta, compression=compression, **common)
         source._cache[chosen.number] = model  # the teacher, if a student is distilled below
     elif select_int8_top_k:
         selection = select_by_int8(source, select_int8_top_k, representative_samples, int8_io, eval_samples)
@@ -143,7 +146,7 @@ def export_result(
     else:
         chosen = _get_trial(result.study, int(trial))
     if not ensemble:
-        report = _export_trial(source, chosen, out, common)
+        report = _export_trial(source, chosen, out, common, compression)
     if selection:
         report.extra["selection"] = selection
     parts = {"": report}
@@ -162,7 +165,7 @@ def export_result(
     return report
 
 
-def _export_trial(source: TrialModels, t, out: Path, common: dict) -> ExportReport:
+def _export_trial(source: TrialModels, t, out: Path, common: dict, compression: dict | None = None) -> ExportReport:
     model = source.model(t)
     study_name = source.result.study.study_name
     meta = {
@@ -174,7 +177,11 @@ def _export_trial(source: TrialModels, t, out: Path, common: dict) -> ExportRepo
         "model_source": source.origin.get(t.number, "stored"),
         "params": dict(t.user_attrs.get(records.PARAMS, t.params)),
     }
-    return export_model(model, out, meta=meta, **common)
+    from ..training import TRAINING_DEFAULTS
+
+    params = meta["params"]
+    training = {k: params[k] for k in TRAINING_DEFAULTS if k in params}  # the fine-tuning's batch size and rate
+    return export_model(model, out, meta=meta, compression=compression, training=training, **common)
 
 
 def _get_trial(study, number: int):

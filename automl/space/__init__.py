@@ -1,10 +1,12 @@
 """Search-space language: typed, conditional parameters loaded from YAML or built in Python."""
 
+from .compression import COMPRESSION_DEFAULTS, compression_settings
 from .loader import load_space, resolve_space_path, shipped_spaces
 from .params import Bool, Categorical, Fixed, Float, Int
 from .space import Configuration, Group, Repeat, SearchSpace, SpaceError
 
 __all__ = [
+    "COMPRESSION_DEFAULTS",
     "Bool",
     "Categorical",
     "Configuration",
@@ -15,6 +17,7 @@ __all__ = [
     "Repeat",
     "SearchSpace",
     "SpaceError",
+    "compression_settings",
     "load_space",
     "resolve_space_path",
     "shipped_spaces",

@@ -1,7 +1,9 @@
 """The search space: a tree of parameters, groups and repeats, sampled into a configuration.
 
-A space has two sections. `architecture` is an ordered mapping of stages; a stage is a block
-(a mapping with a `block` key) or a `repeat` of one. `training` holds optimiser settings.
+A space has up to three sections. `architecture` is an ordered mapping of stages; a stage is a
+block (a mapping with a `block` key) or a `repeat` of one. `training` holds optimiser settings.
+`compression` (optional: pruning and quantization-aware training after training, see
+compression.py) holds flat keys whose sampled names carry the prefix `compression.`.
 Values are parameters (`{type: int, low: 1, high: 3}`), plain constants, or lists (shorthand
 for a categorical). Any parameter or group may carry `when:` to exist only when other
 parameters take given values (on a repeat's count, `when:` switches the whole repeat); a repeated
@@ -17,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .compression import check_compression
 from .params import (
     PARAM_TYPES,
     Bool,
@@ -30,7 +33,7 @@ from .params import (
     param_adapter,
 )
 
-SECTIONS = ("architecture", "training")
+SECTIONS = ("architecture", "training", "compression")
 TOP_LEVEL_KEYS = ("name", "description", "task", "input", *SECTIONS, "start")
 TASKS = ("classification", "regression")
 
@@ -69,6 +72,7 @@ class Configuration:
     architecture: dict[str, Any]
     training: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
+    compression: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- parsing
@@ -259,20 +263,26 @@ class SearchSpace:
         input: str | None = None,
         start: list[dict] | None = None,
         source: str | None = None,
+        compression: dict | None = None,
     ):
         self.name, self.description, self.task, self.input = name, description, task, input
         self.source = source
         self.raw = {"architecture": architecture, "training": training or {}}
+        if compression:  # only when given: the fingerprints of spaces without it stay as they were
+            self.raw["compression"] = compression
         parser = _Parser()
         if task is not None and task not in TASKS:
             parser.error("task", f"must be one of {', '.join(TASKS)}, not {task!r}")
         trees = {}
         for section in SECTIONS:
-            value = self.raw[section]
+            value = self.raw.get(section, {})
             if not isinstance(value, dict):
                 parser.error(section, "must be a mapping of names to parameters or blocks")
                 continue
-            trees[section] = parser.group(value, section, "", in_repeat=False)
+            flat = "compression" if section == "compression" else ""
+            trees[section] = parser.group(value, section, flat, in_repeat=False)
+        if "compression" in trees:
+            parser.problems += check_compression(trees["compression"].items)
         if not parser.problems:
             clash = set(trees["architecture"].items) & set(trees["training"].items)
             for key in sorted(clash):
@@ -281,6 +291,7 @@ class SearchSpace:
             raise SpaceError(parser.problems, source)
         self.architecture: Group = trees["architecture"]
         self.training: Group = trees["training"]
+        self.compression: Group = trees["compression"]
         self.start = self._check_start(start, source)
 
     def _check_start(self, start, source) -> list[dict]:
@@ -332,6 +343,7 @@ class SearchSpace:
             input=raw.get("input"),
             start=raw.get("start"),
             source=source,
+            compression=raw.get("compression"),
         )
 
     def sample(self, trial) -> Configuration:
@@ -339,7 +351,8 @@ class SearchSpace:
         flat: dict[str, Any] = {}
         arch = _sample(self.architecture, trial, "", {}, flat)
         training = _sample(self.training, trial, "", {}, flat)
-        return Configuration(architecture=arch, training=training, params=flat)
+        compression = _sample(self.compression, trial, "compression", {}, flat)
+        return Configuration(architecture=arch, training=training, params=flat, compression=compression)
 
     def parameters(self) -> dict[str, Any]:
         """Every searchable parameter by flat name (repeat items up to the largest count)."""
@@ -361,6 +374,7 @@ class SearchSpace:
 
         walk(self.architecture, "")
         walk(self.training, "")
+        walk(self.compression, "compression")
         return out
 
     def fingerprint(self) -> str:
