@@ -1,0 +1,261 @@
+"""Compression for phones, measured: pruning sparsity vs gzip'd size and accuracy, post-training int8
+vs quantization-aware int8, and a size/accuracy Pareto front searched with and without the space's
+`compression:` section.
+
+Part 1 (`sweep`): per task and seed, the first start configuration of the kind's default space (the
+shipped portfolio's first model: not tuned here) is trained on the task's fixed training split
+(bench/suite_tasks.py; early stopping on validation), then exported with `automl.export_model` on the
+test split: float32 and int8 files, then the compressed rows for each sparsity (50/80/90 %:
+`pruned_float32`, `pruned_int8`) and QAT alone (`qat_int8`, no pruning). Every figure is a file
+scored by LiteRT on the test split; `gzip` is the gzip'd file (what an app download costs).
+
+Part 2 (`--pareto`): `automl search` with objectives test-free `val_accuracy` and
+`tflite_gzip_bytes:min`, the same trials budget with and without a compression section (sparsity
+0/0.5/0.8/0.9, qat on/off); reported: each front, and the smallest gzip'd int8 size among trials
+within 1 point of the best validation accuracy of both runs.
+
+    .venv/bin/python bench/compression.py --tasks mnist_test,sms_spam --seeds 0,1,2
+    .venv/bin/python bench/compression.py --tasks mnist_test --seeds 0 --pareto --trials 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import header
+import suite_tasks
+
+SPARSITIES = (0.5, 0.8, 0.9)
+RESULTS = Path(__file__).resolve().parent / "results" / "compression"
+
+
+def start_config(kind: str, seed: int):
+    """The kind's default space's first start configuration (what a search tries first)."""
+    import optuna
+
+    from automl.search import DEFAULT_SPACES
+    from automl.space import load_space
+
+    space = load_space(DEFAULT_SPACES[kind])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
+    study.enqueue_trial(space.start[0])
+    return space.sample(study.ask())
+
+
+def dataset(task: str, splits: dict):
+    from automl.data import make_dataset
+
+    t = suite_tasks.TASKS[task]
+    (x, y), val = splits["train"], splits["val"]
+    return make_dataset(x, y, validation_data=val, kind=t.kind, task=t.task, name=task)
+
+
+def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int) -> dict:
+    """Part 1 for one task and seed: every row, from the export reports."""
+    import keras
+
+    from automl.builder import build_model
+    from automl.data import encode_targets, model_inputs
+    from automl.export import export_model
+    from automl.records import TrialSettings
+    from automl.training import fit_model, training_settings
+
+    splits = suite_tasks.load(task)
+    data = dataset(task, splits)
+    x_test, y_test = model_inputs(data, splits["test"][0]), encode_targets(data, splits["test"][1])
+    config = start_config(data.kind, seed)
+    training = training_settings(config.training)
+    keras.utils.set_random_seed(seed)
+    model = build_model(config.architecture, data)
+    started = time.perf_counter()
+    fit_model(
+        model,
+        data,
+        training,
+        TrialSettings(objective="val_accuracy", direction="maximize", epochs=epochs, patience=3),
+        [],
+    )
+    rows: dict[str, dict] = {}
+    runs = {"base": None, "qat": {"qat": True}} | {f"prune{s:g}": {"sparsity": s} for s in SPARSITIES}
+    for label, compression in runs.items():
+        keras.utils.set_random_seed(seed)
+        with tempfile.TemporaryDirectory() as out:
+            report = export_model(
+                model,
+                out,
+                data=data,
+                x_eval=x_test,
+                y_eval=y_test,
+                formats="float32,int8",
+                latency_runs=20,
+                compression={**compression, "epochs": fine_tune_epochs} if compression else None,
+                training=training,
+            )
+        for name, row in report.variants.items():
+            if label == "base" or name not in ("float32", "int8"):
+                key = f"{name}@{compression['sparsity']:g}" if name.startswith("pruned") else name
+                rows[key] = {k: row.get(k) for k in ("accuracy", "size_bytes", "gzip_bytes", "sparsity", "status")}
+    return {"task": task, "seed": seed, "rows": rows, "seconds": time.perf_counter() - started}
+
+
+def pareto(task: str, seed: int, trials: int, epochs: int) -> dict:
+    """Part 2: the same search with and without a compression section; every completed trial."""
+    import optuna
+
+    from automl import Search
+    from automl.search import DEFAULT_SPACES
+    from automl.space import Categorical, load_space
+
+    splits = suite_tasks.load(task)
+    data = dataset(task, splits)
+    base = load_space(DEFAULT_SPACES[data.kind])
+    sections = {
+        "without": None,
+        "with": {"sparsity": Categorical(choices=[0.0, 0.5, 0.8, 0.9]), "qat": [False, True], "epochs": 2},
+    }
+    out: dict = {"task": task, "seed": seed, "trials": trials}
+    for label, compression in sections.items():
+        from automl.space import SearchSpace
+
+        space = SearchSpace(
+            base.raw["architecture"],
+            base.raw["training"],
+            name=f"{base.name}-{label}",
+            start=base.start,
+            compression=compression,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Search(
+                space,
+                study_name=f"pareto-{label}",
+                max_trials=trials,
+                epochs=epochs,
+                seed=seed,
+                objective=["val_accuracy", "tflite_gzip_bytes:min"],
+                storage=f"{tmp}/optuna.journal",
+                tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+                verbose=False,
+                ensemble=False,
+            ).fit(data)
+            done = result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            out[label] = [{"accuracy": t.values[0], "gzip_bytes": t.values[1], "params": t.params} for t in done]
+    return out
+
+
+def cached(kind: str, task: str, seed: int, run, resume: bool) -> dict:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{kind}-{task}-{seed}-{header.commit()}.json"
+    if resume and path.is_file():
+        return json.loads(path.read_text())
+    row = run()
+    row["header"] = header.header()
+    path.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def mean_se(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4f}" if values else "-"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) / len(values) ** 0.5:.4f}"
+
+
+def sweep_table(results: list[dict]) -> list[str]:
+    lines = [
+        "| task | file | sparsity | test accuracy (mean ± SE) | Δ vs float32 (pt, paired) | size KB | gzip KB "
+        "| gzip vs float32 file |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for task in dict.fromkeys(r["task"] for r in results):
+        runs = [r for r in results if r["task"] == task]
+        names = list(runs[0]["rows"])
+        for name in names:
+            acc = [r["rows"][name]["accuracy"] for r in runs if r["rows"].get(name, {}).get("accuracy") is not None]
+            diff = [
+                100 * (r["rows"][name]["accuracy"] - r["rows"]["float32"]["accuracy"])
+                for r in runs
+                if r["rows"].get(name, {}).get("accuracy") is not None
+            ]
+            row = runs[0]["rows"][name]
+            size = statistics.mean(r["rows"][name]["size_bytes"] or 0 for r in runs) / 1024
+            gz = statistics.mean(r["rows"][name]["gzip_bytes"] or 0 for r in runs) / 1024
+            ratio = statistics.mean(
+                (r["rows"][name]["gzip_bytes"] or 0) / r["rows"]["float32"]["size_bytes"] for r in runs
+            )
+            d = (
+                f"{statistics.mean(diff):+.2f} ± {statistics.stdev(diff) / len(diff) ** 0.5:.2f}"
+                if len(diff) > 1
+                else (f"{diff[0]:+.2f}" if diff else "-")
+            )
+            lines.append(
+                f"| {task} | {name.split('@')[0]} | {row.get('sparsity') or 0:.2f} | {mean_se(acc)} | {d} | "
+                f"{size:.1f} | {gz:.1f} | {ratio:.1%} |"
+            )
+    return lines
+
+
+def pareto_lines(result: dict) -> list[str]:
+    best = max(t["accuracy"] for k in ("with", "without") for t in result[k])
+    lines = [f"{result['task']}, seed {result['seed']}, {result['trials']} trials each; best val accuracy {best:.4f}"]
+    for label in ("without", "with"):
+        near = [t for t in result[label] if t["accuracy"] >= best - 0.01]
+        smallest = min((t["gzip_bytes"] for t in near), default=None)
+        front = sorted((t["gzip_bytes"] / 1024, t["accuracy"]) for t in result[label])
+        kept, top = [], -1.0
+        for size, acc in front:
+            if acc > top:
+                kept.append(f"{size:.1f} KB: {acc:.4f}")
+                top = acc
+        lines.append(
+            f"- {label} compression: front {'; '.join(kept)}; smallest within 1 pt of the best: "
+            + (f"{smallest / 1024:.1f} KB" if smallest else "none")
+        )
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default="mnist_test,sms_spam")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--fine-tune-epochs", type=int, default=4)
+    p.add_argument("--pareto", action="store_true", help="Part 2 instead of part 1.")
+    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--resume", action="store_true", help="Reuse results cached for this commit.")
+    args = p.parse_args(argv)
+    tasks = suite_tasks.parse_tasks(args.tasks)
+    try:
+        suite_tasks.check_data(tasks)
+    except suite_tasks.MissingData as exc:
+        return int(exc.args[0])
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    header.print_header()
+    print(f"command: {' '.join(sys.argv)}")
+    if args.pareto:
+        for task in tasks:
+            for seed in seeds:
+                run = lambda t=task, s=seed: pareto(t, s, args.trials, args.epochs)  # noqa: E731
+                r = cached("pareto", task, seed, run, args.resume)
+                print("\n".join(pareto_lines(r)), flush=True)
+        return 0
+    results = []
+    for task in tasks:
+        for seed in seeds:
+            run = lambda t=task, s=seed: sweep(t, s, args.epochs, args.fine_tune_epochs)  # noqa: E731
+            r = cached("sweep", task, seed, run, args.resume)
+            print(f"{task} seed {seed}: {json.dumps(r['rows'])}", flush=True)
+            results.append(r)
+    print("\n".join(sweep_table(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
