@@ -178,6 +178,21 @@ class RayCluster:
         ids = {a._actor_id.hex() for a in self.actors}
         fail_trials_of(study, lambda owner: owner.get("ray_actor") in ids, reason, end_run)
 
+    def check_fits(self, cpus: float, gpus: float) -> None:
+        """A Ray instance this search started (`local`) cannot grow: a worker it cannot place would
+        wait forever, so asking more than it has is an error, and the instance is shut down. (A
+        cluster given by address may autoscale; there the workers wait for nodes.)"""
+        if not self.owned:
+            return
+        have = self.ray.cluster_resources()
+        for name, wanted, flag in (("CPU", cpus, "--cpus-per-trial"), ("GPU", gpus, "--gpus-per-trial")):
+            if wanted > have.get(name, 0.0) + 1e-9:
+                self.close()
+                raise ClusterError(
+                    f"{flag} {wanted:g}: the local Ray instance has {have.get(name, 0.0):g} {name}(s), so no "
+                    "worker could ever start"
+                )
+
     def close(self):
         self.actors = []
         if self.owned and self.ray.is_initialized():

@@ -198,6 +198,8 @@ class Search:
         if self._deadline_at is not None:  # a Ray worker started (or restarted) after its driver
             self.timeout = max(1e-3, self._deadline_at - time.time())
         cluster = RayCluster(self.ray) if self.ray else None  # no Ray or no cluster: fails before writing
+        if cluster is not None:
+            cluster.check_fits(self.cpus, self.gpus)
         objective, direction = objs.primary, objs.directions[objs.names.index(objs.primary)]
         pruner = "none" if objs.multi else self.pruner  # Optuna cannot prune multi-objective trials
 
@@ -205,8 +207,13 @@ class Search:
         # failure is on its trial (`fail_reason`) and its MLflow run (`traceback.txt`)
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         study_name = self.study_name or f"{space.name}-{data.name}".replace(":", "-")
-        storage = open_storage(self.storage)  # a bad storage fails before anything is written
-        tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)  # fails before the study changes
+        try:
+            storage = open_storage(self.storage)  # a bad storage fails before anything is written
+            tracker = Tracker(self.tracking_uri, experiment=self.experiment or study_name)  # before the study changes
+        except BaseException:
+            if cluster is not None:
+                cluster.close()  # a `local` Ray instance must not outlive the failed start
+            raise
         seed = None if self.seed is None else self.seed + self.worker
         sampler = make_sampler(
             self.sampler, seed, self.max_trials, space=space, objective=objective, direction=direction, epochs=epochs

@@ -59,7 +59,7 @@ def dataset(task: str, splits: dict):
     return make_dataset(x, y, validation_data=val, kind=t.kind, task=t.task, name=task)
 
 
-def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int) -> dict:
+def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int, only_qat: bool = False) -> dict:
     """Part 1 for one task and seed: every row, from the export reports."""
     import keras
 
@@ -85,12 +85,16 @@ def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int) -> dict:
         [],
     )
     rows: dict[str, dict] = {}
-    runs = {"base": None, "qat": {"qat": True}} | {f"prune{s:g}": {"sparsity": s} for s in SPARSITIES}
+    runs = {"base": None, "qat": {"qat": True}}
+    if not only_qat:
+        runs |= {f"prune{s:g}": {"sparsity": s} for s in SPARSITIES}
+    runs["finetuned"] = None
     for label, compression in runs.items():
         keras.utils.set_random_seed(seed)
+        chosen = model if label != "finetuned" else finetuned(model, data, training, fine_tune_epochs)
         with tempfile.TemporaryDirectory() as out:
             report = export_model(
-                model,
+                chosen,
                 out,
                 data=data,
                 x_eval=x_test,
@@ -101,10 +105,29 @@ def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int) -> dict:
                 training=training,
             )
         for name, row in report.variants.items():
-            if label == "base" or name not in ("float32", "int8"):
+            if label == "finetuned" and name in ("float32", "int8"):
+                name = f"finetuned_{name}"
+            if label in ("base", "finetuned") or name not in ("float32", "int8"):
                 key = f"{name}@{compression['sparsity']:g}" if name.startswith("pruned") else name
                 rows[key] = {k: row.get(k) for k in ("accuracy", "size_bytes", "gzip_bytes", "sparsity", "status")}
     return {"task": task, "seed": seed, "rows": rows, "seconds": time.perf_counter() - started}
+
+
+def finetuned(model, data, training: dict, epochs: int):
+    """The control: a copy trained on as the pruning is (same epochs, rate and cosine decay), no zeros;
+    the pruned rows' accuracy change against it is what pruning costs, not the extra epochs' gain."""
+    import keras
+
+    from automl.records import TrialSettings
+    from automl.training import fit_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(f"{tmp}/m.keras")
+        copy = keras.saving.load_model(f"{tmp}/m.keras", safe_mode=True)
+    tune = {**training, "schedule": "cosine", "warmup_fraction": 0.0}
+    settings = TrialSettings(objective="val_loss", direction="minimize", epochs=epochs, patience=None)
+    fit_model(copy, data, tune, settings, [])
+    return copy
 
 
 def pareto(task: str, seed: int, trials: int, epochs: int) -> dict:
@@ -168,35 +191,37 @@ def mean_se(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) / len(values) ** 0.5:.4f}"
 
 
+def paired(results: list[dict], name: str, against: str) -> str:
+    """Mean ± standard error of the paired accuracy difference, in points, over the seeds."""
+    diff = [
+        100 * (r["rows"][name]["accuracy"] - r["rows"][against]["accuracy"])
+        for r in results
+        if r["rows"].get(name, {}).get("accuracy") is not None and r["rows"].get(against, {}).get("accuracy")
+    ]
+    if len(diff) < 2:
+        return f"{diff[0]:+.2f}" if diff else "-"
+    return f"{statistics.mean(diff):+.2f} ± {statistics.stdev(diff) / len(diff) ** 0.5:.2f}"
+
+
 def sweep_table(results: list[dict]) -> list[str]:
     lines = [
-        "| task | file | sparsity | test accuracy (mean ± SE) | Δ vs float32 (pt, paired) | size KB | gzip KB "
-        "| gzip vs float32 file |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| task | file | sparsity | test accuracy (mean ± SE) | Δ vs float32 (pt, paired) | Δ vs dense fine-tuned "
+        "| size KB | gzip KB | gzip vs float32 file |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for task in dict.fromkeys(r["task"] for r in results):
         runs = [r for r in results if r["task"] == task]
-        names = list(runs[0]["rows"])
-        for name in names:
+        for name in runs[0]["rows"]:
             acc = [r["rows"][name]["accuracy"] for r in runs if r["rows"].get(name, {}).get("accuracy") is not None]
-            diff = [
-                100 * (r["rows"][name]["accuracy"] - r["rows"]["float32"]["accuracy"])
-                for r in runs
-                if r["rows"].get(name, {}).get("accuracy") is not None
-            ]
             row = runs[0]["rows"][name]
             size = statistics.mean(r["rows"][name]["size_bytes"] or 0 for r in runs) / 1024
             gz = statistics.mean(r["rows"][name]["gzip_bytes"] or 0 for r in runs) / 1024
             ratio = statistics.mean(
                 (r["rows"][name]["gzip_bytes"] or 0) / r["rows"]["float32"]["size_bytes"] for r in runs
             )
-            d = (
-                f"{statistics.mean(diff):+.2f} ± {statistics.stdev(diff) / len(diff) ** 0.5:.2f}"
-                if len(diff) > 1
-                else (f"{diff[0]:+.2f}" if diff else "-")
-            )
             lines.append(
-                f"| {task} | {name.split('@')[0]} | {row.get('sparsity') or 0:.2f} | {mean_se(acc)} | {d} | "
+                f"| {task} | {name.split('@')[0]} | {row.get('sparsity') or 0:.2f} | {mean_se(acc)} | "
+                f"{paired(runs, name, 'float32')} | {paired(runs, name, 'finetuned_float32')} | "
                 f"{size:.1f} | {gz:.1f} | {ratio:.1%} |"
             )
     return lines
@@ -228,6 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--fine-tune-epochs", type=int, default=4)
     p.add_argument("--pareto", action="store_true", help="Part 2 instead of part 1.")
+    p.add_argument("--only-qat", action="store_true", help="Part 1 without the pruning rows.")
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--resume", action="store_true", help="Reuse results cached for this commit.")
     args = p.parse_args(argv)
@@ -249,8 +275,8 @@ def main(argv=None) -> int:
     results = []
     for task in tasks:
         for seed in seeds:
-            run = lambda t=task, s=seed: sweep(t, s, args.epochs, args.fine_tune_epochs)  # noqa: E731
-            r = cached("sweep", task, seed, run, args.resume)
+            run = lambda t=task, s=seed: sweep(t, s, args.epochs, args.fine_tune_epochs, args.only_qat)  # noqa: E731
+            r = cached("qat" if args.only_qat else "sweep", task, seed, run, args.resume)
             print(f"{task} seed {seed}: {json.dumps(r['rows'])}", flush=True)
             results.append(r)
     print("\n".join(sweep_table(results)))

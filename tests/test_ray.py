@@ -201,6 +201,17 @@ def test_an_unreachable_ray_address_is_one_error_line_before_anything_is_written
     assert not storage.exists() and not (tmp_path / "mlflow.db").exists()
 
 
+def test_a_local_ray_instance_that_cannot_place_a_worker_is_one_error_line_not_a_wait(tmp_path):
+    storage = tmp_path / "optuna.journal"
+    cmd = [AUTOML, "search", "tabular_mlp", "--data", "wine", "--storage", str(storage), "--ray", "local"]
+    cmd += ["--workers", "2", "--gpus-per-trial", "1", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=QUIET, timeout=120)  # before: waited forever
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--gpus-per-trial 1: the local Ray instance has 0 GPU(s)" in lines[0], proc.stderr
+    assert not storage.exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_without_ray_installed_ray_flags_are_one_error_line(tmp_path):
     # a `ray` package that cannot be imported, ahead of the real one on the path: as if it were not installed
     fake = tmp_path / "site" / "ray"
