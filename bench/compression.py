@@ -88,6 +88,7 @@ def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int, only_qat: bo
     runs = {"base": None, "qat": {"qat": True}}
     if not only_qat:
         runs |= {f"prune{s:g}": {"sparsity": s} for s in SPARSITIES}
+        runs["structured"] = {"sparsity": 0.5, "structured": True}  # whole filters: does LiteRT get faster?
     runs["finetuned"] = None
     for label, compression in runs.items():
         keras.utils.set_random_seed(seed)
@@ -109,7 +110,9 @@ def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int, only_qat: bo
                 name = f"finetuned_{name}"
             if label in ("base", "finetuned") or name not in ("float32", "int8"):
                 key = f"{name}@{compression['sparsity']:g}" if name.startswith("pruned") else name
-                rows[key] = {k: row.get(k) for k in ("accuracy", "size_bytes", "gzip_bytes", "sparsity", "status")}
+                key = key.replace("pruned", "structured") if label == "structured" else key
+                keep = ("accuracy", "size_bytes", "gzip_bytes", "sparsity", "latency_p50_ms", "status")
+                rows[key] = {k: row.get(k) for k in keep}
     return {"task": task, "seed": seed, "rows": rows, "seconds": time.perf_counter() - started}
 
 
@@ -203,11 +206,17 @@ def paired(results: list[dict], name: str, against: str) -> str:
     return f"{statistics.mean(diff):+.2f} ± {statistics.stdev(diff) / len(diff) ** 0.5:.2f}"
 
 
+def latency(results: list[dict], name: str) -> str:
+    values = [r["rows"][name].get("latency_p50_ms") for r in results]
+    values = [v for v in values if v is not None]
+    return f"{statistics.median(values):.3f}" if values else "-"
+
+
 def sweep_table(results: list[dict]) -> list[str]:
     lines = [
         "| task | file | sparsity | test accuracy (mean ± SE) | Δ vs float32 (pt, paired) | Δ vs dense fine-tuned "
-        "| size KB | gzip KB | gzip vs float32 file |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| size KB | gzip KB | gzip vs float32 file | LiteRT p50 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for task in dict.fromkeys(r["task"] for r in results):
         runs = [r for r in results if r["task"] == task]
@@ -222,7 +231,7 @@ def sweep_table(results: list[dict]) -> list[str]:
             lines.append(
                 f"| {task} | {name.split('@')[0]} | {row.get('sparsity') or 0:.2f} | {mean_se(acc)} | "
                 f"{paired(runs, name, 'float32')} | {paired(runs, name, 'finetuned_float32')} | "
-                f"{size:.1f} | {gz:.1f} | {ratio:.1%} |"
+                f"{size:.1f} | {gz:.1f} | {ratio:.1%} | {latency(runs, name)} |"
             )
     return lines
 

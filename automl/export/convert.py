@@ -132,7 +132,8 @@ def tflite_plan(model, saved: Path, tmp: Path, out: Path) -> TFLitePlan:
             convert_tflite(tmp / "vectorizer", "float32")
         except Exception as exc:
             target = tokens_model
-            plan.prepare = lambda x: _tokenize(vectorizer, x)
+            dtype = str(tokens_model.inputs[0].dtype)  # a bag of n-grams is counted in ints but taken as floats
+            plan.prepare = lambda x: _tokenize(vectorizer, x).astype(dtype)
             plan.text_input = _write_vectorizer(vectorizer, out)
             shape = (None, *tokens_model.inputs[0].shape[1:])
             what = (
