@@ -35,19 +35,22 @@ import header
 import suite_tasks
 
 SPARSITIES = (0.5, 0.8, 0.9)
+SPACE: str | None = None  # --space: another shipped space's first start configuration
 RESULTS = Path(__file__).resolve().parent / "results" / "compression"
 
 
-def start_config(kind: str, seed: int):
-    """The kind's default space's first start configuration (what a search tries first)."""
+def start_config(kind: str, seed: int, space_name: str | None = None):
+    """The first start configuration of the kind's default space (what a search tries first), or of
+    `space_name` (a seeded sample when it has no start list)."""
     import optuna
 
     from automl.search import DEFAULT_SPACES
     from automl.space import load_space
 
-    space = load_space(DEFAULT_SPACES[kind])
+    space = load_space(space_name or DEFAULT_SPACES[kind])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
-    study.enqueue_trial(space.start[0])
+    if space.start:  # else a configuration sampled with the seed
+        study.enqueue_trial(space.start[0])
     return space.sample(study.ask())
 
 
@@ -72,7 +75,7 @@ def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int, only_qat: bo
     splits = suite_tasks.load(task)
     data = dataset(task, splits)
     x_test, y_test = model_inputs(data, splits["test"][0]), encode_targets(data, splits["test"][1])
-    config = start_config(data.kind, seed)
+    config = start_config(data.kind, seed, SPACE)
     training = training_settings(config.training)
     keras.utils.set_random_seed(seed)
     model = build_model(config.architecture, data)
@@ -179,7 +182,8 @@ def pareto(task: str, seed: int, trials: int, epochs: int) -> dict:
 
 def cached(kind: str, task: str, seed: int, run, resume: bool) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{kind}-{task}-{seed}-{header.commit()}.json"
+    space = f"-{SPACE}" if SPACE else ""
+    path = RESULTS / f"{kind}{space}-{task}-{seed}-{header.commit()}.json"
     if resume and path.is_file():
         return json.loads(path.read_text())
     row = run()
@@ -265,7 +269,10 @@ def main(argv=None) -> int:
     p.add_argument("--only-qat", action="store_true", help="Part 1 without the pruning rows.")
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--resume", action="store_true", help="Reuse results cached for this commit.")
+    p.add_argument("--space", help="Part 1 on this shipped space's first start configuration.")
     args = p.parse_args(argv)
+    global SPACE
+    SPACE = args.space
     tasks = suite_tasks.parse_tasks(args.tasks)
     try:
         suite_tasks.check_data(tasks)
