@@ -33,6 +33,8 @@ _LAZY = {
     "make_dataset": "automl.data",
     "load_data": "automl.data",
     "build_model": "automl.builder",
+    "check": "automl.checks",
+    "DataReport": "automl.checks",
     "ImageClassifier": "automl.tasks",
     "TextClassifier": "automl.tasks",
     "SequenceClassifier": "automl.tasks",

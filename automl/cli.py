@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from .console import err, hide_tensorflow_startup_log, out, print_export, print_leaderboard
+from .cli_check import check
+from .console import USAGE_ERROR, err, fail, hide_tensorflow_startup_log, out, print_export, print_leaderboard
 
 app = typer.Typer(
     add_completion=False,
@@ -16,14 +17,7 @@ app = typer.Typer(
     help="Keras architecture + hyperparameter search on Optuna, tracked in MLflow.",
 )
 
-USAGE_ERROR = 2
-
-
-def _fail(message: str, code: int = USAGE_ERROR):
-    from rich.markup import escape  # a message may hold brackets: automl[ray], a shape [None, 8]
-
-    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
+app.command()(check)  # automl check: cli_check.py
 
 
 @app.command()
@@ -158,11 +152,11 @@ def search(
     from .stores import StoreError
 
     if isolate and in_process:
-        _fail("--isolate and --in-process contradict each other: choose one")
+        fail("--isolate and --in-process contradict each other: choose one")
     if workers != 1 and not ray:
-        _fail(f"--workers {workers} needs --ray (or start `automl search --worker I` processes yourself)")
+        fail(f"--workers {workers} needs --ray (or start `automl search --worker I` processes yourself)")
     if ray and device is not None:
-        _fail("--device and --ray contradict each other: Ray assigns GPUs (--gpus-per-trial)")
+        fail("--device and --ray contradict each other: Ray assigns GPUs (--gpus-per-trial)")
     try:
         space_obj = load_space(space)  # before TensorFlow loads: a bad file fails in a blink
         dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0)
@@ -203,11 +197,11 @@ def search(
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:
             print_leaderboard(exc.result.study, k=10)
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     except (SpaceError, DataError, StoreError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ValueError as exc:  # SearchError and bad sampler/pruner names
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted: finished trials are saved; run the same command to resume")
         raise typer.Exit(130) from None
@@ -232,10 +226,10 @@ def trials(
     try:
         st = optuna.load_study(study_name=study, storage=open_storage(storage))
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
-        _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+        fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
     if csv:
         leaderboard(st, None).to_csv(csv, index=False)
     print_leaderboard(st, k=top or None)
@@ -317,18 +311,18 @@ def export(
     from .stores import StoreError, open_storage
 
     if trial is not None and (pareto or select_int8):
-        _fail("--trial cannot be combined with --pareto or --select-int8")
+        fail("--trial cannot be combined with --pareto or --select-int8")
     if ensemble and (trial is not None or pareto or select_int8):
-        _fail("--ensemble cannot be combined with --trial, --pareto or --select-int8")
+        fail("--ensemble cannot be combined with --trial, --pareto or --select-int8")
     compression = _compression_flags(prune, prune_structured, qat, fine_tune_epochs)
     try:
         parse_formats(formats)  # a typo fails before anything loads
         result = load_result(study, storage, tracking_uri)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
-        _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+        fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
     except (ExportError, StoreError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         dataset = None
         if data:
@@ -361,7 +355,7 @@ def export(
             compression=compression,
         )
     except (ExportError, DataError, SpaceError, StoreError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -382,14 +376,14 @@ def _compression_flags(prune: float | None, structured: bool, qat: bool, epochs:
 
     if prune is None and not qat:
         if structured or epochs is not None:
-            _fail("--prune-structured and --fine-tune-epochs need --prune or --qat")
+            fail("--prune-structured and --fine-tune-epochs need --prune or --qat")
         return None
     chosen = {"sparsity": prune or 0.0, "structured": structured, "qat": qat}
     if epochs is not None:
         chosen["epochs"] = epochs
     for flag, key in (("--prune", "sparsity"), ("--fine-tune-epochs", "epochs")):
         if key in chosen and (problem := value_problem(key, chosen[key])):
-            _fail(f"{flag}: {problem}")
+            fail(f"{flag}: {problem}")
     return chosen
 
 
@@ -427,7 +421,7 @@ def ui(
 
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        _fail(f"{uri}: no MLflow store here (run a search first, or pass --tracking-uri)")
+        fail(f"{uri}: no MLflow store here (run a search first, or pass --tracking-uri)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     if artifacts := default_artifact_location(uri):
         cmd += ["--default-artifact-root", artifacts]
@@ -486,12 +480,12 @@ def report(
     from .stores import StoreError
 
     if out_file.is_dir() or not out_file.parent.is_dir():
-        _fail(
+        fail(
             f"--out {out_file}: "
             + ("is a folder; give a file name" if out_file.is_dir() else f"folder {out_file.parent} does not exist")
         )
     if export_dir is not None and not (export_dir / "export_report.json").is_file():
-        _fail(f"--export-dir {export_dir}: no export_report.json there (run `automl export --out {export_dir}` first)")
+        fail(f"--export-dir {export_dir}: no export_report.json there (run `automl export --out {export_dir}` first)")
     from .report import build_report
 
     try:
@@ -499,7 +493,7 @@ def report(
             study, storage, tracking_uri, export_dir=export_dir, top=top or None, model_summary=model_summary
         )
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyError:
         _no_study(study, storage)
     rep.write_html(out_file)
@@ -521,14 +515,14 @@ def dashboard(
     try:
         from optuna_dashboard import run_server
     except ImportError:
-        _fail("optuna-dashboard is not installed: pip install 'automl\\[dashboard]' (or optuna-dashboard)")
+        fail("optuna-dashboard is not installed: pip install 'automl\\[dashboard]' (or optuna-dashboard)")
     url = storage or default_storage_url()
     if "://" not in url and not Path(url).is_file():
-        _fail(f"{url}: no Optuna journal file here (run a search first, or pass --storage)")
+        fail(f"{url}: no Optuna journal file here (run a search first, or pass --storage)")
     try:
         opened = open_storage(url)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     err.print(f"optuna-dashboard on http://{host}:{port} for {url}  (Ctrl-C to stop)")
     run_server(opened, host=host, port=port)
 
@@ -539,7 +533,7 @@ def _no_study(study: str, storage: str | None):
     from .stores import open_storage
 
     names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
-    _fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+    fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
 
 
 def _read_enqueue(path: Path | None) -> list[dict] | None:

@@ -30,6 +30,7 @@ class Compressed:
     qat: bool = False
     val: dict[str, float] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+    twin: Any = None  # with QAT: the training twin, whose int8 conversion uses the ranges it learned
 
     @property
     def done(self) -> bool:
@@ -89,7 +90,7 @@ def compress(
             verbose=settings.verbose,
         )
         out.history += _logs(history, "qat")
-        out.qat = True
+        out.qat, out.twin = True, twin
     strip(model)  # the pruning masks (QAT's twin shares the model's layers and is dropped here)
     out.sparsity = sparsity(model)
     last = out.history[-1]

@@ -9,6 +9,15 @@ from rich.console import Console
 
 err = Console(stderr=True, highlight=False, emoji=False)
 out = Console(highlight=False, emoji=False)
+USAGE_ERROR = 2  # the exit code of bad input
+
+
+def fail(message: str, code: int = USAGE_ERROR):
+    """One `error:` line on stderr, then exit (bad input: 2, before anything is written)."""
+    from rich.markup import escape  # a message may hold brackets: automl[ray], a shape [None, 8]
+
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    raise SystemExit(code)
 
 
 def print_export(report):

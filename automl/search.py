@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
+from rich.markup import escape
 
 from . import records
 from .builder import validate_space
+from .checks import check_and_record
 from .cluster import RayCluster, describe, parse_resources
 from .data import Dataset, make_dataset
 from .ensemble import KEEP_TOP
@@ -93,6 +95,7 @@ class Search:
         ray: str | None = None,
         workers: int = 1,
         resources_per_trial: dict[str, float] | None = None,
+        check_data: bool = True,
     ):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
@@ -116,6 +119,7 @@ class Search:
         self.start = start  # a new study first tries the space's `start` configurations
         # at the end, the top trials' weighted mean when it lowers the validation loss (automl.ensemble)
         self.ensemble, self.ensemble_size = ensemble, ensemble_size
+        self.check_data = check_data  # checks.py at the start: duplicates, leakage, imbalance, label noise
         if ensemble_size < 1:
             raise SearchError(f"ensemble_size must be at least 1, not {ensemble_size}")
         # where trials train: None (default) a worker process replaced after `recycle_mb` of growth,
@@ -283,6 +287,9 @@ class Search:
         }
         run_id = tracker.start_search(study, settings_params, {records.TAG_STUDY: study_name}, join=not created)
         result = SearchResult(study, tracker.tracking_uri, run_id, objective, data)
+        if not self._driven and self.check_data:  # warnings shown; the whole report on the parent run
+            for line in check_and_record(data, tracker.tracking_uri, run_id).summary(warnings_only=True):
+                self._say(escape(line))
 
         deadline = time.time() + self.timeout if self.timeout else None
         settings = TrialSettings(

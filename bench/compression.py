@@ -167,14 +167,13 @@ def pareto(task: str, seed: int, trials: int, epochs: int) -> dict:
                 space,
                 study_name=f"pareto-{label}",
                 max_trials=trials,
-                epochs=epochs,
                 seed=seed,
-                objective=["val_accuracy", "tflite_gzip_bytes:min"],
+                objectives=["val_accuracy", "tflite_gzip_bytes:min"],
                 storage=f"{tmp}/optuna.journal",
                 tracking_uri=f"sqlite:///{tmp}/mlflow.db",
                 verbose=False,
                 ensemble=False,
-            ).fit(data)
+            ).fit(data=data, epochs=epochs)
             done = result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             out[label] = [{"accuracy": t.values[0], "gzip_bytes": t.values[1], "params": t.params} for t in done]
     return out

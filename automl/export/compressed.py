@@ -46,16 +46,17 @@ def add_compressed_variants(
             compress(copy, data, {**c, "qat": False}, training, settings)
             _rows(copy, ["pruned_float32", "pruned_int8"], report, ev, x_representative, int8_io, threads, say, tmp)
         if c["qat"]:
-            compress(copy, data, {**c, "sparsity": 0.0}, training, settings)  # the pruned zeros stay zero
-            _rows(copy, ["qat_int8"], report, ev, x_representative, int8_io, threads, say, tmp)
+            done = compress(copy, data, {**c, "sparsity": 0.0}, training, settings)  # the pruned zeros stay zero
+            # the file comes from the QAT twin: its activations keep the ranges they were trained with
+            _rows(done.twin, ["qat_int8"], report, ev, x_representative, int8_io, threads, say, tmp, sparsity(copy))
 
 
-def _rows(model, names, report, ev, x_representative, int8_io, threads, say, tmp_dir: str) -> None:
+def _rows(model, names, report, ev, x_representative, int8_io, threads, say, tmp_dir: str, zeros=None) -> None:
     tmp, out = Path(tempfile.mkdtemp(dir=tmp_dir)), Path(report.out_dir)
     saved = tmp / "saved_model"
     export_saved_model(model, saved)
     plan = tflite_plan(model, saved, tmp, out)
-    measured = sparsity(model)
+    measured = sparsity(model) if zeros is None else zeros
     for name in names:
         variant = COMPRESSED_VARIANTS[name]
         path = out / compressed_file(name)
