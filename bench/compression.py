@@ -119,6 +119,52 @@ def sweep(task: str, seed: int, epochs: int, fine_tune_epochs: int, only_qat: bo
     return {"task": task, "seed": seed, "rows": rows, "seconds": time.perf_counter() - started}
 
 
+def qat_demo(seed: int, scale: float, fine_tune_epochs: int) -> dict:
+    """A model where post-training int8 loses: a digits MLP whose 4 hidden units of the second layer
+    are scaled up by `scale` and their outgoing weights down by it after training. ReLU is positively
+    homogeneous, so the float model computes exactly the same function, but those units' range
+    dominates the layer's one int8 scale and the other units keep few levels (the channel-range
+    imbalance of Nagel et al. 2019, "Data-free quantization"). Rows: float32, post-training int8,
+    QAT int8, and the control: the same epochs of plain fine-tuning, then post-training int8."""
+    import keras
+
+    from automl.export import export_model
+
+    splits = suite_tasks.load("digits")
+    data = dataset("digits", splits)
+    x_test, y_test = splits["test"][0].reshape(len(splits["test"][0]), -1) / 16.0, splits["test"][1]
+    data.x_train = data.x_train.reshape(len(data.x_train), -1) / 16.0
+    data.x_val = data.x_val.reshape(len(data.x_val), -1) / 16.0
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((64,))
+    h = keras.layers.Dense(32, activation="relu")(inputs)
+    h = keras.layers.Dense(32, activation="relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.x_train, data.y_train, epochs=40, batch_size=32, verbose=0)
+    first, second = model.layers[2], model.layers[3]
+    (k1, b1), (k2, b2) = first.get_weights(), second.get_weights()
+    k1[:, :4], b1[:4], k2[:4] = k1[:, :4] * scale, b1[:4] * scale, k2[:4] / scale
+    first.set_weights([k1, b1])
+    second.set_weights([k2, b2])
+    training = {"learning_rate": 3e-4, "batch_size": 32}  # QAT's rate: a tenth of training's
+    rows: dict[str, dict] = {}
+    for label in ("base", "qat", "finetuned"):
+        chosen = model if label != "finetuned" else finetuned(model, data, training, fine_tune_epochs)
+        with tempfile.TemporaryDirectory() as out:
+            report = export_model(
+                chosen, out, data=data, x_eval=x_test, y_eval=y_test, formats="float32,int8", latency_runs=5,
+                compression={"qat": True, "epochs": fine_tune_epochs} if label == "qat" else None,
+                training={**training, "learning_rate": 3e-3},
+            )  # fmt: skip
+        for name, row in report.variants.items():
+            if label == "qat" and name != "qat_int8":
+                continue
+            key = f"finetuned_{name}" if label == "finetuned" else name
+            rows[key] = {k: row.get(k) for k in ("accuracy", "size_bytes", "gzip_bytes", "sparsity", "status")}
+    return {"task": f"digits-mlp-x{scale:g}", "seed": seed, "rows": rows}
+
+
 def finetuned(model, data, training: dict, epochs: int):
     """The control: a copy trained on as the pruning is (same epochs, rate and cosine decay), no zeros;
     the pruned rows' accuracy change against it is what pruning costs, not the extra epochs' gain."""
@@ -269,6 +315,7 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--resume", action="store_true", help="Reuse results cached for this commit.")
     p.add_argument("--space", help="Part 1 on this shipped space's first start configuration.")
+    p.add_argument("--qat-demo", type=float, metavar="SCALE", help="The model where post-training int8 loses.")
     args = p.parse_args(argv)
     global SPACE
     SPACE = args.space
@@ -280,6 +327,14 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     header.print_header()
     print(f"command: {' '.join(sys.argv)}")
+    if args.qat_demo:
+        results = []
+        for seed in seeds:
+            run = lambda s=seed: qat_demo(s, args.qat_demo, args.fine_tune_epochs)  # noqa: E731
+            results.append(cached("qatdemo", f"x{args.qat_demo:g}", seed, run, args.resume))
+            print(f"seed {seed}: {json.dumps(results[-1]['rows'])}", flush=True)
+        print("\n".join(sweep_table(results)))
+        return 0
     if args.pareto:
         for task in tasks:
             for seed in seeds:
