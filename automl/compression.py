@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .pruning import MagnitudePruning, hold_zeros, sparsity, strip
 from .qat import quantize_aware
 from .space import compression_settings
-from .training import class_weights, fit_model, loss_and_metrics, make_optimizer
+from .training import class_weights, fit_model, loss_and_metrics, make_optimizer, objective_names
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -77,7 +77,8 @@ def compress(
         total = int(c["epochs"]) * _steps(data, tune)
         if not c["learning_rate"]:
             tune = {**tune, "learning_rate": lr / 10}
-        loss, metrics = loss_and_metrics(data.task, tune)
+        classes = data.num_classes if data.task == "classification" else None
+        loss, metrics = loss_and_metrics(data.task, tune, objective_names(settings), classes)
         twin.compile(optimizer=make_optimizer(tune, total), loss=loss, metrics=metrics)
         history = twin.fit(
             data.x_train,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ObjectiveError
+from .metrics import EXTRA_METRICS
 from .training import loss_and_metrics
 
 COSTS = ("param_count", "model_size_bytes", "tflite_size_bytes", "latency_ms", "tflite_gzip_bytes")
@@ -28,7 +29,7 @@ LATENCY_RUNS = 30
 def metric_names(task: str) -> list[str]:
     """Names Keras logs per epoch for this task: the objective must be one of them."""
     _, metrics = loss_and_metrics(task)
-    names = ["loss", *metrics]
+    names = ["loss", *metrics, *(EXTRA_METRICS if task == "classification" else ())]
     return names + [f"val_{n}" for n in names]
 
 
@@ -38,7 +39,8 @@ def default_objective(task: str) -> tuple[str, str]:
 
 def infer_direction(objective: str) -> str:
     name = objective.removeprefix("val_")
-    return "maximize" if name in ("accuracy", "auc", "precision", "recall", "f1_score") else "minimize"
+    maximized = ("accuracy", "balanced_accuracy", "auc", "precision", "recall", "f1", "f1_score")
+    return "maximize" if name in maximized else "minimize"
 
 
 @dataclass

@@ -8,6 +8,7 @@ import math
 
 import keras
 
+from .metrics import extra_metrics
 from .records import TrialSettings
 
 TIEBREAK = "val_loss"  # between epochs (and trials) with equal objective values, the lower one wins
@@ -111,12 +112,13 @@ def scale_learning_rate(optimizer, variables: list, scale: float) -> None:
     optimizer.update_step = update_step
 
 
-def loss_and_metrics(task: str, settings: dict | None = None) -> tuple:
-    """Loss and metrics for the task; `settings` (the training section) may ask for label smoothing."""
+def loss_and_metrics(task: str, settings: dict | None = None, extra=(), num_classes: int | None = None) -> tuple:
+    """Loss and metrics for the task; `settings` (the training section) may ask for label smoothing,
+    `extra` names metrics of metrics.py an objective needs (`val_f1`...)."""
     smoothing = float((settings or {}).get("label_smoothing") or 0.0)
     if task == "classification":
         loss = smoothed_sparse_crossentropy(smoothing) if smoothing else "sparse_categorical_crossentropy"
-        return loss, ["accuracy"]
+        return loss, ["accuracy", *extra_metrics(extra, num_classes)]
     if smoothing:
         raise ValueError(f"training.label_smoothing applies to classification, not {task}")
     return "mse", ["mae"]
@@ -216,12 +218,20 @@ def early_stopping(settings: TrialSettings) -> list:
     return [BestEpochStopping(settings.objective, settings.direction, settings.patience)]
 
 
+def objective_names(settings: TrialSettings) -> list[str]:
+    """Every metric the search judges by: the objective, the other objectives and the constraints."""
+    objectives = settings.objectives
+    more = [*objectives.names, *objectives.constraints] if objectives is not None else []
+    return [settings.objective, *more]
+
+
 def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list, features=None):
     """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py. With a
     `FeatureCache`, the layers after the model's fixed preprocessing train on its cached outputs
     (the same weights: `model` is trained, compiled as usual and computes what was trained)."""
     steps = settings.epochs * math.ceil(len(data.y_train) / int(training["batch_size"]))
-    loss, metrics = loss_and_metrics(data.task, training)
+    classes = data.num_classes if data.task == "classification" else None
+    loss, metrics = loss_and_metrics(data.task, training, objective_names(settings), classes)
     optimizer = make_optimizer(training, steps, model)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     trainable, x_train, x_val = (features.split(model) if features is not None else None) or (
