@@ -124,6 +124,10 @@ def search(
         "--schedule",
         help="full, or budget (with --timeout): explore at low fidelity, then continue the best to full length.",
     ),
+    diagnostics: bool = typer.Option(
+        True, "--diagnostics/--no-diagnostics", help="Gradients, activations and a diagnosis per trial."
+    ),
+    check_data: bool = typer.Option(True, "--check-data/--no-check-data", help="The data checks at the start."),
     device: str | None = typer.Option(
         None,
         "--device",
@@ -190,6 +194,8 @@ def search(
             ensemble=ensemble,
             ensemble_size=ensemble_size,
             schedule=schedule,
+            diagnostics=diagnostics,
+            check_data=check_data,
             ray=ray,
             workers=workers,
             resources_per_trial={"CPU": cpus_per_trial, "GPU": gpus_per_trial},

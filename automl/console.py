@@ -77,12 +77,14 @@ def print_leaderboard(study, k: int | None):
     table.add_column("note", overflow="fold")
     for _, row in df.iterrows():
         note = row["fail_reason"][:100] if _present(row.get("fail_reason")) else ""
+        if _present(row.get("diagnosis")) and row["diagnosis"] != "healthy":  # diagnostics.py's verdict
+            note = f"{note}; {row['diagnosis']}" if note else row["diagnosis"]
         table.add_row(*(_fmt(row[c]) for c in shown), note)
     out.print(table)
     best = df[df.state == "COMPLETE"].head(1)
     if len(best):
         row = best.iloc[0]
-        params = [c for c in df.columns if c not in [*shown, "fail_reason"] and not c.endswith(".block")]
+        params = [c for c in df.columns if c not in [*shown, "fail_reason", "diagnosis"] and not c.endswith(".block")]
         out.print(f"best configuration (trial {row['trial']}):")
         for c in params:
             if _present(row[c]):

@@ -37,6 +37,7 @@ TRIAL_EPOCHS = "trial_epochs"  # budget schedule: the most epochs this trial tra
 CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial whose saved weights this one continues
 EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
+DIAGNOSIS = "diagnosis"  # diagnostics.diagnose: healthy, diverged, overfitting from epoch k, ...
 SPARSITY = "sparsity"  # compression: the measured share of zeros in the prunable weights
 UNCOMPRESSED = "uncompressed_value"  # compression: the objective at the best epoch, before pruning/QAT
 
@@ -62,6 +63,7 @@ TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total
 TAG_FEASIBLE = "automl.feasible"
 TAG_FIDELITY = "automl.fidelity"  # budget schedule: epochs trained / the search's epochs
 TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
+TAG_DIAGNOSIS = "automl.diagnosis"
 TAG_COMPRESSION = "automl.compression"  # e.g. "pruned 0.80 + qat": what the trial's model went through
 TAG_TRIAL = "automl.trial"  # model registry versions: the exported trial
 TAG_RECOMMENDED = "automl.recommended"
@@ -119,6 +121,7 @@ class TrialSettings:
     objectives: Any = None  # automl.objectives.Objectives when there are several, or constraints
     epochs_left: int | None = None  # what remains of the search's max_epochs_total
     keep_top: int = 1  # a trial among the best `keep_top` so far keeps its model (and, if > 1, val predictions)
+    diagnostics: bool = True  # gradients, weights and activations per epoch, and a diagnosis (diagnostics.py)
 
     pruning: bool = True  # False for a trial whose epochs the pruner cannot compare (a continuation)
 

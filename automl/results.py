@@ -43,6 +43,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "seconds": seconds,
                 **attrs.get(records.PARAMS, t.params),
                 "fail_reason": attrs.get(records.FAIL_REASON),
+                "diagnosis": attrs.get(records.DIAGNOSIS),
             }
         )
     return pd.DataFrame(rows)

@@ -96,6 +96,7 @@ class Search:
         workers: int = 1,
         resources_per_trial: dict[str, float] | None = None,
         check_data: bool = True,
+        diagnostics: bool = True,
     ):
         if max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
@@ -120,6 +121,7 @@ class Search:
         # at the end, the top trials' weighted mean when it lowers the validation loss (automl.ensemble)
         self.ensemble, self.ensemble_size = ensemble, ensemble_size
         self.check_data = check_data  # checks.py at the start: duplicates, leakage, imbalance, label noise
+        self.diagnostics = diagnostics  # diagnostics.py in every trial: gradients, activations, a diagnosis
         if ensemble_size < 1:
             raise SearchError(f"ensemble_size must be at least 1, not {ensemble_size}")
         # where trials train: None (default) a worker process replaced after `recycle_mb` of growth,
@@ -301,6 +303,7 @@ class Search:
             deadline=deadline,
             objectives=objs if (objs.multi or objs.constraints or objs.costs) else None,
             keep_top=KEEP_TOP if self.ensemble and not objs.multi else 1,
+            diagnostics=self.diagnostics,
         )
         schedule = BudgetSchedule(self.timeout, epochs) if self.schedule == "budget" and self.timeout else None
         if schedule is not None and schedule.active and not objs.multi and not self.hypermodel:

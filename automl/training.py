@@ -241,6 +241,9 @@ def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: l
     )
     if trainable is not model:
         trainable.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    for callback in callbacks:  # the diagnostics probe what is fitted (a feature cache's outputs)
+        if hasattr(callback, "use_probe"):
+            callback.use_probe(x_train, data.y_train)
     return trainable.fit(
         x_train,
         data.y_train,

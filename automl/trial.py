@@ -26,6 +26,7 @@ import optuna
 from . import records, tracking
 from .builder import build_model
 from .compression import compress, wanted
+from .diagnostics import Diagnostics, diagnose
 from .errors import TrialFailed
 from .feature_cache import FeatureCache
 from .ranking import dominates, feasible, trial_key
@@ -69,18 +70,36 @@ def frozen_heap():
 class EpochMonitor(keras.callbacks.Callback):
     """Logs epoch metrics, reports to the pruner, stops on NaN or at the deadline."""
 
-    def __init__(self, trial, settings: TrialSettings, run):
+    def __init__(self, trial, settings: TrialSettings, run, diagnostics: Diagnostics | None = None):
         super().__init__()
         self.trial, self.settings, self.run = trial, settings, run
+        self.diagnostics = diagnostics  # gradients, weights, activations per epoch (diagnostics.py)
         self.history: list[dict] = []
         self.nan_epoch = self.pruned_epoch = None
         self.stopped_by_deadline = False
         self.stopped_by: str | None = None
 
+    def use_probe(self, x, y):
+        """What the model is fitted on (fit_model: a feature cache's outputs): the diagnostics' probe."""
+        if self.diagnostics is not None:
+            self.diagnostics.use_probe(x, y)
+
+    def on_train_begin(self, logs=None):
+        if self.diagnostics is not None:
+            self.diagnostics.set_model(self.model)
+            self.diagnostics.on_train_begin()
+
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.history.append(logs)
         self.run.log_epoch(epoch, logs)
+        if self.diagnostics is not None:
+            try:
+                self.diagnostics.on_epoch_end(epoch)
+            except Exception as exc:  # a look inside must never fail the trial
+                self.run.log_text(f"diagnostics stopped at epoch {epoch + 1}: {type(exc).__name__}: {exc}\n",
+                                  "diagnostics_error.txt")  # fmt: skip
+                self.diagnostics = None
         if not all(math.isfinite(v) for v in logs.values()):
             self.nan_epoch = epoch
             self.model.stop_training = True
@@ -192,8 +211,15 @@ class TrialRunner(Runner):
             training = training_settings(config.training)
             model = self._continued_model(trial, attrs) or self.build(config)
             metrics["param_count"] = model.count_params()
-            monitor = EpochMonitor(trial, self.settings, run)
+            probe = (
+                Diagnostics(self.data.x_train, self.data.y_train, run.log_epoch) if self.settings.diagnostics else None
+            )
+            monitor = EpochMonitor(trial, self.settings, run, probe)
             self.train(model, training, monitor)
+            if probe is not None:
+                diagnosis = diagnose(monitor.history, probe.records, self.data.task)
+                trial.set_user_attr(records.DIAGNOSIS, diagnosis)
+                tags[records.TAG_DIAGNOSIS] = diagnosis
             metrics["train_seconds"] = time.perf_counter() - started
             metrics["epochs_run"] = len(monitor.history)
             if monitor.nan_epoch is not None:
