@@ -13,6 +13,8 @@ Per trial = steady state, from the end of trial 1 to the end of trial K, over K-
 loop: the mean of its trials 2..K). Trial 1 is reported apart: in the default mode it includes
 starting the worker (and, once per Python process, the forkserver that imports TensorFlow).
 Goal (issue 16): default mode <= 5 % and <= 150 ms per trial over the bare loop on ~3 s trials.
+Goal (issue 20): the per-trial diagnostics (diagnostics.py) cost <= 3 % per trial: `default` against
+`default-no-diagnostics` in the same run.
 
     .venv/bin/python bench/overhead.py                          # 10 configurations x 12 epochs, ~3 min idle
     .venv/bin/python bench/overhead.py --epochs 1 --trials 3    # smoke run
@@ -44,11 +46,19 @@ from automl.trial import frozen_heap, reclaim_memory
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from header import print_header
 
-MODES = {"default": None, "in-process": False, "isolate": True}  # name -> Search(isolate=...)
+MODES = {  # name -> Search(isolate=..., diagnostics=...)
+    "default": (None, True),
+    "in-process": (False, True),
+    "isolate": (True, True),
+    "default-no-diagnostics": (None, False),
+    "in-process-no-diagnostics": (False, False),
+}
 LABELS = {
     "default": "automl default (recycled worker)",
     "in-process": "automl --in-process",
     "isolate": "automl --isolate (process/trial)",
+    "default-no-diagnostics": "default, --no-diagnostics",
+    "in-process-no-diagnostics": "--in-process --no-diagnostics",
 }
 
 
@@ -97,7 +107,8 @@ def run_search(mode: str, space, data, configs, args) -> dict:
             patience=None,
             enqueue=configs,
             verbose=False,
-            isolate=MODES[mode],
+            isolate=MODES[mode][0],
+            diagnostics=MODES[mode][1],
             recycle_mb=args.recycle_mb,
         )
         start_wall, start = time.time(), time.perf_counter()
@@ -126,7 +137,9 @@ def main():
     ap.add_argument("--space", default="image_cnn")
     ap.add_argument("--data", default="digits")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modes", nargs="+", default=["default", "in-process"], choices=list(MODES))
+    ap.add_argument(
+        "--modes", nargs="+", default=["default", "default-no-diagnostics", "in-process"], choices=list(MODES)
+    )
     ap.add_argument("--recycle-mb", type=float, default=RECYCLE_MB, help="the default mode's worker recycling")
     args = ap.parse_args()
     if args.trials < 2:
@@ -173,6 +186,14 @@ def main():
             f"{'met' if met else 'NOT met'} ({1000 * extra:+.0f} ms, {100 * extra / bare_mean:+.1f}% "
             f"on {bare_mean:.1f} s trials)"
         )
+    for with_diag in ("default", "in-process"):
+        without = f"{with_diag}-no-diagnostics"
+        if with_diag in runs and without in runs:
+            cost = runs[with_diag]["per_trial"] / runs[without]["per_trial"] - 1
+            print(
+                f"diagnostics (issue 20, goal <= 3% per trial), {with_diag}: {100 * cost:+.1f}% per trial "
+                f"({'met' if cost <= 0.03 else 'NOT met'})"
+            )
     print(f"\ntrial 1: bare loop {bare[0]:.3f} s; " + "; ".join(f"{m} {r['first']:.3f} s" for m, r in runs.items()))
     print("  (default: includes starting the worker, and the forkserver with TensorFlow once per process)")
     for mode, r in runs.items():
