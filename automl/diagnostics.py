@@ -23,7 +23,7 @@ import numpy as np
 PROBE_SIZE = 32
 EXPLODING_NORM = 1e3
 VANISHING_RATIO = 1e-4  # first block's gradient norm over the last block's
-DEAD_SHARE = 0.5
+DEAD_SHARE = 0.8  # a block with more units never active on the probe batch: "dead units" (ReLU nets idle ~half)
 DIVERGED_LOSS = 1e3  # cross-entropy starts near ln(classes), standardised regression near 1: far beyond is a blow-up
 OVERFIT_RISE = 0.05  # validation loss this much above its minimum (2+ epochs later) while training loss falls
 

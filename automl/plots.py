@@ -31,6 +31,7 @@ TITLES = {
     "param_importances": "Parameter importances (fANOVA)",
     "parallel_coordinate": "Parallel coordinates",
     "learning_curves": "Learning curves of the top trials",
+    "training_diagnostics": "Inside training: gradient norms, activations, dead units",
     "pareto_front": "Pareto front",
     "export_comparison": "Export comparison",
 }
@@ -209,6 +210,44 @@ def learning_curves(study: optuna.Study, tracking_uri: str | None, top_k: int = 
     return fig
 
 
+def training_diagnostics(study: optuna.Study, tracking_uri: str | None, top_k: int = 5):
+    """What diagnostics.py logged: the gradient norm per epoch of the top trials, and the best trial's
+    activation spread and dead-unit share per block (its diagnosis in the title)."""
+    if not tracking_uri:
+        raise NotApplicable("no MLflow tracking URI")
+    top = [t for t in leaderboard_trials(study) if t.user_attrs.get(records.MLFLOW_RUN_ID)][:top_k]
+    if not top or records.DIAGNOSIS not in top[0].user_attrs:
+        raise NotApplicable("no complete trial with diagnostics (a search with diagnostics=False)")
+    best_run = top[0].user_attrs[records.MLFLOW_RUN_ID]
+    names = tracking.run_facts(tracking_uri, best_run)["metrics"]
+    panels = {
+        "grad_global_norm": {t.number: t.user_attrs[records.MLFLOW_RUN_ID] for t in top},
+        "act_std": {n.split("/", 1)[1]: n for n in names if n.startswith("act_std/")},
+        "dead_units": {n.split("/", 1)[1]: n for n in names if n.startswith("dead_units/")},
+    }
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for number, run_id in panels["grad_global_norm"].items():
+        history = tracking.metric_history(tracking_uri, run_id, "grad_global_norm")
+        epochs, values = [e + 1 for e, _ in history], [v for _, v in history]
+        axes[0].plot(epochs, values, marker="o", markersize=3, label=f"trial {number}")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize="small")
+    for ax, key in zip(axes[1:], ("act_std", "dead_units")):
+        for block, metric in panels[key].items():
+            history = tracking.metric_history(tracking_uri, best_run, metric)
+            if history:
+                ax.plot([e + 1 for e, _ in history], [v for _, v in history], marker="o", markersize=3, label=block)
+        ax.legend(fontsize="x-small")
+    for ax, title in zip(axes, ("gradient global norm", "activation std per block", "dead units per block")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Inside training: trial {top[0].number} ({top[0].user_attrs[records.DIAGNOSIS]})")
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- export comparison
 
 
@@ -279,6 +318,7 @@ def search_plots(
         "param_importances": lambda: param_importances(study),
         "parallel_coordinate": lambda: parallel_coordinate(study),
         "learning_curves": lambda: learning_curves(study, tracking_uri, top_k),
+        "training_diagnostics": lambda: training_diagnostics(study, tracking_uri, top_k),
         "pareto_front": lambda: pareto_front(study),
         "export_comparison": lambda: export_comparison(export_report),
     }

@@ -268,6 +268,7 @@ def run_facts(tracking_uri: str, run_id: str) -> dict[str, Any]:
         "experiment": client.get_experiment(run.info.experiment_id).name,
         "status": run.info.status,
         "params": dict(run.data.params),
+        "metrics": sorted(run.data.metrics),  # names (the latest values are not what plots want)
     }
 
 

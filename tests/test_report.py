@@ -16,7 +16,13 @@ from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-SEARCH_PLOTS = {"optimization_history", "param_importances", "parallel_coordinate", "learning_curves"}
+SEARCH_PLOTS = {
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "learning_curves",
+    "training_diagnostics",
+}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -149,7 +155,7 @@ def test_report_command_writes_leaderboard_plots_architecture_and_export(finishe
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     said = " ".join(done.stderr.split())  # rich wraps at the terminal width
-    assert f"({len(result.study.trials)} trials, 5 plots, export table) written to {out}" in said
+    assert f"({len(result.study.trials)} trials, 6 plots, export table) written to {out}" in said
     text = out.read_text()
     assert "<script" not in text and 'src="http' not in text and "<link" not in text  # self-contained
     page = _Page(text)
