@@ -281,10 +281,12 @@ def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
     model = build_model({"text": {"block": "text_ngrams", "split": "characters", "ngrams": 2, "max_tokens": 40}}, data)
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
     model.fit(data.x_train, data.y_train, epochs=5, verbose=0)
-    report = export_model(model, tmp_path, data=data, formats="keras,float32,int8", **FAST)
+    qat = {"qat": True, "epochs": 1}  # its twin shares the vectorizer: the files still start after it
+    report = export_model(model, tmp_path, data=data, formats="keras,float32,int8", compression=qat, **FAST)
     assert report.ok("float32"), report["float32"]["reason"]
     # full-integer int8 calibrates on the n-gram vectors as the file takes them (floats, not the counts' ints)
     assert report.ok("int8") and report["int8"]["agreement"] >= 0.9, report["int8"]["reason"]
+    assert report.ok("qat_int8") and report["qat_int8"]["agreement"] >= 0.9, report["qat_int8"]["reason"]
     assert report["float32"]["max_abs_diff"] <= FLOAT32_TOLERANCE and report["float32"]["input_dtype"] == "float32"
     notes = " ".join(report.extra["tflite_notes"])
     assert "a multi_hot vector (None, 40) over the n-grams of vocabulary.txt" in notes and "StringLower" in notes

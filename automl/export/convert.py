@@ -124,11 +124,11 @@ def tflite_plan(model, saved: Path, tmp: Path, out: Path) -> TFLitePlan:
     plan, target = TFLitePlan(saved), model
     split = _text_vectorizer_split(model)
     if split:
-        vectorizer, tokens_model = split
+        vectorizer, tokens_model, tokens = split
         try:  # the vectorizer alone: its converter error is the precise reason
             import keras
 
-            export_saved_model(keras.Model(model.inputs[0], vectorizer.output), tmp / "vectorizer")
+            export_saved_model(keras.Model(model.inputs[0], tokens), tmp / "vectorizer")
             convert_tflite(tmp / "vectorizer", "float32")
         except Exception as exc:
             target = tokens_model
@@ -153,18 +153,25 @@ def tflite_plan(model, saved: Path, tmp: Path, out: Path) -> TFLitePlan:
 
 
 def _text_vectorizer_split(model):
-    """(vectorizer, model from its token ids to the output) when a TextVectorization reads the input."""
+    """(vectorizer, model from its token ids to the output, the token ids) when a TextVectorization
+    reads the input. The vectorizer may serve several models (a QAT twin shares it): the call that
+    reads this model's input is the one that counts."""
     import keras
 
     if len(model.inputs) != 1:
         return None
     for layer in model.layers:
         if isinstance(layer, keras.layers.TextVectorization):
-            try:
-                if layer.input is model.inputs[0] or layer.input.name == model.inputs[0].name:
-                    return layer, keras.Model(layer.output, model.outputs[0])
-            except (AttributeError, ValueError):
-                return None
+            own = model.inputs[0]
+            nodes = getattr(layer, "_inbound_nodes", [])
+            nodes = sorted(nodes, key=lambda n: not any(t is own for t in n.input_tensors))
+            for node in nodes:  # this model's own call first
+                inputs, outputs = list(node.input_tensors), list(node.output_tensors)
+                if inputs and outputs and (inputs[0] is model.inputs[0] or inputs[0].name == model.inputs[0].name):
+                    try:
+                        return layer, keras.Model(outputs[0], model.outputs[0]), outputs[0]
+                    except (AttributeError, ValueError):
+                        continue  # another model's call of the shared vectorizer
     return None
 
 
