@@ -69,7 +69,8 @@ class Diagnostics(keras.callbacks.Callback):
 
         out: dict[str, float] = {}
         variables = [v for b in self.blocks for v in b.trainable_weights]
-        x = [self.x] if isinstance(self.model.input, list) and not isinstance(self.x, dict) else self.x
+        listed = isinstance(getattr(self.model, "_inputs_struct", None), list)  # built with inputs=[...]
+        x = [self.x] if listed and not isinstance(self.x, dict) else self.x
         with tf.GradientTape() as tape:
             pred = self.model(x, training=False)
             loss = tf.reduce_mean(self.loss_fn(self.y, pred))
