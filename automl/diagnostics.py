@@ -69,10 +69,8 @@ class Diagnostics(keras.callbacks.Callback):
 
         out: dict[str, float] = {}
         variables = [v for b in self.blocks for v in b.trainable_weights]
-        listed = isinstance(getattr(self.model, "_inputs_struct", None), list)  # built with inputs=[...]
-        x = [self.x] if listed and not isinstance(self.x, dict) else self.x
         with tf.GradientTape() as tape:
-            pred = self.model(x, training=False)
+            pred = self.model(_as_called(self.model, self.x), training=False)
             loss = tf.reduce_mean(self.loss_fn(self.y, pred))
         grads = tape.gradient(loss, variables)
         norms = [float(tf.norm(g)) if g is not None else 0.0 for g in grads]
@@ -91,7 +89,7 @@ class Diagnostics(keras.callbacks.Callback):
             out[f"update_ratio/{b.name}"] = moved / size if size else 0.0
             self.previous[b.name] = weights
         if self.probe is not None:
-            acts = self.probe(x, training=False)
+            acts = self.probe(_as_called(self.probe, self.x), training=False)
             for b, a in zip(self.blocks, acts if isinstance(acts, (list, tuple)) else [acts]):
                 a = np.asarray(a, dtype="float32").reshape(len(a), -1)
                 out[f"act_mean/{b.name}"] = float(a.mean())
@@ -103,6 +101,13 @@ class Diagnostics(keras.callbacks.Callback):
         lr = self.model.optimizer.learning_rate
         out["lr"] = float(np.asarray(lr(self.model.optimizer.iterations) if callable(lr) else lr))
         return out
+
+
+def _as_called(model, x):
+    """`x` in the structure the model was built with: a list for `keras.Model([input], ...)` (Keras
+    warns at every call otherwise)."""
+    listed = isinstance(getattr(model, "_inputs_struct", None), list)
+    return [x] if listed and not isinstance(x, dict) else x
 
 
 def _tensor(x):
