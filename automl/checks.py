@@ -118,7 +118,11 @@ def check_and_record(ds: Dataset, tracking_uri: str, run_id: str) -> DataReport:
 
     from .tracking import log_to_run
 
-    report = check_dataset(ds)
+    try:
+        report = check_dataset(ds)
+    except Exception as exc:  # a check must never cost the search: say so and go on
+        report = DataReport(ds.name, ds.kind, ds.task, ds.num_train, ds.num_val)
+        report.findings.append(Finding("error", "info", f"the checks stopped: {type(exc).__name__}: {exc}"))
     with tempfile.TemporaryDirectory(prefix="automl-data-") as tmp:
         report.write(tmp)
         log_to_run(tracking_uri, run_id, {"data_check_warnings": len(report.warnings)}, {}, (tmp, ""))
@@ -432,7 +436,7 @@ class _Neighbours:
         if train.shape[1] > 32:  # distances in 32 dimensions cost a fraction and keep what separates samples
             from sklearn.decomposition import PCA
 
-            pca = PCA(32, random_state=0).fit(train[self.idx])
+            pca = PCA(min(32, len(self.idx)), random_state=0).fit(train[self.idx])
             train, val = pca.transform(train), pca.transform(val) if len(val) else val
         k = min(NOISE_NEIGHBOURS + 1, n)
         index = NearestNeighbors(n_neighbors=k).fit(train)
