@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .pruning import MagnitudePruning, hold_zeros, sparsity, strip
+from .pruning import MagnitudePruning, hold_zeros, shrink, sparsity, strip
 from .qat import quantize_aware
 from .space import compression_settings
 from .training import class_weights, fit_model, loss_and_metrics, make_optimizer, objective_names
@@ -31,6 +31,7 @@ class Compressed:
     val: dict[str, float] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     twin: Any = None  # with QAT: the training twin, whose int8 conversion uses the ranges it learned
+    model: Any = None  # the compressed model: the one given, or (structured) a smaller one computing the same
 
     @property
     def done(self) -> bool:
@@ -51,7 +52,8 @@ def compress(
     model, data: Dataset, compression: dict | None, training: dict, settings: TrialSettings, callbacks=()
 ) -> Compressed:
     """Fine-tune `model` in place: prune to `sparsity` (masks stripped at the end: a plain Keras model
-    whose zeros stay), then QAT. Returns `Compressed` (nothing done when the section asks for neither)."""
+    whose zeros stay; structured: the zeroed Dense units removed, `Compressed.model` is then a new,
+    smaller model), then QAT. Returns `Compressed` (nothing done when the section asks for neither)."""
     c = compression_settings(compression)
     out = Compressed()
     if not wanted(c):
@@ -70,6 +72,9 @@ def compress(
         )
         history = fit_model(model, data, tune, step, [pruning, *callbacks])
         out.history += _logs(history, "prune")
+        out.sparsity = sparsity(model)
+        if c["structured"]:  # the zeroed units leave the Dense layers: a smaller file and faster calls
+            model = shrink(strip(model))
     if c["qat"]:
         if sparsity(model) > 0:
             hold_zeros(model)  # pruned zeros (of this call or an earlier one) stay zero
@@ -92,8 +97,7 @@ def compress(
         )
         out.history += _logs(history, "qat")
         out.qat, out.twin = True, twin
-    strip(model)  # the pruning masks (QAT's twin shares the model's layers and is dropped here)
-    out.sparsity = sparsity(model)
+    out.model = strip(model)  # the pruning masks (QAT's twin shares the model's layers and stays usable)
     last = out.history[-1]
     out.val = {k: v for k, v in last.items() if k.startswith("val_")}
     return out

@@ -177,3 +177,73 @@ def sparsity(model: keras.Model) -> float:
     arrays = [keras.ops.convert_to_numpy(v) for v in prunable_variables(model)]
     total = sum(a.size for a in arrays)
     return float(sum((a == 0).sum() for a in arrays) / total) if total else 0.0
+
+
+# ---------------------------------------------------------------- structured pruning made real
+
+CHAIN = ("Activation", "Dropout")  # per-unit or identity at inference: a removed unit stays removable
+
+
+def shrink(model: keras.Model) -> keras.Model:
+    """Remove the hidden units that structured pruning zeroed from Dense layers, so the file and its
+    LiteRT latency shrink too (zeros alone only shrink the gzip'd file).
+
+    A unit whose kernel column is all zero outputs a constant (its activated bias); the Dense layer
+    that consumes it (through Activation/Dropout layers only) gets that constant folded into its bias,
+    so the smaller model computes the same function. Other layers are shared, not copied. Models
+    without such a Dense pair are returned as they are."""
+    while True:
+        pair = _removable_pair(model)
+        if pair is None:
+            return model
+        model = _without_units(model, *pair)
+
+
+def _removable_pair(model):
+    outputs = {id(t._keras_history.operation) for t in keras.tree.flatten(model.outputs)}
+    for layer in model.layers:
+        if type(layer).__name__ != "Dense" or id(layer) in outputs or not layer.use_bias:
+            continue
+        chain, node = [], layer
+        while True:
+            mine = {id(op): op for op in model.layers}  # a shared layer also feeds models made before this one
+            consumers = list({id(n.operation): n.operation for n in getattr(node, "_outbound_nodes", [])
+                              if id(n.operation) in mine}.values())  # fmt: skip
+            if len(consumers) != 1:
+                break
+            node = consumers[0]
+            if type(node).__name__ in CHAIN:
+                chain.append(node)
+                continue
+            break
+        if type(node).__name__ != "Dense" or node is layer or not node.use_bias:
+            continue
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        keep = np.any(kernel != 0, axis=0)
+        if 0 < keep.sum() < keep.size:
+            return layer, chain, node, keep
+    return None
+
+
+def _without_units(model, layer, chain, consumer, keep):
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
+    constant = keras.ops.convert_to_numpy(
+        _through(chain, keras.ops.convert_to_tensor(layer.activation(bias[~keep][None, :])))
+    )[0]
+    c_kernel, c_bias = (keras.ops.convert_to_numpy(w) for w in (consumer.kernel, consumer.bias))
+    smaller = keras.layers.Dense.from_config({**layer.get_config(), "units": int(keep.sum())})
+    after = keras.layers.Dense.from_config(consumer.get_config())
+
+    def clone(op):
+        return smaller if op is layer else after if op is consumer else op  # the rest: shared, not copied
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    smaller.set_weights([kernel[:, keep], bias[keep]])
+    after.set_weights([c_kernel[keep], c_bias + constant @ c_kernel[~keep]])
+    return new
+
+
+def _through(chain, x):
+    for op in chain:
+        x = op(x, training=False) if type(op).__name__ == "Dropout" else op(x)
+    return x

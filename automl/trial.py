@@ -230,7 +230,7 @@ class TrialRunner(Runner):
             trial.set_user_attr(records.BEST_EPOCHS, int(attrs.get(records.EPOCH_OFFSET, 0)) + best_index + 1)
             result = metrics[f"best_{objective}"] = at_best[objective]
             if wanted(config.compression):
-                at_best = self._compress(trial, run, model, config, training, at_best, metrics, tags)
+                at_best, model = self._compress(trial, run, model, config, training, at_best, metrics, tags)
                 result = at_best[objective]
             if objective != TIEBREAK and TIEBREAK in at_best:  # orders trials with equal values
                 trial.set_user_attr(records.TIEBREAK, float(at_best[TIEBREAK]))
@@ -271,7 +271,7 @@ class TrialRunner(Runner):
                 run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
             del model  # memory is reclaimed by reclaim_memory() at the next trial
 
-    def _compress(self, trial, run, model, config, training: dict, at_best: dict, metrics: dict, tags: dict) -> dict:
+    def _compress(self, trial, run, model, config, training: dict, at_best: dict, metrics: dict, tags: dict):
         """Prune and/or QAT the trained model (its `compression:` section); the trial's values are the
         compressed model's: what would ship."""
         done = compress(model, self.data, config.compression, training, self.settings)
@@ -285,7 +285,8 @@ class TrialRunner(Runner):
         trial.set_user_attr(records.SPARSITY, done.sparsity)
         metrics.update({"sparsity": done.sparsity, f"compressed_{objective}": value})
         tags[records.TAG_COMPRESSION] = done.describe()
-        return {**at_best, **done.val}
+        metrics["compressed_param_count"] = done.model.count_params()
+        return {**at_best, **done.val}, done.model
 
     def _objective_values(self, trial, model, at_best: dict, metrics: dict, tags: dict):
         """Every objective and constrained quantity, metrics at the best epoch, costs measured."""

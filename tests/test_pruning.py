@@ -95,3 +95,38 @@ def test_zeros_reach_the_tflite_file_and_shrink_it_gzipped(tmp_path, digits_smal
         export_saved_model(model, tmp_path / f"saved-{target}")
         sizes[target] = len(gzip.compress(convert_tflite(tmp_path / f"saved-{target}", "float32")))
     assert sizes[0.9] < 0.6 * sizes[0.0], sizes
+
+
+def test_structured_pruning_then_shrink_removes_the_units_and_computes_the_same(tmp_path, digits_small):
+    """Zeroed units leave the Dense layers (their constant output folded into the next bias): fewer
+    weights, a smaller TFLite file, the same predictions, and a plain model that loads with safe_mode."""
+    import keras
+
+    from automl.export.convert import convert_tflite, export_saved_model
+    from automl.pruning import MagnitudePruning, shrink, strip
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8))
+    h = keras.layers.Flatten()(inputs)
+    h = keras.layers.Dense(128)(h)
+    h = keras.layers.Activation("relu")(h)
+    h = keras.layers.Dropout(0.2)(h)
+    h = keras.layers.Dense(64)(h)
+    h = keras.layers.Activation("relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="output")(h))
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = digits_small.x_train / 16.0, digits_small.y_train
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0, callbacks=[MagnitudePruning(0.5, structured=True)])
+    small = shrink(strip(model))
+    units = [layer.units for layer in small.layers if type(layer).__name__ == "Dense"]
+    assert units == [64, 32, 10]  # half of each hidden layer's units gone
+    assert small.count_params() < 0.45 * model.count_params()
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    small.save(tmp_path / "small.keras")
+    loaded = keras.saving.load_model(tmp_path / "small.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    sizes = []
+    for name, m in (("big", model), ("small", small)):
+        export_saved_model(m, tmp_path / name)
+        sizes.append(len(convert_tflite(tmp_path / name, "float32")))
+    assert sizes[1] < 0.5 * sizes[0]

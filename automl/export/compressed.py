@@ -42,13 +42,17 @@ def add_compressed_variants(
         copy = keras.saving.load_model(copy_path, safe_mode=True)  # the chosen model stays as it was
         training = {"batch_size": 32, **training}
         report.extra["compression"] = {k: c[k] for k in ("sparsity", "structured", "schedule", "qat", "epochs")}
+        zeros = None
         if c["sparsity"]:
-            compress(copy, data, {**c, "qat": False}, training, settings)
-            _rows(copy, ["pruned_float32", "pruned_int8"], report, ev, x_representative, int8_io, threads, say, tmp)
+            pruned = compress(copy, data, {**c, "qat": False}, training, settings)
+            copy, zeros = pruned.model, pruned.sparsity  # structured: a smaller model, its zeros removed
+            names = ["pruned_float32", "pruned_int8"]
+            _rows(copy, names, report, ev, x_representative, int8_io, threads, say, tmp, zeros)
         if c["qat"]:
             done = compress(copy, data, {**c, "sparsity": 0.0}, training, settings)  # the pruned zeros stay zero
             # the file comes from the QAT twin: its activations keep the ranges they were trained with
-            _rows(done.twin, ["qat_int8"], report, ev, x_representative, int8_io, threads, say, tmp, sparsity(copy))
+            zeros = sparsity(copy) if zeros is None else zeros
+            _rows(done.twin, ["qat_int8"], report, ev, x_representative, int8_io, threads, say, tmp, zeros)
 
 
 def _rows(model, names, report, ev, x_representative, int8_io, threads, say, tmp_dir: str, zeros=None) -> None:
@@ -69,5 +73,6 @@ def _rows(model, names, report, ev, x_representative, int8_io, threads, say, tmp
             path.write_bytes(content)
             row = ev.run(name, "tflite", path, None, out, threads=threads)
         row["sparsity"] = measured
+        row["param_count"] = int(model.count_params())  # structured pruning: fewer than the chosen model's
         report.variants[name] = row
         say(row)
