@@ -23,7 +23,7 @@ from header import print_header
 def table(rows: int, columns: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = pd.DataFrame(rng.normal(size=(rows, columns - 5)), columns=[f"n{i}" for i in range(columns - 5)])
-    y = (x["n0"] + x["n1"] * 0.5 + rng.normal(0, 1, rows) > 0).astype(int).to_numpy()
+    y = np.array((x["n0"] + x["n1"] * 0.5 + rng.normal(0, 1, rows) > 0).astype(int))
     x["city"] = rng.choice(["a", "b", "c", "d"], rows)
     x["plan"] = rng.choice(["x", "y"], rows)
     x["sparse"] = np.where(rng.random(rows) < 0.3, np.nan, rng.random(rows))
