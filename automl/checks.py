@@ -32,6 +32,8 @@ NOISE_SAMPLE = 4000  # training samples the label-noise check looks at (nearest 
 NOISE_NEIGHBOURS = 5
 NEAR_SHARE = 0.05  # near copies: closer than this share of the median nearest-neighbour distance
 OUTLIER_Z = 10.0  # robust z-score (median / MAD) beyond which a numeric value is extreme
+OUTLIER_SHARE = 0.01  # extreme values are rare: more than this share of a column is a mode of its own
+ID_SHARE = 0.99  # integer values distinct in this share of the rows: an identifier
 
 
 @dataclass
@@ -321,12 +323,13 @@ def _columns(columns: dict[str, np.ndarray], ds: Dataset) -> list[Finding]:
             found.append(Finding("constant_column", "warning", f"column {name!r} has one value: it carries nothing",
                                  columns=[name]))  # fmt: skip
             continue
-        if distinct == len(present) == n and (num is None or np.all(num == np.round(num))):
+        whole = num is None or bool(np.all(present == np.round(present)))
+        if distinct >= ID_SHARE * n and len(present) == n and whole:  # duplicated rows repeat their id
             found.append(
                 Finding(
                     "id_column",
                     "warning",
-                    f"column {name!r} is different in every row (an identifier?): a model can memorise it, "
+                    f"column {name!r} is different in (almost) every row (an identifier?): a model can memorise it, "
                     "and new rows will carry unseen values; drop it unless it means something",
                     columns=[name],
                 )
@@ -388,7 +391,7 @@ def _outliers(name: str, num: np.ndarray, missing: np.ndarray) -> list[Finding]:
         return []
     z = np.abs(num - median) / mad
     far = np.flatnonzero(np.nan_to_num(z) > OUTLIER_Z)
-    if not len(far):
+    if not len(far) or len(far) > OUTLIER_SHARE * len(present):  # that many are a second mode, not outliers
         return []
     return [
         Finding(
