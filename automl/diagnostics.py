@@ -9,18 +9,23 @@ the share of dead (never positive) or saturated units, and the learning rate. `d
 curves into one verdict (`automl.diagnosis`): diverged, exploding or vanishing gradients, dead
 units, overfitting from epoch k, underfitting, or healthy.
 
-Cost: one forward and backward pass of PROBE_SIZE samples per epoch (bench/overhead.py measures it;
-`diagnostics=False` switches it off).
+Cost: a forward and backward pass of PROBE_SIZE samples (~15 ms for a small CNN on this CPU) per
+measured epoch, kept within BUDGET of the training time: the first epoch is always measured, a later
+one only while the measurements so far stay within the budget, so short epochs are sampled (every
+few epochs) and long ones all measured. bench/overhead.py measures it; `diagnostics=False` switches
+it off.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import keras
 import numpy as np
 
 PROBE_SIZE = 32
+BUDGET = 0.03  # the share of training time the measurements may take
 EXPLODING_NORM = 1e3
 VANISHING_RATIO = 1e-4  # first block's gradient norm over the last block's
 DEAD_SHARE = 0.8  # a block with more units never active on the probe batch: "dead units" (ReLU nets idle ~half)
@@ -49,6 +54,7 @@ class Diagnostics(keras.callbacks.Callback):
         self.y = np.asarray(y[:PROBE_SIZE])
 
     def on_train_begin(self, logs=None):
+        self.clock, self.trained, self.spent, self.cost = time.perf_counter(), 0.0, 0.0, 0.0
         self.loss_fn = keras.losses.get(self.model.loss)
         self.blocks = blocks(self.model)
         self.previous = {b.name: [np.array(w) for w in b.get_weights()] for b in self.blocks}
@@ -59,10 +65,18 @@ class Diagnostics(keras.callbacks.Callback):
             self.probe = None
 
     def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.trained += now - self.clock
+        if self.records and self.spent + self.cost > BUDGET * self.trained:
+            self.clock = now  # within budget again after a few more epochs: short epochs are sampled
+            return
         figures = self.measure()
         self.records.append(figures)
         if self.log is not None:
             self.log(epoch, figures)
+        self.cost = time.perf_counter() - now
+        self.spent += self.cost
+        self.clock = time.perf_counter()
 
     def measure(self) -> dict[str, float]:
         import tensorflow as tf

@@ -49,7 +49,8 @@ def test_a_big_net_on_tiny_data_is_diagnosed_as_overfitting_with_its_figures_log
     client, runs = mlflow_runs(stores["tracking_uri"])
     (run,) = [r for r in runs if r.data.tags.get("automl.role") == "trial"]
     grads = client.get_metric_history(run.info.run_id, "grad_global_norm")
-    assert len(grads) == 25 and all(g.value > 0 for g in grads)
+    steps = sorted(g.step for g in grads)  # short epochs are sampled to keep within 3 % of training time
+    assert steps[0] == 0 and len(steps) >= 3 and steps[-1] <= 24 and all(g.value > 0 for g in grads)
     for prefix in ("grad_norm/", "weight_norm/", "update_ratio/", "act_mean/", "act_std/", "dead_units/"):
         assert sum(k.startswith(prefix) for k in run.data.metrics) == 3, prefix  # two hidden layers and the head
     assert run.data.metrics["lr"] == pytest.approx(1e-2)
