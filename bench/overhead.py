@@ -18,6 +18,7 @@ Goal (issue 20): the per-trial diagnostics (diagnostics.py) cost <= 3 % per tria
 
     .venv/bin/python bench/overhead.py                          # 10 configurations x 12 epochs, ~3 min idle
     .venv/bin/python bench/overhead.py --epochs 1 --trials 3    # smoke run
+    .venv/bin/python bench/overhead.py --rounds 3               # modes repeated in alternating order, averaged
 """
 
 from __future__ import annotations
@@ -130,6 +131,11 @@ def run_search(mode: str, space, data, configs, args) -> dict:
     }
 
 
+def _mean_run(runs: list[dict]) -> dict:
+    """One mode's rounds: numbers averaged, the rest from the first round."""
+    return {k: statistics.mean(r[k] for r in runs) if isinstance(v, float) else v for k, v in runs[0].items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=10, help="configurations (at least 2)")
@@ -140,6 +146,7 @@ def main():
     ap.add_argument(
         "--modes", nargs="+", default=["default", "default-no-diagnostics", "in-process"], choices=list(MODES)
     )
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the modes, order alternating, and average")
     ap.add_argument("--recycle-mb", type=float, default=RECYCLE_MB, help="the default mode's worker recycling")
     args = ap.parse_args()
     if args.trials < 2:
@@ -162,7 +169,16 @@ def main():
 
     bare_loop(space, data, configs[:1], settings)  # warm up TF kernels once, off the clock
     bare_before = bare_loop(space, data, configs, settings)
-    runs = {mode: run_search(mode, space, data, configs, args) for mode in args.modes}
+    rounds: dict[str, list[dict]] = {mode: [] for mode in args.modes}
+    for r in range(args.rounds):  # alternate the order, so drift of the machine favours no mode
+        for mode in args.modes if r % 2 == 0 else list(reversed(args.modes)):
+            rounds[mode].append(run_search(mode, space, data, configs, args))
+    runs = {mode: _mean_run(rs) for mode, rs in rounds.items()}
+    if args.rounds > 1:
+        print(
+            "per round, s/trial: "
+            + "; ".join(f"{m} {[round(r['per_trial'], 3) for r in rs]}" for m, rs in rounds.items())
+        )
     bare_after = bare_loop(space, data, configs, settings)
 
     k = args.trials
