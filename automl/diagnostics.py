@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import keras
 import numpy as np
@@ -42,15 +43,22 @@ class Diagnostics(keras.callbacks.Callback):
     """Per-epoch figures on a fixed probe batch of (x, y); `records` holds them, `log(epoch, figures)`
     (optional) receives them (the trial's MLflow run, batched with the epoch metrics)."""
 
-    def __init__(self, x, y, log=None):
+    def __init__(self, log=None, x=None, y=None):
         super().__init__()
         self.log = log
         self.records: list[dict[str, float]] = []
-        self.use_probe(x, y)
+        if x is not None:
+            self.use_probe(x, y)
 
     def use_probe(self, x, y):
         """The probe batch: the first PROBE_SIZE samples of what the model is fitted on."""
-        self.x = {k: _tensor(v[:PROBE_SIZE]) for k, v in x.items()} if isinstance(x, dict) else _tensor(x[:PROBE_SIZE])
+        self.x: Any
+        if isinstance(x, dict):  # one input per table column
+            self.x = {k: _tensor(v[:PROBE_SIZE]) for k, v in x.items()}
+        elif isinstance(x, (list, tuple)):  # several inputs (a feature cache's outputs)
+            self.x = [_tensor(v[:PROBE_SIZE]) for v in x]
+        else:
+            self.x = _tensor(x[:PROBE_SIZE])
         self.y = np.asarray(y[:PROBE_SIZE])
 
     def on_train_begin(self, logs=None):
@@ -58,10 +66,10 @@ class Diagnostics(keras.callbacks.Callback):
         self.loss_fn = keras.losses.get(self.model.loss)
         self.blocks = blocks(self.model)
         self.previous = {b.name: [np.array(w) for w in b.get_weights()] for b in self.blocks}
-        outputs = [b.output for b in self.blocks]
         try:
+            outputs = [_output_in(self.model, b) for b in self.blocks]
             self.probe = keras.Model(self.model.inputs, outputs) if outputs else None
-        except (AttributeError, ValueError):  # a subclassed model has no graph to tap
+        except (AttributeError, ValueError, TypeError):  # a subclassed model has no graph to tap
             self.probe = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -117,11 +125,25 @@ class Diagnostics(keras.callbacks.Callback):
         return out
 
 
+def _output_in(model, layer):
+    """`layer`'s output in `model`'s graph: a layer shared with another model (a feature cache's
+    sub-model shares the full model's) has one output per model, and `layer.output` refuses."""
+    try:
+        from keras.src.ops.function import make_node_key  # Keras' own key of a layer's call in a graph
+    except ImportError:
+        return layer.output
+    nodes = getattr(model, "_nodes", None)
+    for k, node in enumerate(layer._inbound_nodes):
+        if nodes is None or make_node_key(layer, k) in nodes:
+            return node.output_tensors[0]
+    return layer.output
+
+
 def _as_called(model, x):
     """`x` in the structure the model was built with: a list for `keras.Model([input], ...)` (Keras
     warns at every call otherwise)."""
     listed = isinstance(getattr(model, "_inputs_struct", None), list)
-    return [x] if listed and not isinstance(x, dict) else x
+    return [x] if listed and not isinstance(x, (dict, list)) else x
 
 
 def _tensor(x):

@@ -81,25 +81,23 @@ class EpochMonitor(keras.callbacks.Callback):
 
     def use_probe(self, x, y):
         """What the model is fitted on (fit_model: a feature cache's outputs): the diagnostics' probe."""
+        self._diagnose("probe", lambda d: d.use_probe(x, y))
+
+    def _diagnose(self, where: str, step) -> None:
         if self.diagnostics is not None:
-            self.diagnostics.use_probe(x, y)
+            try:
+                step(self.diagnostics)
+            except Exception as exc:
+                _stop_diagnostics(self, where, exc)
 
     def on_train_begin(self, logs=None):
-        if self.diagnostics is not None:
-            self.diagnostics.set_model(self.model)
-            self.diagnostics.on_train_begin()
+        self._diagnose("start", lambda d: (d.set_model(self.model), d.on_train_begin()))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.history.append(logs)
         self.run.log_epoch(epoch, logs)
-        if self.diagnostics is not None:
-            try:
-                self.diagnostics.on_epoch_end(epoch)
-            except Exception as exc:  # a look inside must never fail the trial
-                self.run.log_text(f"diagnostics stopped at epoch {epoch + 1}: {type(exc).__name__}: {exc}\n",
-                                  "diagnostics_error.txt")  # fmt: skip
-                self.diagnostics = None
+        self._diagnose(f"epoch {epoch + 1}", lambda d: d.on_epoch_end(epoch))
         if not all(math.isfinite(v) for v in logs.values()):
             self.nan_epoch = epoch
             self.model.stop_training = True
@@ -122,6 +120,12 @@ class EpochMonitor(keras.callbacks.Callback):
         elif self.settings.epochs_left is not None and len(self.history) >= self.settings.epochs_left:
             self.stopped_by = "max_epochs_total"
             self.model.stop_training = True
+
+
+def _stop_diagnostics(monitor: EpochMonitor, where: str, exc: Exception) -> None:
+    """A look inside must never fail the trial: say why on its run and go on without it."""
+    monitor.run.log_text(f"diagnostics stopped at {where}: {type(exc).__name__}: {exc}\n", "diagnostics_error.txt")
+    monitor.diagnostics = None
 
 
 class Runner:
@@ -211,10 +215,11 @@ class TrialRunner(Runner):
             training = training_settings(config.training)
             model = self._continued_model(trial, attrs) or self.build(config)
             metrics["param_count"] = model.count_params()
-            probe = (
-                Diagnostics(self.data.x_train, self.data.y_train, run.log_epoch) if self.settings.diagnostics else None
-            )
-            monitor = EpochMonitor(trial, self.settings, run, probe)
+            monitor = EpochMonitor(trial, self.settings, run)
+            if self.settings.diagnostics:
+                monitor.diagnostics = Diagnostics(run.log_epoch)
+                monitor.use_probe(self.data.x_train, self.data.y_train)
+            probe = monitor.diagnostics
             self.train(model, training, monitor)
             if probe is not None:
                 diagnosis = diagnose(monitor.history, probe.records, self.data.task)

@@ -20,14 +20,14 @@ def test_a_huge_learning_rate_is_diagnosed_as_diverged(digits_small, stores):
     from automl.errors import NoCompleteTrial
     from automl.stores import open_storage
 
-    space = SearchSpace(DENSE, {"optimizer": "sgd", "learning_rate": 300.0, "momentum": 0.9})
+    space = SearchSpace(DENSE, {"optimizer": "sgd", "learning_rate": 1e6, "momentum": 0.9})
     search = Search(space, study_name="boom", max_trials=1, seed=0, verbose=False, isolate=False, **stores)
     with contextlib.suppress(NoCompleteTrial):  # the loss blows up: to NaN (the trial fails), or a dead net
         search.fit(data=digits_small, epochs=4)
-    (trial,) = optuna.load_study(study_name="boom", storage=open_storage(stores["storage"])).trials
+    trial = optuna.load_study(study_name="boom", storage=open_storage(stores["storage"])).trials[0]  # failures retry
     assert trial.user_attrs["diagnosis"].startswith("diverged"), trial.user_attrs["diagnosis"]
     _, runs = mlflow_runs(stores["tracking_uri"])
-    (run,) = [r for r in runs if r.data.tags.get("automl.role") == "trial"]
+    run = next(r for r in runs if r.data.tags.get("automl.trial_number") == "0")
     assert run.data.tags["automl.diagnosis"] == trial.user_attrs["diagnosis"]
 
 
@@ -50,7 +50,7 @@ def test_a_big_net_on_tiny_data_is_diagnosed_as_overfitting_with_its_figures_log
     (run,) = [r for r in runs if r.data.tags.get("automl.role") == "trial"]
     grads = client.get_metric_history(run.info.run_id, "grad_global_norm")
     steps = sorted(g.step for g in grads)  # short epochs are sampled to keep within 3 % of training time
-    assert steps[0] == 0 and len(steps) >= 3 and steps[-1] <= 24 and all(g.value > 0 for g in grads)
+    assert steps[0] == 0 and steps[-1] <= 24 and all(g.value > 0 for g in grads)
     for prefix in ("grad_norm/", "weight_norm/", "update_ratio/", "act_mean/", "act_std/", "dead_units/"):
         assert sum(k.startswith(prefix) for k in run.data.metrics) == 3, prefix  # two hidden layers and the head
     assert run.data.metrics["lr"] == pytest.approx(1e-2)
@@ -67,7 +67,7 @@ def test_dead_units_and_vanishing_gradients_are_found():
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(h))
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = np.random.default_rng(0).random((64, 16)).astype("float32"), np.arange(64) % 3
-    probe = Diagnostics(x, y)
+    probe = Diagnostics(x=x, y=y)
     model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0, callbacks=[probe])
     last = probe.records[-1]
     assert last["dead_units/dead"] == 1.0 and last["grad_norm/dead"] == 0.0 and last["grad_norm/out"] > 0
@@ -98,3 +98,23 @@ def test_diagnostics_off_logs_no_figures(digits_small, stores, tiny_space):
     _, runs = mlflow_runs(stores["tracking_uri"])
     (run,) = [r for r in runs if r.data.tags.get("automl.role") == "trial"]
     assert "grad_global_norm" not in run.data.metrics
+
+
+def test_a_mixed_table_trains_on_cached_columns_and_is_still_looked_inside(stores):
+    """The columns' preprocessing is cached (a sub-model sharing the model's layers trains): the probe
+    feeds it the cached inputs and taps the shared layers' outputs in its own graph."""
+    import pandas as pd
+
+    from automl import Search
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=200), "b": rng.choice(["x", "y"], 200), "c": rng.random(200)})
+    x.loc[x.index % 7 == 0, "c"] = np.nan
+    result = Search("tabular_mlp", study_name="mixed", max_trials=1, verbose=False, **stores).fit(
+        x, (x.a > 0).astype(int).to_numpy(), epochs=2
+    )
+    client, runs = mlflow_runs(stores["tracking_uri"])
+    (run,) = [r for r in runs if r.data.tags.get("automl.role") == "trial"]
+    assert any(k.startswith("act_mean/") for k in run.data.metrics) and "grad_global_norm" in run.data.metrics
+    assert "diagnostics_error.txt" not in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert result.study.trials[0].user_attrs["diagnosis"]

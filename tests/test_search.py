@@ -246,8 +246,8 @@ def test_space_problems_are_reported_before_any_trial(digits_small, stores):
         Search(bad_training, verbose=False, **stores).fit(data=digits_small, epochs=1)
     with pytest.raises(SpaceError, match="for tabular input but the data is image"):
         Search("tabular_mlp", verbose=False, **stores).fit(data=digits_small, epochs=1)
-    with pytest.raises(SearchError, match="objective 'val_auc' is not logged"):
-        Search(SearchSpace(architecture={}), objective="val_auc", verbose=False, **stores).fit(
+    with pytest.raises(SearchError, match="objective 'val_top5' is not logged"):
+        Search(SearchSpace(architecture={}), objective="val_top5", verbose=False, **stores).fit(
             data=digits_small, epochs=1
         )
     from pathlib import Path
