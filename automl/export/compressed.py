@@ -33,6 +33,8 @@ def add_compressed_variants(
     import keras
 
     c = compression_settings(compression)
+    if not (c["sparsity"] or c["qat"]):
+        return
     if data is None:
         raise ExportError("pruning and QAT fine-tune on the training data: pass the search's data")
     settings = TrialSettings(objective="val_loss", direction="minimize", patience=None)

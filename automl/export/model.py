@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compression import wanted
 from ..errors import ExportError
-from .compressed import add_compressed_variants
 from .convert import (
     FILES,
     TFLITE_VARIANTS,
@@ -173,7 +171,9 @@ def export_model(
                     row = ev.run(variant, "tflite", path, None, out, threads=threads)
             report.variants[variant] = row
             say(row)
-        if compression and wanted(compression):
+        if compression:  # fine-tuning needs Keras: imported here, so `import automl.export` stays light
+            from .compressed import add_compressed_variants
+
             add_compressed_variants(
                 model, report, ev, data, compression, training or {}, x_representative, int8_io, threads, say
             )
