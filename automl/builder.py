@@ -35,7 +35,13 @@ def keras_inputs(data) -> keras.KerasTensor | dict:
     return keras.Input(shape=data.input_shape, name="input")
 
 
-def build_model(architecture: dict[str, Any], data) -> keras.Model:
+FEATURES = "features"  # the layer in front of the task head when the body is pretrained (pretraining.py)
+
+
+def build_model(architecture: dict[str, Any], data, pretrained: bool = False) -> keras.Model:
+    """`pretrained`: the body will be pretrained self-supervised; its features are layer-normalised
+    before the head (`FEATURES`). A contrastive loss is blind to the features' scale: they came out
+    ~100x smaller than a fresh body's, and a head on them barely learned from a few labels."""
     import keras
     from keras import layers
 
@@ -60,6 +66,8 @@ def build_model(architecture: dict[str, Any], data) -> keras.Model:
         x = layers.GlobalAveragePooling2D()(x)
     elif len(x.shape) > 4:
         x = layers.Flatten()(x)
+    if pretrained:
+        x = layers.LayerNormalization(name=FEATURES)(x)
     if data.task == "classification":
         outputs = layers.Dense(data.num_classes, activation="softmax", name="output")(x)
     else:

@@ -128,6 +128,9 @@ def search(
         True, "--diagnostics/--no-diagnostics", help="Gradients, activations and a diagnosis per trial."
     ),
     check_data: bool = typer.Option(True, "--check-data/--no-check-data", help="The data checks at the start."),
+    unlabeled: str | None = typer.Option(
+        None, "--unlabeled", help="Samples without labels (a folder of images, or PATH.npz with x) to pretrain on."
+    ),
     device: str | None = typer.Option(
         None,
         "--device",
@@ -199,7 +202,7 @@ def search(
             ray=ray,
             workers=workers,
             resources_per_trial={"CPU": cpus_per_trial, "GPU": gpus_per_trial},
-        ).fit(data=dataset, epochs=epochs)
+        ).fit(data=dataset, epochs=epochs, unlabeled=unlabeled)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:
             print_leaderboard(exc.result.study, k=10)

@@ -39,6 +39,7 @@ from .readers import (
     read_input,
     read_labels,
     read_table,
+    read_unlabeled,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Column",
     "DataError",
     "Dataset",
+    "attach_unlabeled",
     "encode_targets",
     "load_builtin",
     "load_csv",
@@ -93,6 +95,7 @@ class Dataset:
     columns: list[Column] | None = None  # tables with categorical columns or missing values
     masked: bool = False  # sequences: all-zero steps are padding
     extra: dict[str, Any] = field(default_factory=dict)  # caches (e.g. the text vocabulary)
+    x_unlabeled: Any = None  # samples without labels for self-supervised pretraining (pretraining.py)
 
     @property
     def input_shape(self) -> tuple:
@@ -145,7 +148,10 @@ class Dataset:
     def fingerprint(self) -> str:
         """Hash of the data, stored with a study so resuming on other data is caught."""
         h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_val, self.y_val):
+        arrays = [self.x_train, self.y_train, self.x_val, self.y_val]
+        if self.x_unlabeled is not None:  # only then: the fingerprints of labelled-only data stay as they were
+            arrays.append(self.x_unlabeled)
+        for a in arrays:
             for key, arr in sorted(a.items()) if isinstance(a, dict) else [("", a)]:
                 h.update(f"{key}{arr.shape}".encode())
                 if arr.dtype == object:  # strings: hash the text, not the object pointers
@@ -262,6 +268,33 @@ def make_dataset(
         ds.target_mean, ds.target_std = float(ds.y_train.mean()), float(ds.y_train.std() or 1.0)
     _learn_input_facts(ds)
     return ds
+
+
+PRETRAINABLE = ("image", "sequence")  # the kinds whose spaces can pretrain on unlabeled samples
+
+
+def attach_unlabeled(ds: Dataset, x) -> None:
+    """Check unlabeled samples against the training inputs and keep them on `ds` (`x_unlabeled`): same
+    kind and per-sample shape (images from a folder are resized to the training size; shorter series
+    are padded), so every error is raised here, before any training."""
+    what = "unlabeled data"
+    if ds.kind not in PRETRAINABLE:
+        raise DataError(
+            f"{what}: pretraining on unlabeled samples exists for {' and '.join(PRETRAINABLE)} inputs; "
+            f"the training data is {ds.kind}"
+        )
+    size = tuple(ds.x_train.shape[1:3]) if ds.kind == "image" else None
+    try:
+        x = read_unlabeled(x, ds.kind, what, size)
+    except DataError as exc:
+        message = str(exc)
+        raise DataError(message if message.startswith(what) else f"{what}: {message}") from None
+    train = ds.x_train.shape[1:]
+    if ds.kind == "sequence" and x.shape[2:] == train[1:] and x.shape[1] < train[0]:
+        x = pad_to(x, train[0])
+    if x.shape[1:] != train:
+        raise DataError(f"{what}: x has shape {x.shape[1:]} per sample, the training x has {train}")
+    ds.x_unlabeled = x
 
 
 def validation_size(n: int, validation_split: float) -> int:

@@ -47,11 +47,13 @@ class Diagnostics(keras.callbacks.Callback):
         super().__init__()
         self.log = log
         self.records: list[dict[str, float]] = []
+        self.seconds = 0.0  # the diagnostics' own time in the trial (probe, measurements, logging): its cost
         if x is not None:
             self.use_probe(x, y)
 
     def use_probe(self, x, y):
         """The probe batch: the first PROBE_SIZE samples of what the model is fitted on."""
+        started = time.perf_counter()
         self.x: Any
         if isinstance(x, dict):  # one input per table column
             self.x = {k: _tensor(v[:PROBE_SIZE]) for k, v in x.items()}
@@ -60,9 +62,11 @@ class Diagnostics(keras.callbacks.Callback):
         else:
             self.x = _tensor(x[:PROBE_SIZE])
         self.y = np.asarray(y[:PROBE_SIZE])
+        self.seconds += time.perf_counter() - started
 
     def on_train_begin(self, logs=None):
-        self.clock, self.trained, self.spent, self.cost = time.perf_counter(), 0.0, 0.0, 0.0
+        started = time.perf_counter()
+        self.clock, self.trained, self.spent, self.cost = started, 0.0, 0.0, 0.0
         self.loss_fn = keras.losses.get(self.model.loss)
         self.blocks = blocks(self.model)
         self.previous = {b.name: [np.array(w) for w in b.get_weights()] for b in self.blocks}
@@ -71,6 +75,8 @@ class Diagnostics(keras.callbacks.Callback):
             self.probe = keras.Model(self.model.inputs, outputs) if outputs else None
         except (AttributeError, ValueError, TypeError):  # a subclassed model has no graph to tap
             self.probe = None
+        self.seconds += time.perf_counter() - started
+        self.clock = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
@@ -84,6 +90,7 @@ class Diagnostics(keras.callbacks.Callback):
             self.log(epoch, figures)
         self.cost = time.perf_counter() - now
         self.spent += self.cost
+        self.seconds += self.cost
         self.clock = time.perf_counter()
 
     def measure(self) -> dict[str, float]:

@@ -31,10 +31,12 @@ def nt_xent(z1, z2, temperature: float = 0.5):
     return ops.mean(keras.losses.sparse_categorical_crossentropy(partners, logits, from_logits=True))
 
 
-def augmenter(kind: str, shape: tuple, seed: int = 0) -> keras.Sequential:
-    """Two calls on one batch give two different views (random layers, training mode)."""
+def augmenter(kind: str, shape: tuple, seed: int = 0, flip: str = "none") -> keras.Sequential:
+    """Two calls on one batch give two different views (random layers, training mode); `flip`
+    (none | horizontal | vertical | horizontal_and_vertical): the mirrors the data allows."""
     if kind == "image":
-        steps = [
+        steps = [] if flip == "none" else [layers.RandomFlip(flip, seed=seed + 3)]
+        steps += [
             layers.RandomTranslation(0.15, 0.15, fill_mode="constant", seed=seed),
             layers.RandomZoom((-0.3, 0.1), fill_mode="constant", seed=seed + 1),
             layers.RandomRotation(0.06, fill_mode="constant", seed=seed + 2),
@@ -48,7 +50,8 @@ def augmenter(kind: str, shape: tuple, seed: int = 0) -> keras.Sequential:
 
 @keras.saving.register_keras_serializable(package="automl")
 class _Jitter(layers.Layer):
-    """Series views: Gaussian noise, a random scale per series, a random shift of up to 10 % of the steps."""
+    """Series views: Gaussian noise, a random scale per series, a random shift of up to 10 % of the steps;
+    padding steps (all zero) stay zero, so the model still masks them."""
 
     def __init__(self, sigma: float = 0.1, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -58,8 +61,9 @@ class _Jitter(layers.Layer):
         if not training:
             return x
         n = ops.shape(x)[0]
+        real = ops.cast(ops.any(ops.not_equal(x, 0.0), axis=-1, keepdims=True), x.dtype)  # padding stays zero
         scale = 1.0 + self.sigma * keras.random.normal((n, 1, 1), seed=self.seed_generator)
-        x = x * scale + self.sigma * keras.random.normal(ops.shape(x), seed=self.seed_generator)
+        x = (x * scale + self.sigma * keras.random.normal(ops.shape(x), seed=self.seed_generator)) * real
         steps = ops.shape(x)[1]
         shift = ops.cast(
             keras.random.uniform((), 0, 0.1, seed=self.seed_generator) * ops.cast(steps, "float32"), "int32"
@@ -111,12 +115,14 @@ def pretrain(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     seed: int = 0,
+    flip: str = "none",
     callbacks=(),
     verbose: int = 0,
 ) -> list[float]:
     """Pretrain `encoder` in place on `x_unlabeled` (no labels); returns the loss per epoch."""
     keras.utils.set_random_seed(seed)
-    trainer = SimCLR(encoder, augmenter(kind, tuple(encoder.inputs[0].shape[1:]), seed), projection, temperature)
+    views = augmenter(kind, tuple(encoder.inputs[0].shape[1:]), seed, flip)
+    trainer = SimCLR(encoder, views, projection, temperature)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     history = trainer.fit(
         x_unlabeled, epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=list(callbacks), verbose=verbose

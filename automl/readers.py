@@ -154,6 +154,38 @@ def _image_folder(path: Path, per_class: dict[str, list[Path]], image_size):
     return np.stack(images).astype("float32"), np.array(labels), "image"
 
 
+def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:
+    """Samples without labels, as `read_input` reads `x`: arrays, a list of variable-length series, an
+    `.npz` file with an array `x`, or a folder of images (sub-folders included, names ignored)."""
+    if isinstance(x, (str, Path)):
+        path = Path(x)
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith("."))
+            images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise DataError(f"{what}: {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            x = _image_folder(path, {"": images}, image_size)[0]
+        elif path.is_file() and path.suffix == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as f:
+                    if "x" not in f.files:
+                        raise DataError(f"{what}: {path}: no array 'x' (arrays: {', '.join(f.files) or 'none'})")
+                    x = f["x"]
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{what}: {path}: cannot read as .npz: {exc}") from None
+        else:
+            raise DataError(f"{what}: {x!r} is neither a folder of images nor an .npz file with an array 'x'")
+    if _is_tf_dataset(x) or isinstance(x, dict) or hasattr(x, "columns"):
+        raise DataError(f"{what}: expected an array, a list of series, an .npz file or a folder, got {_describe(x)}")
+    try:
+        n = len(x)
+    except TypeError:
+        raise DataError(f"{what}: expected an array of samples, got {_describe(x)}") from None
+    if n == 0:
+        raise DataError(f"{what}: x is empty")
+    return read_input(x, np.zeros(n, dtype="int64"), kind, what)[0]
+
+
 def read_input(x, y, kind: str | None, what: str, image_size=None):
     """Any supported input -> (x, y, kind): x an ndarray (float32, or object str for text) or a DataFrame."""
     import pandas as pd

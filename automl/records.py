@@ -38,6 +38,7 @@ CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial who
 EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
 DIAGNOSIS = "diagnosis"  # diagnostics.diagnose: healthy, diverged, overfitting from epoch k, ...
+PRETRAIN_RUN = "pretrain_run"  # pretraining: the MLflow run id of the pretrained weights the trial started from
 SPARSITY = "sparsity"  # compression: the measured share of zeros in the prunable weights
 UNCOMPRESSED = "uncompressed_value"  # compression: the objective at the best epoch, before pruning/QAT
 
@@ -53,7 +54,7 @@ STUDY_CONSTRAINTS = "constraints"  # {name: upper bound}
 ENSEMBLE = "ensemble"  # automl.ensemble.EnsembleChoice as JSON: members, weights, losses, MLflow run
 
 # ---------------------------------------------------------------- MLflow tags
-TAG_ROLE = "automl.role"  # search | trial
+TAG_ROLE = "automl.role"  # search | trial | pretrain | ensemble
 TAG_STUDY = "automl.study"
 TAG_TRIAL_NUMBER = "automl.trial_number"
 TAG_STATE = "automl.state"  # RUNNING, COMPLETE, PRUNED, FAIL, KILLED
@@ -64,6 +65,8 @@ TAG_FEASIBLE = "automl.feasible"
 TAG_FIDELITY = "automl.fidelity"  # budget schedule: epochs trained / the search's epochs
 TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
 TAG_DIAGNOSIS = "automl.diagnosis"
+TAG_PRETRAIN_RUN = "automl.pretrain_run"  # the MLflow run id of the pretraining a trial started from
+TAG_PRETRAIN_KEY = "automl.pretrain_key"  # a pretraining run's key: what makes two pretrainings the same
 TAG_COMPRESSION = "automl.compression"  # e.g. "pruned 0.80 + qat": what the trial's model went through
 TAG_TRIAL = "automl.trial"  # model registry versions: the exported trial
 TAG_RECOMMENDED = "automl.recommended"

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 
 from . import records
-from .builder import build_model
 from .ensemble import ensemble_model
+from .pretraining import rebuild_pretrained
 from .records import SearchSettings, TrialSettings
 from .training import fit_model, training_settings
 
@@ -51,7 +51,7 @@ def refit_trial(result, data, trial, callbacks: list | None = None, space=None) 
     both = with_validation_rows(data)
     if settings.seed is not None:
         keras.utils.set_random_seed(settings.seed + trial.number)
-    model = build_model(config.architecture, data)  # preprocessing facts from the training split
+    model = rebuild_pretrained(config, data, trial, result.tracking_uri)  # preprocessing facts from training rows
     fit_model(
         model,
         both,

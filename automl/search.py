@@ -16,7 +16,7 @@ from . import records
 from .builder import validate_space
 from .checks import check_and_record
 from .cluster import RayCluster, describe, parse_resources
-from .data import Dataset, make_dataset
+from .data import Dataset, attach_unlabeled, make_dataset
 from .ensemble import KEEP_TOP
 from .errors import NoCompleteTrial, ObjectiveError, SearchError, SpaceError, TrialFailed
 from .isolation import RECYCLE_MB, IsolatedTrialRunner
@@ -176,8 +176,11 @@ class Search:
         task: str | None = None,
         name: str = "arrays",
         kind: str | None = None,
+        unlabeled=None,
     ) -> SearchResult:
-        """Run trials until `max_trials` are finished or `timeout` passes; returns the result."""
+        """Run trials until `max_trials` are finished or `timeout` passes; returns the result.
+        `unlabeled`: samples without labels (images or series like `x`) the space's `pretrain:` stage
+        pretrains on (automl.pretraining)."""
         if data is None:
             if x is None:  # y may be None for a folder or a tf.data.Dataset: make_dataset checks
                 raise SearchError("fit needs x and y (or data=Dataset)")
@@ -191,13 +194,17 @@ class Search:
                 name=name,
                 seed=self.seed or 0,
             )
+        if unlabeled is not None:
+            attach_unlabeled(data, unlabeled)
         if epochs < 1:
             raise SearchError(f"epochs must be at least 1, not {epochs}")
         space: SearchSpace | HyperModelSpace
         if self.hypermodel:
+            if data.x_unlabeled is not None:
+                raise SearchError("unlabeled data: a hypermodel builds its own models; pretraining needs a space")
             space = self.hypermodel
         else:
-            space = self.space or load_space(DEFAULT_SPACES[data.kind])
+            space = (self.space or load_space(DEFAULT_SPACES[data.kind])).for_data(data.x_unlabeled is not None)
             validate_space(space)
             self._check_space_fits(space, data)
         objs = self._objectives(data.task)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, Dataset, encode_targets, make_dataset, model_inputs
+from .data import DataError, Dataset, attach_unlabeled, encode_targets, make_dataset, model_inputs
 from .results import SearchResult
 from .search import DEFAULT_SPACES, Search
 
@@ -83,13 +83,16 @@ class _Task:
         validation_data=None,
         validation_split: float = 0.2,
         epochs: int | None = None,
+        unlabeled=None,
         **read_options: Any,
     ):
         """Search on (x, y); returns the `SearchResult` (also kept as `self.result`).
 
         Without `validation_data`, `validation_split` of the samples are held out (stratified for
         classes). `read_options` go to `make_dataset` (e.g. `image_size=(h, w)` for a folder).
-        Fitting the same data again resumes its study up to `max_trials`.
+        Fitting the same data again resumes its study up to `max_trials`. `unlabeled`: images or
+        series without labels (arrays, an `.npz` with `x`, a folder of images) that the space's
+        `pretrain:` stage pretrains on (self-supervised, automl.pretraining) before fine-tuning.
         """
         named = isinstance(x, (str, Path))
         self.data = make_dataset(
@@ -103,6 +106,8 @@ class _Task:
             seed=self.search.seed or 0,
             **read_options,
         )
+        if unlabeled is not None:
+            attach_unlabeled(self.data, unlabeled)
         if not named:  # a study per data set: a refit resumes, other data starts a new study
             self.data.name = f"{self.kind}-{self.data.fingerprint()[:8]}"
         self.result = self.search.fit(data=self.data, epochs=epochs or self.epochs)

@@ -161,6 +161,35 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return TrialRun(self, run.info.run_id)
 
+    # ------------------------------------------------------------ pretraining runs
+
+    def start_pretrain(self, key: str, params: dict[str, Any]) -> TrialRun:
+        """A pretraining's run under the search's run (`pretrain-<key>`), ended like a trial's."""
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"pretrain-{key[:8]}",
+            tags={
+                records.TAG_PARENT_RUN: self.search_run_id,
+                records.TAG_ROLE: "pretrain",
+                records.TAG_PRETRAIN_KEY: key,
+                records.TAG_STATE: "RUNNING",
+            },
+        )
+        self.log_params(run.info.run_id, params)
+        return TrialRun(self, run.info.run_id)
+
+    def find_pretrain(self, key: str) -> str | None:
+        """The finished pretraining run of this search with `key`, if another trial (or worker) made one."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{records.TAG_PRETRAIN_KEY}` = '{key}' and tags.`{records.TAG_PARENT_RUN}` = "
+                f"'{self.search_run_id}' and attributes.status = 'FINISHED'"
+            ),
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
     def end_run(self, run_id: str, state: str, reason: str):
         """End a trial's run that its own process could not end (it died); never leave it RUNNING."""
         from mlflow.exceptions import MlflowException

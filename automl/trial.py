@@ -29,9 +29,11 @@ from .compression import compress, wanted
 from .diagnostics import Diagnostics, diagnose
 from .errors import TrialFailed
 from .feature_cache import FeatureCache
+from .pretraining import PretrainCache
 from .ranking import dominates, feasible, trial_key
 from .records import TrialSettings
 from .recovery import owner_record, worker_id
+from .space.pretrain import pretraining_wanted
 from .training import TIEBREAK, best_epoch, fit_model, training_settings
 
 if TYPE_CHECKING:
@@ -161,10 +163,11 @@ class TrialRunner(Runner):
     def __init__(self, space, data: Dataset, settings: TrialSettings, tracker: Tracker, study_name: str):
         super().__init__(space, data, settings, tracker, study_name)
         self.features = FeatureCache(data)  # fixed preprocessing's outputs, computed once per search
+        self.pretrained = PretrainCache(data, tracker)  # pretrained bodies, once per pretraining configuration
 
     def build(self, config):
         """The trial's model; a KerasTuner hypermodel builds its own (keras_tuner.py)."""
-        return build_model(config.architecture, self.data)
+        return build_model(config.architecture, self.data, pretrained=pretraining_wanted(config.pretrain))
 
     def train(self, model, training: dict, monitor: EpochMonitor):
         """Fit with `monitor` among the callbacks; a hypermodel's own `fit` may replace this."""
@@ -213,7 +216,10 @@ class TrialRunner(Runner):
         settled = False  # another process ended this trial (reaped as dead): its MLflow run too
         try:
             training = training_settings(config.training)
-            model = self._continued_model(trial, attrs) or self.build(config)
+            continued = self._continued_model(trial, attrs)
+            model = continued or self.build(config)
+            if continued is None and pretraining_wanted(config.pretrain):
+                self._pretrain(trial, model, config, metrics, tags)
             metrics["param_count"] = model.count_params()
             monitor = EpochMonitor(trial, self.settings, run)
             if self.settings.diagnostics:
@@ -222,9 +228,11 @@ class TrialRunner(Runner):
             probe = monitor.diagnostics
             self.train(model, training, monitor)
             if probe is not None:
+                clock = time.perf_counter()
                 diagnosis = diagnose(monitor.history, probe.records, self.data.task)
                 trial.set_user_attr(records.DIAGNOSIS, diagnosis)
                 tags[records.TAG_DIAGNOSIS] = diagnosis
+                metrics["diagnostics_seconds"] = probe.seconds + time.perf_counter() - clock  # their cost
             metrics["train_seconds"] = time.perf_counter() - started
             metrics["epochs_run"] = len(monitor.history)
             if monitor.nan_epoch is not None:
@@ -275,6 +283,16 @@ class TrialRunner(Runner):
             if not settled:
                 run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
             del model  # memory is reclaimed by reclaim_memory() at the next trial
+
+    def _pretrain(self, trial, model, config, metrics: dict, tags: dict) -> None:
+        """Start from the body pretrained on the unlabeled samples (pretraining.py: once per pretraining
+        configuration, shared); the trial records which pretraining run it used."""
+        done = self.pretrained.apply(model, config, self.settings)
+        trial.set_user_attr(records.PRETRAIN_RUN, done["run_id"])
+        tags[records.TAG_PRETRAIN_RUN] = done["run_id"]
+        metrics.update(pretrain_seconds=done["seconds"], frozen_layers=done["frozen_layers"])
+        if self.settings.seed is not None:  # pretraining seeded itself: the fine-tuning gets the trial's seed
+            keras.utils.set_random_seed(self.settings.seed + trial.number)
 
     def _compress(self, trial, run, model, config, training: dict, at_best: dict, metrics: dict, tags: dict):
         """Prune and/or QAT the trained model (its `compression:` section); the trial's values are the

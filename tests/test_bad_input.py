@@ -25,6 +25,12 @@ def finished(tmp_path_factory):
     (tmp / "unknown_block.yaml").write_text(MLP.replace("dense", "nosuch"))
     (tmp / "bad_yaml.yaml").write_text("architecture: [unclosed\n")
     (tmp / "bad_compression.yaml").write_text(MLP + "compression:\n  qat: [false, true]\n  sparsity: 1.5\n")
+    (tmp / "bad_pretrain.yaml").write_text(MLP + "pretrain:\n  method: [none, byol]\n")
+    (tmp / "cnn.yaml").write_text(
+        "name: cnn\narchitecture:\n  conv: {block: conv, filters: 4}\ntraining:\n  learning_rate: 0.01\n"
+    )
+    np.savez(tmp / "unlabeled_9x9.npz", x=np.zeros((10, 9, 9)))
+    np.savez(tmp / "unlabeled_8x8.npz", x=np.zeros((10, 8, 8)))
     np.savez(tmp / "mismatch.npz", x=np.zeros((10, 3)), y=np.zeros(9, int))
     np.savez(tmp / "empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int))
     (tmp / "empty.csv").write_text("")
@@ -88,6 +94,17 @@ CASES = [
     (["search", "mlp.yaml", "--data", "wine", "--epochs", "0"], "epochs must be at least 1"),
     (["search", "bad_compression.yaml", "--data", "wine"], "compression.sparsity: must be a number in [0, 0.99]"),
     (["export", "--study", "keep", "--out", "exp", "--prune", "1.5"], "--prune: must be a number in [0, 0.99]"),
+    (["search", "bad_pretrain.yaml", "--data", "wine"], "pretrain.method: must be one of none, simclr, not 'byol'"),
+    (
+        ["search", "image_cnn", "--data", "digits", "--unlabeled", "unlabeled_9x9.npz"],
+        "unlabeled data: x has shape (9, 9, 1) per sample, the training x has (8, 8, 1)",
+    ),
+    (
+        ["search", "mlp.yaml", "--data", "wine", "--unlabeled", "unlabeled_8x8.npz"],
+        "unlabeled data: pretraining on unlabeled samples exists for image and sequence inputs",
+    ),
+    (["search", "image_cnn", "--data", "digits", "--unlabeled", "nothing.npz"], "unlabeled data: 'nothing.npz'"),
+    (["search", "cnn.yaml", "--data", "digits", "--unlabeled", "unlabeled_8x8.npz"], "this space never pretrains"),
 ]
 
 

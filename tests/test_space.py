@@ -205,3 +205,34 @@ def test_fingerprint_tracks_content():
     c = SearchSpace(architecture={"x": Int(low=1, high=4)})
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert SearchSpace(architecture={"x": Fixed(value=1)}).fingerprint() != a.fingerprint()
+
+
+def test_the_pretrain_stage_is_searched_only_with_unlabeled_data():
+    """Without unlabeled samples the `pretrain:` section is left out (same parameters and fingerprint as a
+    space that never had it); with them the first start configuration pretrains; bad values name the key."""
+    from automl.space import Categorical, SearchSpace, SpaceError
+
+    arch = {"hidden": {"block": "dense", "units": Categorical(choices=[8, 16])}}
+    plain = SearchSpace(arch, {"learning_rate": 0.01}, start=[{"hidden.units": 8}, {"hidden.units": 16}])
+    staged = SearchSpace(
+        arch,
+        {"learning_rate": 0.01},
+        start=[{"hidden.units": 8}, {"hidden.units": 16}],
+        pretrain={"method": ["none", "simclr"], "epochs": 3, "frozen": [0.0, 0.5]},
+    )
+    assert staged.fingerprint() == staged.for_data(False).fingerprint() == plain.fingerprint()
+    assert set(staged.parameters()) == set(staged.for_data(False).parameters()) == {"hidden.units"}
+    assert staged.sample(optuna.trial.FixedTrial({"hidden.units": 8})).pretrain == {}
+    chosen = staged.for_data(True)
+    assert chosen.fingerprint() != plain.fingerprint()
+    assert {"pretrain.method", "pretrain.frozen"} <= set(chosen.parameters())
+    fixed = {"hidden.units": 8, "pretrain.method": "simclr", "pretrain.frozen": 0.5}
+    assert chosen.sample(optuna.trial.FixedTrial(fixed)).pretrain == {"method": "simclr", "epochs": 3, "frozen": 0.5}
+    assert chosen.start[0] == {"hidden.units": 8, "pretrain.method": "simclr"}
+    assert chosen.start[1] == {"hidden.units": 16} and staged.start[0] == {"hidden.units": 8}  # the space unchanged
+    with pytest.raises(SpaceError, match="never pretrains"):
+        plain.for_data(True)
+    with pytest.raises(SpaceError, match=r"pretrain\.epochs: must be an integer in \[1, 1000\], not 0"):
+        SearchSpace(arch, pretrain={"epochs": 0})
+    with pytest.raises(SpaceError, match=r"pretrain\.warmup: unknown key"):
+        SearchSpace(arch, pretrain={"warmup": 3})

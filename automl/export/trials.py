@@ -257,7 +257,7 @@ class TrialModels:
                     f"cannot load the search's space {spec!r} to rebuild a trial: {exc}; pass space=PATH (CLI: --space)"
                 ) from None
             expected = self.result.study.user_attrs.get(records.SPACE_FINGERPRINT)
-            if expected and space.fingerprint() != expected:
+            if expected and expected not in (space.fingerprint(), _pretraining_fingerprint(space)):
                 raise ExportError(
                     f"space {spec!r} has changed since study {self.result.study.study_name!r} ran "
                     f"(fingerprint {space.fingerprint()} != {expected}); pass the original as space=PATH"
@@ -286,14 +286,15 @@ class TrialModels:
     def config(self, t):
         import optuna
 
-        return self.space.sample(optuna.trial.FixedTrial(dict(t.params)))
+        pretrained = any(name.startswith("pretrain.") for name in t.params)  # searched with unlabeled data
+        return self.space.for_data(pretrained).sample(optuna.trial.FixedTrial(dict(t.params)))
 
     def retrain(self, t):
         """Only best-so-far trials keep a model; others are rebuilt and trained again the same way
         (same seed, epochs and early stopping), so the model matches the trial up to nondeterminism."""
         import keras
 
-        from ..builder import build_model
+        from ..pretraining import rebuild_pretrained
         from ..records import TrialSettings
         from ..training import fit_model, training_settings
 
@@ -321,9 +322,17 @@ class TrialModels:
             patience=s.patience,
             seed=s.seed,
         )
-        model = build_model(config.architecture, self.data)
+        model = rebuild_pretrained(config, self.data, t, self.result.tracking_uri)
         fit_model(model, self.data, training_settings(config.training), settings, [])
         return model
+
+
+def _pretraining_fingerprint(space) -> str | None:
+    """The space's fingerprint as a search with unlabeled data recorded it (None: it cannot pretrain)."""
+    try:
+        return space.for_data(True).fingerprint()
+    except ValueError:
+        return None
 
 
 def select_by_int8(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .params import Bool, Categorical, Fixed, Float, Int
+from .params import check_flat_section
 
 COMPRESSION_DEFAULTS: dict[str, Any] = {
     "sparsity": 0.0,  # share of the prunable weights set to zero (0: no pruning)
@@ -44,30 +44,7 @@ def value_problem(key: str, value: Any) -> str | None:
 
 def check_compression(items: dict[str, Any]) -> list[tuple[str, str]]:
     """(key path, problem) for every parsed node of the section whose values the key does not allow."""
-    problems = []
-    for key, node in items.items():
-        if key not in COMPRESSION_DEFAULTS:
-            problems.append((f"compression.{key}", value_problem(key, None) or ""))
-            continue
-        if isinstance(node, Fixed):
-            values = [node.value]
-        elif isinstance(node, Categorical):
-            values = list(node.choices)
-        elif isinstance(node, Bool):
-            values = [False, True]
-        elif isinstance(node, (Float, Int)):
-            values = [node.low, node.high]
-            if isinstance(node, Int) and key not in ("epochs",):
-                values = [float(v) for v in values]
-        else:
-            problems.append((f"compression.{key}", "must be a value or a parameter, not a group or repeat"))
-            continue
-        for value in values:
-            problem = value_problem(key, value)
-            if problem:
-                problems.append((f"compression.{key}", problem))
-                break
-    return problems
+    return check_flat_section("compression", items, COMPRESSION_DEFAULTS, value_problem, int_keys=("epochs",))
 
 
 def compression_settings(config: dict | None) -> dict[str, Any]:

@@ -137,3 +137,40 @@ class Fixed(_Param):
 Param = Annotated[Int | Float | Categorical | Bool | Fixed, Field(discriminator="type")]
 PARAM_TYPES = ("int", "float", "categorical", "bool", "fixed")
 param_adapter: TypeAdapter = TypeAdapter(Param)
+
+
+def check_flat_section(
+    section: str,
+    items: dict[str, Any],
+    known: dict[str, Any],
+    value_problem,
+    int_keys: tuple[str, ...] = (),
+) -> list[tuple[str, str]]:
+    """(key path, problem) for every node of a flat section (`compression:`, `pretrain:`) that names an
+    unknown key or can take a value its key does not allow (`value_problem(key, value)` says why);
+    a range is checked at its ends, as floats unless the key is in `int_keys`."""
+    problems = []
+    for key, node in items.items():
+        path = f"{section}.{key}"
+        if key not in known:
+            problems.append((path, f"unknown key (allowed: {', '.join(known)})"))
+            continue
+        if isinstance(node, Fixed):
+            values = [node.value]
+        elif isinstance(node, Categorical):
+            values = list(node.choices)
+        elif isinstance(node, Bool):
+            values = [False, True]
+        elif isinstance(node, (Float, Int)):
+            values = [node.low, node.high]
+            if isinstance(node, Int) and key not in int_keys:
+                values = [float(v) for v in values]
+        else:
+            problems.append((path, "must be a value or a parameter, not a group or repeat"))
+            continue
+        for value in values:
+            problem = value_problem(key, value)
+            if problem:
+                problems.append((path, problem))
+                break
+    return problems

@@ -3,7 +3,8 @@
 A space has up to three sections. `architecture` is an ordered mapping of stages; a stage is a
 block (a mapping with a `block` key) or a `repeat` of one. `training` holds optimiser settings.
 `compression` (optional: pruning and quantization-aware training after training, see
-compression.py) holds flat keys whose sampled names carry the prefix `compression.`.
+compression.py) and `pretrain` (optional: self-supervised pretraining on unlabeled samples, see
+pretrain.py) hold flat keys whose sampled names carry the prefix `compression.` or `pretrain.`.
 Values are parameters (`{type: int, low: 1, high: 3}`), plain constants, or lists (shorthand
 for a categorical). Any parameter or group may carry `when:` to exist only when other
 parameters take given values (on a repeat's count, `when:` switches the whole repeat); a repeated
@@ -12,6 +13,7 @@ group's items exist only while `num_<key> > i`.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -32,8 +34,10 @@ from .params import (
     condition_holds,
     param_adapter,
 )
+from .pretrain import check_pretrain
 
-SECTIONS = ("architecture", "training", "compression")
+SECTIONS = ("architecture", "training", "compression", "pretrain")
+FLAT_SECTIONS = ("compression", "pretrain")  # flat keys, sampled with the section name as prefix
 TOP_LEVEL_KEYS = ("name", "description", "task", "input", *SECTIONS, "start")
 TASKS = ("classification", "regression")
 
@@ -73,6 +77,7 @@ class Configuration:
     training: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
     compression: dict[str, Any] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- parsing
@@ -264,25 +269,35 @@ class SearchSpace:
         start: list[dict] | None = None,
         source: str | None = None,
         compression: dict | None = None,
+        pretrain: dict | None = None,
+        pretraining: bool = False,
     ):
+        """`pretrain`: the section, checked here but searched only while `pretraining` (a search with
+        unlabeled samples: `for_data`); until then the space samples and fingerprints as without it."""
         self.name, self.description, self.task, self.input = name, description, task, input
         self.source = source
         self.raw = {"architecture": architecture, "training": training or {}}
         if compression:  # only when given: the fingerprints of spaces without it stay as they were
             self.raw["compression"] = compression
+        self.pretrain_raw = pretrain or {}
+        self.pretraining = bool(pretraining and pretrain)
+        if self.pretraining:
+            self.raw["pretrain"] = self.pretrain_raw
         parser = _Parser()
         if task is not None and task not in TASKS:
             parser.error("task", f"must be one of {', '.join(TASKS)}, not {task!r}")
         trees = {}
         for section in SECTIONS:
-            value = self.raw.get(section, {})
+            value = self.pretrain_raw if section == "pretrain" else self.raw.get(section, {})
             if not isinstance(value, dict):
                 parser.error(section, "must be a mapping of names to parameters or blocks")
                 continue
-            flat = "compression" if section == "compression" else ""
+            flat = section if section in FLAT_SECTIONS else ""
             trees[section] = parser.group(value, section, flat, in_repeat=False)
         if "compression" in trees:
             parser.problems += check_compression(trees["compression"].items)
+        if "pretrain" in trees:
+            parser.problems += check_pretrain(trees["pretrain"].items)
         if not parser.problems:
             clash = set(trees["architecture"].items) & set(trees["training"].items)
             for key in sorted(clash):
@@ -292,6 +307,7 @@ class SearchSpace:
         self.architecture: Group = trees["architecture"]
         self.training: Group = trees["training"]
         self.compression: Group = trees["compression"]
+        self.pretrain: Group = trees["pretrain"]
         self.start = self._check_start(start, source)
 
     def _check_start(self, start, source) -> list[dict]:
@@ -304,7 +320,7 @@ class SearchSpace:
             raise SpaceError(
                 [("start", "must be a list of configurations (mappings of parameter names to values)")], source
             )
-        params, problems = self.parameters(), []
+        params, problems = self.parameters(every_section=True), []
         for i, entry in enumerate(start):
             if not isinstance(entry, dict):
                 problems.append((f"start[{i}]", "must be a mapping of parameter names to values"))
@@ -344,7 +360,28 @@ class SearchSpace:
             start=raw.get("start"),
             source=source,
             compression=raw.get("compression"),
+            pretrain=raw.get("pretrain"),
         )
+
+    def for_data(self, unlabeled: bool) -> SearchSpace:
+        """The space a search on this data uses. Without unlabeled samples the `pretrain:` stage is
+        left out. With them it is searched, and the first start configuration pretrains (SimCLR,
+        the section's other defaults) unless it says otherwise; a space without the stage refuses."""
+        space = copy.copy(self)
+        space.raw = {k: v for k, v in self.raw.items() if k != "pretrain"}
+        space.pretraining = False
+        if not unlabeled:
+            return space
+        method = self.pretrain.items.get("method")
+        if method is None or not any(m != "none" for m in _values(method)):
+            raise SpaceError(
+                [("pretrain.method", "unlabeled data was given, but this space never pretrains (method: simclr)")],
+                self.source,
+            )
+        space.raw["pretrain"], space.pretraining = self.pretrain_raw, True
+        if self.start and "pretrain.method" not in self.start[0] and isinstance(method, Categorical):
+            space.start = [{**self.start[0], "pretrain.method": "simclr"}, *self.start[1:]]
+        return space
 
     def sample(self, trial) -> Configuration:
         """Sample every active parameter from an Optuna trial (or `optuna.trial.FixedTrial`)."""
@@ -352,10 +389,12 @@ class SearchSpace:
         arch = _sample(self.architecture, trial, "", {}, flat)
         training = _sample(self.training, trial, "", {}, flat)
         compression = _sample(self.compression, trial, "compression", {}, flat)
-        return Configuration(architecture=arch, training=training, params=flat, compression=compression)
+        pretrain = _sample(self.pretrain, trial, "pretrain", {}, flat) if self.pretraining else {}
+        return Configuration(arch, training, params=flat, compression=compression, pretrain=pretrain)
 
-    def parameters(self) -> dict[str, Any]:
-        """Every searchable parameter by flat name (repeat items up to the largest count)."""
+    def parameters(self, every_section: bool = False) -> dict[str, Any]:
+        """Every searchable parameter by flat name (repeat items up to the largest count); the
+        `pretrain:` stage's only while it is searched (or with `every_section`)."""
         out: dict[str, Any] = {}
 
         def walk(node, flat: str):
@@ -375,6 +414,8 @@ class SearchSpace:
         walk(self.architecture, "")
         walk(self.training, "")
         walk(self.compression, "compression")
+        if self.pretraining or every_section:
+            walk(self.pretrain, "pretrain")
         return out
 
     def fingerprint(self) -> str:
@@ -402,6 +443,15 @@ def iter_groups(group: Group, path: str = "architecture"):
             yield from iter_groups(child, f"{path}.{key}")
         elif isinstance(child, Repeat):
             yield from iter_groups(child.each, f"{path}.{key}.each")
+
+
+def _values(param) -> list:
+    """The values a flat-section parameter can take (its ends, for a range)."""
+    if isinstance(param, Fixed):
+        return [param.value]
+    if isinstance(param, Categorical):
+        return list(param.choices)
+    return []
 
 
 def _allows(param, value) -> bool:
