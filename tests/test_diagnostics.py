@@ -54,6 +54,8 @@ def test_a_big_net_on_tiny_data_is_diagnosed_as_overfitting_with_its_figures_log
     for prefix in ("grad_norm/", "weight_norm/", "update_ratio/", "act_mean/", "act_std/", "dead_units/"):
         assert sum(k.startswith(prefix) for k in run.data.metrics) == 3, prefix  # two hidden layers and the head
     assert run.data.metrics["lr"] == pytest.approx(1e-2)
+    # their own time is timed and logged: it is part of the trial's, and the sampled epochs keep it small
+    assert 0 < run.data.metrics["diagnostics_seconds"] < 0.5 * run.data.metrics["train_seconds"]
 
 
 def test_dead_units_and_vanishing_gradients_are_found():
@@ -97,7 +99,7 @@ def test_diagnostics_off_logs_no_figures(digits_small, stores, tiny_space):
     assert "diagnosis" not in result.study.trials[0].user_attrs
     _, runs = mlflow_runs(stores["tracking_uri"])
     (run,) = [r for r in runs if r.data.tags.get("automl.role") == "trial"]
-    assert "grad_global_norm" not in run.data.metrics
+    assert "grad_global_norm" not in run.data.metrics and "diagnostics_seconds" not in run.data.metrics
 
 
 def test_a_mixed_table_trains_on_cached_columns_and_is_still_looked_inside(stores):
