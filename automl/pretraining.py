@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import tempfile
 import time
 from collections import OrderedDict
@@ -27,6 +28,7 @@ import numpy as np
 
 from . import records, tracking
 from .builder import FEATURES
+from .errors import TrialFailed
 from .pretrain import pretrain
 from .space.pretrain import PRETRAINING_KEYS, pretrain_settings
 
@@ -39,13 +41,13 @@ WEIGHTS_ARTIFACT = "pretrain/body.weights.npz"
 KEEP_IN_MEMORY = 4  # pretrained bodies kept in this process (most recent first); older ones reload from MLflow
 
 
-def pretraining_key(architecture: dict[str, Any], pretrain_config: dict | None, data: Dataset, seed: int) -> str:
-    """What makes two pretrainings produce the same weights."""
+def pretraining_key(architecture: dict[str, Any], pretrain_config: dict | None, data: str, seed: int) -> str:
+    """What makes two pretrainings produce the same weights (`data`: the Dataset's fingerprint)."""
     settings = pretrain_settings(pretrain_config)
     what = {
         "architecture": architecture,
         "pretrain": {k: settings[k] for k in PRETRAINING_KEYS},
-        "data": data.fingerprint(),
+        "data": data,
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -102,6 +104,8 @@ class PretrainCache:
     def __init__(self, data: Dataset, tracker: Tracker):
         self.data, self.tracker = data, tracker
         self.memory: OrderedDict[str, tuple[list[np.ndarray], str]] = OrderedDict()
+        self.durations: list[float] = []  # seconds of the pretrainings finished here
+        self.fingerprint: str | None = None
 
     def apply(self, model: keras.Model, config, settings: TrialSettings) -> dict[str, Any]:
         """Load (or first make) the pretrained weights of `model`'s body and freeze its share; returns
@@ -110,11 +114,14 @@ class PretrainCache:
             raise ValueError("the configuration asks for pretraining but the search has no unlabeled data")
         p = pretrain_settings(config.pretrain)
         seed = settings.seed or 0
-        key = pretraining_key(config.architecture, config.pretrain, self.data, seed)
+        if self.fingerprint is None:  # hashing every sample once per search, not once per trial
+            self.fingerprint = self.data.fingerprint()
+        key = pretraining_key(config.architecture, config.pretrain, self.fingerprint, seed)
         body = body_of(model)
         started = time.perf_counter()
         weights, run_id = self._cached(key, body)
         if weights is None:
+            self._check_time_left(settings)
             weights, run_id, complete = self._pretrain(body, key, p, config.architecture, settings, seed)
             if complete:
                 self._remember(key, weights, run_id)
@@ -122,6 +129,19 @@ class PretrainCache:
             body.set_weights(weights)
         frozen = freeze(body, p["frozen"])
         return {"run_id": run_id, "seconds": time.perf_counter() - started, "frozen_layers": frozen}
+
+    def _check_time_left(self, settings: TrialSettings) -> None:
+        """A new pretraining that cannot finish before the search's deadline (the earlier ones of this
+        search took longer than the time left) fails its trial at once: the time goes to other trials."""
+        if settings.deadline is None:
+            return
+        taken = self.durations or self.tracker.pretrain_seconds()
+        left = settings.deadline - time.time()
+        if taken and left < statistics.mean(taken):
+            raise TrialFailed(
+                f"a new pretraining would not finish before the deadline (this search's took "
+                f"{statistics.mean(taken):.0f} s on average, {left:.0f} s are left)"
+            )
 
     def _cached(self, key: str, body: keras.Model) -> tuple[list[np.ndarray] | None, str]:
         if key in self.memory:
@@ -173,6 +193,8 @@ class PretrainCache:
                     np.savez(path, *weights)
                     run.log_artifact(path, str(Path(WEIGHTS_ARTIFACT).parent))
             state = "COMPLETE" if complete else "KILLED"
+            if complete:
+                self.durations.append(time.perf_counter() - monitor.started)
             return weights, run.run_id, complete
         finally:
             metrics = {"pretrain_seconds": time.perf_counter() - monitor.started, "unlabeled_samples": len(unlabeled)}

@@ -180,15 +180,21 @@ class Tracker:
 
     def find_pretrain(self, key: str) -> str | None:
         """The finished pretraining run of this search with `key`, if another trial (or worker) made one."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(
-                f"tags.`{records.TAG_PRETRAIN_KEY}` = '{key}' and tags.`{records.TAG_PARENT_RUN}` = "
-                f"'{self.search_run_id}' and attributes.status = 'FINISHED'"
-            ),
-            max_results=1,
-        )
+        runs = self._pretrainings(f"tags.`{records.TAG_PRETRAIN_KEY}` = '{key}'", 1)
         return runs[0].info.run_id if runs else None
+
+    def pretrain_seconds(self) -> list[float]:
+        """How long this search's finished pretrainings took (what the next one may take)."""
+        return [
+            r.data.metrics["pretrain_seconds"]
+            for r in self._pretrainings("", 100)
+            if "pretrain_seconds" in r.data.metrics
+        ]
+
+    def _pretrainings(self, condition: str, limit: int) -> list:
+        where = f"tags.`{records.TAG_PARENT_RUN}` = '{self.search_run_id}' and attributes.status = 'FINISHED'"
+        where += f" and tags.`{records.TAG_ROLE}` = 'pretrain'" + (f" and {condition}" if condition else "")
+        return self.client.search_runs([self.experiment_id], filter_string=where, max_results=limit)
 
     def end_run(self, run_id: str, state: str, reason: str):
         """End a trial's run that its own process could not end (it died); never leave it RUNNING."""

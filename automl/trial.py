@@ -191,6 +191,8 @@ class TrialRunner(Runner):
         if source is None:
             return None
         frozen = trial.study.get_trials(deepcopy=False)[int(source)]
+        if records.PRETRAIN_RUN in frozen.user_attrs:  # it goes on from the same pretraining
+            trial.set_user_attr(records.PRETRAIN_RUN, frozen.user_attrs[records.PRETRAIN_RUN])
         path = tracking.download_artifact(
             self.tracker.tracking_uri,
             frozen.user_attrs[records.MLFLOW_RUN_ID],
@@ -220,6 +222,8 @@ class TrialRunner(Runner):
             model = continued or self.build(config)
             if continued is None and pretraining_wanted(config.pretrain):
                 self._pretrain(trial, model, config, metrics, tags)
+            elif records.PRETRAIN_RUN in trial.user_attrs:
+                tags[records.TAG_PRETRAIN_RUN] = trial.user_attrs[records.PRETRAIN_RUN]
             metrics["param_count"] = model.count_params()
             monitor = EpochMonitor(trial, self.settings, run)
             if self.settings.diagnostics:

@@ -79,6 +79,16 @@ def run(task: str, fraction: float, seed: int, method: str, budget: float) -> di
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
         pretrainings = [r for r in runs if r.data.tags.get("automl.role") == "pretrain"]
         best = study.best_trial
+        rows = [  # number, state, value, pretrained, seconds
+            [
+                t.number,
+                t.state.name,
+                t.value,
+                "pretrain_run" in t.user_attrs,
+                (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None,
+            ]
+            for t in study.trials
+        ]
     return {
         "task": task,
         "fraction": fraction,
@@ -95,16 +105,7 @@ def run(task: str, fraction: float, seed: int, method: str, budget: float) -> di
         "pretrainings": len(pretrainings),
         "pretrain_seconds": sum(r.data.metrics.get("pretrain_seconds", 0.0) for r in pretrainings),
         "model": clf.model_info.get("members") if clf.model_info else None,
-        "trial_rows": [  # number, state, value, pretrained, seconds
-            [
-                t.number,
-                t.state.name,
-                t.value,
-                "pretrain_run" in t.user_attrs,
-                (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None,
-            ]
-            for t in study.trials
-        ],
+        "trial_rows": rows,
         "commit": header.commit(),
     }
 

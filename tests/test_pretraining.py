@@ -165,3 +165,18 @@ def test_series_of_any_length_pretrain_and_fine_tune(stores):
     assert [r.data.metrics["unlabeled_samples"] for r in runs if r.data.tags.get("automl.role") == "pretrain"] == [
         200 + result.dataset.num_train
     ]
+
+
+def test_a_pretraining_that_cannot_finish_before_the_deadline_fails_its_trial_at_once():
+    import time
+
+    from automl.errors import TrialFailed
+    from automl.pretraining import PretrainCache
+    from automl.records import TrialSettings
+
+    cache = PretrainCache(data=None, tracker=None)
+    cache.durations = [40.0, 60.0]  # this search's pretrainings so far
+    with pytest.raises(TrialFailed, match=r"took 50 s on average, \d+ s are left"):
+        cache._check_time_left(TrialSettings("val_loss", "minimize", deadline=time.time() + 20))
+    cache._check_time_left(TrialSettings("val_loss", "minimize", deadline=time.time() + 80))  # time enough
+    cache._check_time_left(TrialSettings("val_loss", "minimize"))  # no deadline: no limit

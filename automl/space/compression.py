@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .params import check_flat_section
+from .params import check_flat_section, flat_settings
 
 COMPRESSION_DEFAULTS: dict[str, Any] = {
     "sparsity": 0.0,  # share of the prunable weights set to zero (0: no pruning)
@@ -49,12 +49,7 @@ def check_compression(items: dict[str, Any]) -> list[tuple[str, str]]:
 
 def compression_settings(config: dict | None) -> dict[str, Any]:
     """Defaults overlaid with the sampled values, checked (a configuration built in Python too)."""
-    settings = {**COMPRESSION_DEFAULTS, **(config or {})}
-    for key, value in settings.items():
-        problem = value_problem(key, value)
-        if problem:
-            raise ValueError(f"compression.{key}: {problem}")
-    return settings
+    return flat_settings("compression", COMPRESSION_DEFAULTS, value_problem, config)
 
 
 def _number(value: Any) -> bool:

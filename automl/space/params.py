@@ -174,3 +174,14 @@ def check_flat_section(
                 problems.append((path, problem))
                 break
     return problems
+
+
+def flat_settings(section: str, defaults: dict[str, Any], value_problem, config: dict | None) -> dict[str, Any]:
+    """A flat section's defaults overlaid with the sampled values, checked (a configuration built in
+    Python too): a bad value raises ValueError naming `section.key`."""
+    settings = {**defaults, **(config or {})}
+    for key, value in settings.items():
+        problem = value_problem(key, value)
+        if problem:
+            raise ValueError(f"{section}.{key}: {problem}")
+    return settings

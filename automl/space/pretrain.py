@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .params import check_flat_section
+from .params import check_flat_section, flat_settings
 
 METHODS = ("none", "simclr")  # simclr: contrastive views (images: crops, zoom, rotation; series: jitter, shift)
 PRETRAIN_DEFAULTS: dict[str, Any] = {
@@ -52,12 +52,7 @@ def check_pretrain(items: dict[str, Any]) -> list[tuple[str, str]]:
 
 def pretrain_settings(config: dict | None) -> dict[str, Any]:
     """Defaults overlaid with the sampled values, checked (a configuration built in Python too)."""
-    settings = {**PRETRAIN_DEFAULTS, **(config or {})}
-    for key, value in settings.items():
-        problem = value_problem(key, value)
-        if problem:
-            raise ValueError(f"pretrain.{key}: {problem}")
-    return settings
+    return flat_settings("pretrain", PRETRAIN_DEFAULTS, value_problem, config)
 
 
 def pretraining_wanted(config: dict | None) -> bool:
