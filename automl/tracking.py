@@ -146,33 +146,25 @@ class Tracker:
 
     def start_trial(self, number: int, study_name: str, params: dict[str, Any], worker: str = "") -> TrialRun:
         """The trial's child run, tagged with who trains it from the start (a killed run says where)."""
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"trial-{number:03d}",
-            tags={
-                records.TAG_PARENT_RUN: self.parent_run_id,
-                records.TAG_ROLE: "trial",
-                records.TAG_TRIAL_NUMBER: str(number),
-                records.TAG_STUDY: study_name,
-                records.TAG_STATE: "RUNNING",
-                records.TAG_WORKER: worker,
-            },
-        )
-        self.log_params(run.info.run_id, params)
-        return TrialRun(self, run.info.run_id)
+        tags = {records.TAG_TRIAL_NUMBER: str(number), records.TAG_STUDY: study_name, records.TAG_WORKER: worker}
+        return self._start_child(f"trial-{number:03d}", "trial", tags, params)
 
     # ------------------------------------------------------------ pretraining runs
 
     def start_pretrain(self, key: str, params: dict[str, Any]) -> TrialRun:
         """A pretraining's run under the search's run (`pretrain-<key>`), ended like a trial's."""
+        return self._start_child(f"pretrain-{key[:8]}", "pretrain", {records.TAG_PRETRAIN_KEY: key}, params)
+
+    def _start_child(self, name: str, role: str, tags: dict[str, str], params: dict[str, Any]) -> TrialRun:
+        """A RUNNING run under the search's run, with its role, tags and params."""
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"pretrain-{key[:8]}",
+            run_name=name,
             tags={
                 records.TAG_PARENT_RUN: self.search_run_id,
-                records.TAG_ROLE: "pretrain",
-                records.TAG_PRETRAIN_KEY: key,
+                records.TAG_ROLE: role,
                 records.TAG_STATE: "RUNNING",
+                **tags,
             },
         )
         self.log_params(run.info.run_id, params)

@@ -45,12 +45,9 @@ def split(task: str, fraction: float, seed: int):
     from sklearn.model_selection import train_test_split
 
     s = suite_tasks.load(task)
-    if task == "mnist_test":
-        x = np.concatenate([s["train"][0], s["val"][0]])
-        y = np.concatenate([s["train"][1], s["val"][1]])
-    else:  # a UCR task: its TRAIN file (train + val of the suite)
-        x = np.concatenate([s["train"][0], s["val"][0]])
-        y = np.concatenate([s["train"][1], s["val"][1]])
+    # the pool: the suite's train + val (mnist_test: 5000 digits; a UCR task: its TRAIN file)
+    x = np.concatenate([s["train"][0], s["val"][0]])
+    y = np.concatenate([s["train"][1], s["val"][1]])
     classes = len(np.unique(y))
     n = max(round(fraction * len(y)), 2 * classes)
     labelled, unlabeled = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
