@@ -56,10 +56,13 @@ def build_model(architecture: dict[str, Any], data, pretrained: bool = False) ->
         if isinstance(cfg, dict)
     ]
     x: Any = inputs  # a dict of column inputs for a table, until its input block makes one tensor
+    prior = None  # scores an input block predicts itself (boosted trees), which the head adds to
     if not stages or stages[0]["block"] not in INPUT_BLOCKS:
         x = _default_input(x, data, defaults, default_input_block(data.kind), apply_block)
     for cfg in stages:
         x = apply_block(x, cfg["block"], {**defaults, **cfg}, data)
+        if isinstance(x, tuple):
+            x, prior = x
     if len(x.shape) == 3:
         x = layers.GlobalAveragePooling1D()(x)  # mask-aware: padded steps do not count
     elif len(x.shape) == 4:
@@ -68,12 +71,27 @@ def build_model(architecture: dict[str, Any], data, pretrained: bool = False) ->
         x = layers.Flatten()(x)
     if pretrained:
         x = layers.LayerNormalization(name=FEATURES)(x)
+    if prior is not None:
+        return keras.Model(inputs, _head_on_prior(x, prior, data))
     if data.task == "classification":
         outputs = layers.Dense(data.num_classes, activation="softmax", name="output")(x)
     else:
         x = layers.Dense(1, name="output_raw")(x)
         outputs = layers.Rescaling(data.target_std, offset=data.target_mean, name="output")(x)
     return keras.Model(inputs, outputs)
+
+
+def _head_on_prior(x, prior, data):
+    """Prior scores (logits, or the target in its units) + a zero-initialised dense head, so the
+    model starts as the prior's predictions and the network learns the residual."""
+    from keras import layers
+
+    if data.task == "classification":
+        logits = layers.Dense(data.num_classes, kernel_initializer="zeros", name="output_logits")(x)
+        return layers.Activation("softmax", name="output")(layers.Add(name="prior_plus_head")([prior, logits]))
+    residual = layers.Dense(1, kernel_initializer="zeros", name="output_raw")(x)
+    residual = layers.Rescaling(data.target_std, name="output_scaled")(residual)
+    return layers.Add(name="output")([prior, residual])
 
 
 def _default_input(x, data, defaults: dict, input_block: str | None, apply_block):

@@ -5,7 +5,9 @@ indicator feature (for columns with gaps in training); categorical columns go th
 `StringLookup` on their training vocabulary (unseen values share one out-of-vocabulary slot, a
 missing value `""` is its own category when training had any) and then one-hot or a learnt
 embedding. A plain numeric matrix is just standardised. The standardised numbers may then be
-encoded further (`numeric`: piecewise-linear or periodic embeddings, see `numeric.py`).
+encoded further (`numeric`: piecewise-linear or periodic embeddings, see `numeric.py`). With
+`trees: boosted` the block also returns gradient-boosted trees' scores on the raw columns (numbers
+with NaN, categories one-hot), which the builder adds to the head's (see `trees.py`).
 """
 
 import re
@@ -16,6 +18,7 @@ from keras import layers, ops
 
 from .numeric import encode_numeric
 from .registry import register
+from .trees import TREES, boosted_trees
 
 ENCODINGS = ("one_hot", "embedding")
 
@@ -56,22 +59,34 @@ def tabular(
     numeric_frequencies: int = 16,
     numeric_sigma: float = 0.1,
     numeric_dim: int = 16,
+    trees: str = "none",
+    trees_leaves: int = 31,
+    trees_learning_rate: float = 0.1,
 ):
     """Raw table input -> one feature vector. `categorical` encodes text columns as `one_hot` or an
     `embedding` of `embedding_dim` (capped by the vocabulary size); only the `max_categories`
     most frequent values of a column get their own slot. `numeric` keeps the standardised numbers
     (`standard`) or encodes each as `piecewise_linear` over `numeric_bins` training quantiles or
-    `periodic` (`numeric_frequencies` sin/cos pairs at scale `numeric_sigma` -> `numeric_dim` values)."""
+    `periodic` (`numeric_frequencies` sin/cos pairs at scale `numeric_sigma` -> `numeric_dim` values).
+    `trees: boosted` returns (features, scores of boosted trees with `trees_leaves` leaves per tree
+    learnt at `trees_learning_rate`)."""
     if data is None or data.kind != "tabular":
         raise ValueError(f"the tabular block takes raw table columns; this data is {getattr(data, 'kind', None)} input")
     if categorical not in ENCODINGS:
         raise ValueError(f"tabular categorical must be one of {ENCODINGS}, not {categorical!r}")
+    if trees not in TREES:
+        raise ValueError(f"tabular trees must be one of {TREES}, not {trees!r}")
+    tree_settings = (trees_leaves, trees_learning_rate) if trees == "boosted" else None
     encoding = (numeric, numeric_bins, numeric_frequencies, numeric_sigma, numeric_dim)
     if data.columns is None:
         z = layers.Normalization(mean=data.feature_mean, variance=data.feature_var, name="normalize")(x)
         scale = np.maximum(np.sqrt(data.feature_var), keras.config.epsilon())  # as Normalization divides
-        return encode_numeric(z, list(((data.x_train - data.feature_mean) / scale).T), *encoding)
+        features = encode_numeric(z, list(((data.x_train - data.feature_mean) / scale).T), *encoding)
+        if tree_settings is None:
+            return features
+        return features, boosted_trees(x, data.x_train, data.x_val, data, *tree_settings)
     parts, names = [], layer_names([c.name for c in data.columns])
+    raw: list = []  # the trees' input: (tensor, training matrix, validation matrix) per part
     numbers = [c for c in data.columns if c.kind == "numeric"]
     if numbers:
         cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numbers]
@@ -84,21 +99,37 @@ def tabular(
         )(joined)
         standardized = [(np.asarray(data.x_train[c.name], "float64") - c.mean) / c.std for c in numbers]
         parts.append(encode_numeric(z, standardized, *encoding))
+        as_matrix = lambda split: np.stack([np.asarray(split[c.name], "float64") for c in numbers], 1)  # noqa: E731
+        raw.append((joined, as_matrix(data.x_train), as_matrix(data.x_val)))
     for c in data.columns:
         if c.kind != "categorical":
             continue
         vocabulary = c.vocabulary[: max(1, max_categories)]
+        one_hot = None
+        if categorical == "one_hot" or tree_settings is not None:
+            one_hot = layers.StringLookup(
+                vocabulary=vocabulary, output_mode="one_hot", name=f"{names[c.name]}_one_hot"
+            )(x[c.name])
+            raw.append((one_hot, _one_hot(data.x_train[c.name], vocabulary), _one_hot(data.x_val[c.name], vocabulary)))
         if categorical == "one_hot":
-            parts.append(
-                layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot", name=f"{names[c.name]}_one_hot")(
-                    x[c.name]
-                )
-            )
+            parts.append(one_hot)
         else:
             ids = layers.StringLookup(vocabulary=vocabulary, name=f"{names[c.name]}_lookup")(x[c.name])
             size = len(vocabulary) + 1
             parts.append(layers.Embedding(size, min(embedding_dim, size), name=f"{names[c.name]}_embedding")(ids))
-    return layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
+    features = layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
+    if tree_settings is None:
+        return features
+    tensors, train, val = zip(*raw)
+    joined_raw = layers.Concatenate(name="tree_inputs")(list(tensors)) if len(tensors) > 1 else tensors[0]
+    return features, boosted_trees(joined_raw, np.hstack(train), np.hstack(val), data, *tree_settings)
+
+
+def _one_hot(values, vocabulary: list[str]) -> np.ndarray:
+    """What `StringLookup(vocabulary, output_mode="one_hot")` gives: slot 0 for values outside it."""
+    slot = {v: i + 1 for i, v in enumerate(vocabulary)}
+    codes = np.array([slot.get(str(v), 0) for v in values], int)
+    return np.eye(len(vocabulary) + 1)[codes]
 
 
 def layer_names(columns: list[str]) -> dict[str, str]:
