@@ -3,7 +3,8 @@
 A model takes raw inputs (table columns, strings) so that it is saved and exported whole, but its
 first layers are fixed functions of the training data: column standardisation (`NumericColumns`,
 `Normalization`), category lookups (`StringLookup`, `IntegerLookup`) and text vectorisation
-(`TextVectorization`); for time series also per-series normalisation and ROCKET's random convolutions.
+(`TextVectorization`); for time series also per-series normalisation and ROCKET's random convolutions;
+for tables the boosted trees' scores.
 Their outputs are the same in every epoch and in every trial that samples the same preprocessing,
 so a trial trains the layers after them on arrays computed once, through a sub-model that shares
 the full model's weights: the model that is saved, measured and exported is still the raw-input
@@ -30,6 +31,7 @@ FIXED_LAYERS = (
     "TextVectorization",
     "SeriesNormalization",  # blocks/series.py: per-series z-normalisation
     "RandomConvolutions",  # ROCKET's fixed random kernels: the costly part of a rocket model, once per search
+    "BoostedTrees",  # blocks/trees.py: trees fit before training, walked once per search instead of every step
 )
 PLUMBING = ("InputLayer", "Reshape", "Concatenate")  # may sit between the inputs and a fixed layer
 

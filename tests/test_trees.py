@@ -101,3 +101,23 @@ def test_saved_reloaded_and_converted_models_keep_the_trees_exact(tmp_path):
         converter = tf.lite.TFLiteConverter.from_keras_model(loaded)
         converter.optimizations = optimizations
         assert np.abs(tflite_predict(converter.convert(), data.x_val) - expected).max() < 1e-4 * scale
+
+
+def test_the_trees_are_walked_once_per_search_and_told_apart_by_their_nodes():
+    from automl.feature_cache import FeatureCache
+
+    data = wine()
+    cache = FeatureCache(data)
+    architecture = {
+        "c": {"block": "tabular", "trees": "boosted", "trees_leaves": 8},
+        "h": {"block": "dense", "units": 8},
+    }
+    model = build_model(architecture, data)
+    trainable, x_train, _ = cache.split(model)
+    scores = keras.Model(model.inputs, model.get_layer("trees").output).predict(data.x_train, verbose=0)
+    assert any(np.array_equal(np.asarray(a), scores) for a in x_train)  # the head trains on the cached scores
+    assert "BoostedTrees" not in {type(layer).__name__ for layer in trainable.layers}
+    cache.split(build_model(architecture, data))
+    architecture["c"]["trees_learning_rate"] = 0.3
+    cache.split(build_model(architecture, data))
+    assert (cache.hits, cache.misses) == (1, 2)

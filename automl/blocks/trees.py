@@ -11,6 +11,8 @@ trees at once with gathers, `depth` steps, no custom ops.
 
 from __future__ import annotations
 
+import hashlib
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -100,10 +102,13 @@ class BoostedTrees(layers.Layer):
 
     KEYS = ("nodes", "roots", "source", "baseline")
 
-    def __init__(self, nodes: int, trees: int, depth: int, outputs: int, per_iteration: int, **kwargs):
+    def __init__(
+        self, nodes: int, trees: int, depth: int, outputs: int, per_iteration: int, digest: str = "", **kwargs
+    ):
         super().__init__(trainable=False, **{k: v for k, v in kwargs.items() if k != "trainable"})
         self.nodes, self.trees, self.depth, self.outputs = int(nodes), int(trees), int(depth), int(outputs)
         self.per_iteration = int(per_iteration)
+        self.digest = digest  # of the node table: tells apart trees of equal sizes (the feature cache's key)
 
     def build(self, input_shape):
         shapes = {"nodes": (self.nodes, 6), "roots": (self.trees,), "source": (self.outputs,)}
@@ -148,7 +153,7 @@ class BoostedTrees(layers.Layer):
 
     def get_config(self):
         sizes = {"nodes": self.nodes, "trees": self.trees, "depth": self.depth, "outputs": self.outputs}
-        return {**super().get_config(), **sizes, "per_iteration": self.per_iteration}
+        return {**super().get_config(), **sizes, "per_iteration": self.per_iteration, "digest": self.digest}
 
 
 def boosted_trees(inputs, x: np.ndarray, x_val: np.ndarray, data, leaves: int, rate: float):
@@ -162,7 +167,8 @@ def boosted_trees(inputs, x: np.ndarray, x_val: np.ndarray, data, leaves: int, r
         cache[key] = tree_arrays(model, outputs)
     arrays = cache[key]
     sizes = len(arrays["nodes"]), len(arrays["roots"]), int(arrays["depth"]), outputs, int(arrays["per_iteration"])
-    layer = BoostedTrees(*sizes, name="trees")
+    digest = hashlib.sha256(arrays["nodes"].tobytes() + arrays["baseline"].tobytes()).hexdigest()[:16]
+    layer = BoostedTrees(*sizes, digest=digest, name="trees")
     scores = layer(inputs)
     layer.set_trees(arrays)
     return scores
