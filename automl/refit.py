@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from . import records
+from .blocks.registry import VALIDATION_IN_TRAINING
 from .ensemble import ensemble_model
 from .pretraining import rebuild_pretrained
 from .records import SearchSettings, TrialSettings
@@ -31,8 +32,9 @@ def with_validation_rows(data):
             return {k: np.concatenate([a[k], b[k]]) for k in a}
         return np.concatenate([a, b])
 
+    extra = {**data.extra, VALIDATION_IN_TRAINING: True}  # nothing may early-stop on validation now
     return dataclasses.replace(
-        data, x_train=join(data.x_train, data.x_val), y_train=join(data.y_train, data.y_val), extra=dict(data.extra)
+        data, x_train=join(data.x_train, data.x_val), y_train=join(data.y_train, data.y_val), extra=extra
     )
 
 

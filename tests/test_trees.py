@@ -121,3 +121,21 @@ def test_the_trees_are_walked_once_per_search_and_told_apart_by_their_nodes():
     architecture["c"]["trees_learning_rate"] = 0.3
     cache.split(build_model(architecture, data))
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_a_refit_grows_as_many_rounds_as_early_stopping_chose_on_all_rows():
+    from automl.refit import with_validation_rows
+
+    data = wine()
+    architecture = {"c": {"block": "tabular", "trees": "boosted", "trees_leaves": 8}}
+    first = build_model(architecture, data).get_layer("trees")
+    both = with_validation_rows(data)
+    model = build_model(architecture, both)
+    again = model.get_layer("trees")
+    assert again.trees == first.trees  # the same rounds, not 300 rounds on rows it also stops on
+    assert again.digest != first.digest  # new trees, fit on the validation rows too
+    rounds = first.trees // first.per_iteration
+    refit = fit_boosted_trees(np.asarray(both.x_train, "float64"), both.y_train, None, None, both, 8, 0.1, rounds)
+    x_val = np.asarray(data.x_val, "float32")
+    expected = refit.predict_proba(x_val.astype("float64"))
+    assert np.abs(model.predict(x_val, verbose=0) - expected).max() < 1e-4

@@ -19,6 +19,9 @@ from collections.abc import Callable
 BLOCKS: dict[str, Callable] = {}
 INPUT_BLOCKS: dict[str, str] = {}  # block name -> the data kind whose raw input it takes
 DATA_PARAM = "data"
+# a Dataset.extra flag blocks read: the training rows include the validation rows (a refit), so
+# nothing fit inside a block may early-stop on validation
+VALIDATION_IN_TRAINING = "validation_in_training"
 
 
 def register(name: str, *, input_for: str | None = None):

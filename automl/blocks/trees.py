@@ -7,6 +7,10 @@ split) and the model's head becomes `trees' raw scores + a zero-initialised dens
 starts from the trees' predictions and the network learns what they miss. The result stays one
 Keras model (saved, loaded with safe_mode, converted to TFLite) because `BoostedTrees` walks all
 trees at once with gathers, `depth` steps, no custom ops.
+
+Measured (bench/RESULTS.md "Suite"): the trees fit the training split closely, so the head moves
+their predictions little; what lifts the tables is the trees themselves and ensembles that mix
+trees with networks.
 """
 
 from __future__ import annotations
@@ -17,23 +21,28 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from .registry import VALIDATION_IN_TRAINING
+
 TREES = ("none", "boosted")
+DEFAULT_ROUNDS = 100  # scikit-learn's max_iter, for a refit that has no early-stopped fit to copy
 ABSENT_CLASS_SCORE = -30.0  # logit of a class the training split lacks (its trees never saw it)
 
 
 def fit_boosted_trees(
-    x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, data, leaves: int, rate: float
-):
+    x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, data, leaves: int, rate: float,
+    rounds: int | None = None,
+):  # fmt: skip
     """A HistGradientBoosting model on float32 inputs (as the Keras layer sees them), stopped when
-    10 rounds bring nothing on the validation split."""
+    10 rounds bring nothing on the validation split; exactly `rounds` rounds when given (a refit on
+    training + validation rows, where validation can no longer tell when to stop)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     kind = HistGradientBoostingClassifier if data.task == "classification" else HistGradientBoostingRegressor
-    model = kind(
-        max_iter=300, learning_rate=rate, max_leaf_nodes=leaves, early_stopping=True, n_iter_no_change=10,
-        random_state=0,
-    )  # fmt: skip
     as32 = lambda a: np.asarray(a, "float32").astype("float64")  # noqa: E731
+    settings = {"learning_rate": rate, "max_leaf_nodes": leaves, "random_state": 0}
+    if rounds is not None:
+        return kind(max_iter=rounds, early_stopping=False, **settings).fit(as32(x), y)
+    model = kind(max_iter=300, early_stopping=True, n_iter_no_change=10, **settings)
     return model.fit(as32(x), y, X_val=as32(x_val), y_val=y_val)
 
 
@@ -158,13 +167,19 @@ class BoostedTrees(layers.Layer):
 
 def boosted_trees(inputs, x: np.ndarray, x_val: np.ndarray, data, leaves: int, rate: float):
     """Fit trees on the numeric matrices `x` / `x_val` (the columns of `inputs`, NaN kept) and
-    return their raw scores on `inputs`; fits are cached on the Dataset per setting."""
+    return their raw scores on `inputs`; fits are cached on the Dataset per setting. A refit
+    (validation rows in training) takes the rounds early stopping chose for the same setting in
+    this process, else scikit-learn's default 100."""
     outputs = data.num_classes if data.task == "classification" else 1
     cache = data.extra.setdefault("boosted_trees", {})
     key = (leaves, float(rate), x.shape)
     if key not in cache:
-        model = fit_boosted_trees(x, data.y_train, x_val, data.y_val, data, leaves, rate)
+        refit = bool(data.extra.get(VALIDATION_IN_TRAINING))
+        rounds = cache.get(("rounds", leaves, float(rate)), DEFAULT_ROUNDS) if refit else None
+        model = fit_boosted_trees(x, data.y_train, x_val, data.y_val, data, leaves, rate, rounds)
         cache[key] = tree_arrays(model, outputs)
+        if not refit:
+            cache[("rounds", leaves, float(rate))] = int(model.n_iter_)
     arrays = cache[key]
     sizes = len(arrays["nodes"]), len(arrays["roots"]), int(arrays["depth"]), outputs, int(arrays["per_iteration"])
     digest = hashlib.sha256(arrays["nodes"].tobytes() + arrays["baseline"].tobytes()).hexdigest()[:16]
