@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 from seq_text_checks import table_data, tflite_predict
 
-from automl.blocks.tabular import _one_hot
 from automl.blocks.trees import _at_most, fit_boosted_trees
 from automl.builder import build_model
 from automl.data import make_dataset
@@ -32,12 +31,18 @@ def diabetes_with_gaps():
     return make_dataset(df, y, seed=0)
 
 
+def one_hot(values, vocabulary: list[str]) -> np.ndarray:
+    """StringLookup's one-hot, by hand: slot 0 for values outside the vocabulary."""
+    slot = {v: i + 1 for i, v in enumerate(vocabulary)}
+    return np.eye(len(vocabulary) + 1)[[slot.get(str(v), 0) for v in values]]
+
+
 def matrix(data, split):
     """What the trees are fit on: the numbers as they are, then each category one-hot."""
     if data.columns is None:
         return np.asarray(split, "float64")
     numbers = [np.asarray(split[c.name], "float64")[:, None] for c in data.columns if c.kind == "numeric"]
-    categories = [_one_hot(split[c.name], c.vocabulary[:64]) for c in data.columns if c.kind == "categorical"]
+    categories = [one_hot(split[c.name], c.vocabulary[:64]) for c in data.columns if c.kind == "categorical"]
     return np.hstack(numbers + categories)
 
 

@@ -84,9 +84,9 @@ def tabular(
         features = encode_numeric(z, list(((data.x_train - data.feature_mean) / scale).T), *encoding)
         if tree_settings is None:
             return features
-        return features, boosted_trees(x, data.x_train, data.x_val, data, *tree_settings)
+        return features, boosted_trees(x, x, data, *tree_settings)
     parts, names = [], layer_names([c.name for c in data.columns])
-    raw: list = []  # the trees' input: (tensor, training matrix, validation matrix) per part
+    raw: list = []  # the trees' input: raw numbers (NaN kept), then each category one-hot
     numbers = [c for c in data.columns if c.kind == "numeric"]
     if numbers:
         cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numbers]
@@ -99,8 +99,7 @@ def tabular(
         )(joined)
         standardized = [(np.asarray(data.x_train[c.name], "float64") - c.mean) / c.std for c in numbers]
         parts.append(encode_numeric(z, standardized, *encoding))
-        as_matrix = lambda split: np.stack([np.asarray(split[c.name], "float64") for c in numbers], 1)  # noqa: E731
-        raw.append((joined, as_matrix(data.x_train), as_matrix(data.x_val)))
+        raw.append(joined)
     for c in data.columns:
         if c.kind != "categorical":
             continue
@@ -110,7 +109,7 @@ def tabular(
             one_hot = layers.StringLookup(
                 vocabulary=vocabulary, output_mode="one_hot", name=f"{names[c.name]}_one_hot"
             )(x[c.name])
-            raw.append((one_hot, _one_hot(data.x_train[c.name], vocabulary), _one_hot(data.x_val[c.name], vocabulary)))
+            raw.append(one_hot)
         if categorical == "one_hot":
             parts.append(one_hot)
         else:
@@ -120,16 +119,8 @@ def tabular(
     features = layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
     if tree_settings is None:
         return features
-    tensors, train, val = zip(*raw)
-    joined_raw = layers.Concatenate(name="tree_inputs")(list(tensors)) if len(tensors) > 1 else tensors[0]
-    return features, boosted_trees(joined_raw, np.hstack(train), np.hstack(val), data, *tree_settings)
-
-
-def _one_hot(values, vocabulary: list[str]) -> np.ndarray:
-    """What `StringLookup(vocabulary, output_mode="one_hot")` gives: slot 0 for values outside it."""
-    slot = {v: i + 1 for i, v in enumerate(vocabulary)}
-    codes = np.array([slot.get(str(v), 0) for v in values], int)
-    return np.eye(len(vocabulary) + 1)[codes]
+    tree_inputs = layers.Concatenate(name="tree_inputs")(raw) if len(raw) > 1 else raw[0]
+    return features, boosted_trees(x, tree_inputs, data, *tree_settings)
 
 
 def layer_names(columns: list[str]) -> dict[str, str]:

@@ -165,15 +165,18 @@ class BoostedTrees(layers.Layer):
         return {**super().get_config(), **sizes, "per_iteration": self.per_iteration, "digest": self.digest}
 
 
-def boosted_trees(inputs, x: np.ndarray, x_val: np.ndarray, data, leaves: int, rate: float):
-    """Fit trees on the numeric matrices `x` / `x_val` (the columns of `inputs`, NaN kept) and
-    return their raw scores on `inputs`; fits are cached on the Dataset per setting. A refit
+def boosted_trees(model_inputs, tree_inputs, data, leaves: int, rate: float):
+    """Trees' raw scores on `tree_inputs` (a numeric tensor computed from `model_inputs`: numbers with
+    NaN, categories one-hot). On a cache miss the trees are fit on what the model's own layers make
+    of the training and validation rows; fits are cached on the Dataset per setting. A refit
     (validation rows in training) takes the rounds early stopping chose for the same setting in
     this process, else scikit-learn's default 100."""
     outputs = data.num_classes if data.task == "classification" else 1
     cache = data.extra.setdefault("boosted_trees", {})
-    key = (leaves, float(rate), x.shape)
+    key = (leaves, float(rate), int(tree_inputs.shape[-1]), len(data.y_train))
     if key not in cache:
+        as_matrix = keras.Model(model_inputs, tree_inputs)
+        x, x_val = (as_matrix.predict(split, batch_size=1024, verbose=0) for split in (data.x_train, data.x_val))
         refit = bool(data.extra.get(VALIDATION_IN_TRAINING))
         rounds = cache.get(("rounds", leaves, float(rate)), DEFAULT_ROUNDS) if refit else None
         model = fit_boosted_trees(x, data.y_train, x_val, data.y_val, data, leaves, rate, rounds)
@@ -184,6 +187,6 @@ def boosted_trees(inputs, x: np.ndarray, x_val: np.ndarray, data, leaves: int, r
     sizes = len(arrays["nodes"]), len(arrays["roots"]), int(arrays["depth"]), outputs, int(arrays["per_iteration"])
     digest = hashlib.sha256(arrays["nodes"].tobytes() + arrays["baseline"].tobytes()).hexdigest()[:16]
     layer = BoostedTrees(*sizes, digest=digest, name="trees")
-    scores = layer(inputs)
+    scores = layer(tree_inputs)
     layer.set_trees(arrays)
     return scores
