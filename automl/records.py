@@ -19,6 +19,7 @@ MODEL_ARTIFACT = "model_artifact"  # artifact path of the trial's saved model (t
 VAL_PREDICTIONS = "val_predictions"  # artifact path of its validation predictions (kept for ensembling)
 PARAM_COUNT = "param_count"
 EPOCHS_RUN = "epochs_run"
+EPOCH_SECONDS = "epoch_seconds"  # wall seconds of each epoch (the first carries tracing): the schedule's estimates
 BEST_EPOCHS = (
     "best_epochs"  # epochs up to and including the best one (what early stopping kept; refit trains this long)
 )

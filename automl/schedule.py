@@ -10,7 +10,8 @@ trial running at the deadline is cut off unfinished. So the budget is spent in t
    (slow trials, a slow machine): a search always keeps room to finish its best;
 2. exploit (the rest): no new configurations; the best low-fidelity candidates are continued from
    their saved weights for the remaining epochs, best first, each only if the time it is expected
-   to take (its low-fidelity time scaled to the remaining epochs) fits in the time left.
+   to take (from its epoch times) fits in the time left. When none fits, short configurations go
+   on while a typical one fits: a search does not end with time it could use.
 
 Every trial carries its fidelity (attribute `fidelity`: trained epochs / the search's epochs, and
 MLflow tag `automl.fidelity`); rankings put full-fidelity trials before low-fidelity ones, so a
@@ -31,6 +32,7 @@ SCHEDULES = ("full", "budget")
 LOW_FRACTION = 1 / 3  # of the epochs, for explored configurations
 EXPLORE_SHARE = 0.7  # of the budget
 CONTINUE_TOP = 3  # the most low-fidelity candidates continued (their models are kept)
+CONTINUE_SETUP = 1.0  # seconds to fetch and load a saved model before continuing it
 
 
 class BudgetSchedule:
@@ -54,8 +56,8 @@ class BudgetSchedule:
         if not self._exploiting:
             elapsed = time.time() - self.started
             best = self._candidates(study)[:1]
-            # another short trial (about as long as the best one's) and then the best's continuation
-            reserve = _seconds(best[0]) + self._needed(best[0]) if best else 0.0
+            # another short trial (a typical one) and then the best's continuation
+            reserve = _typical_short_trial(study) + self._needed(best[0]) if best else 0.0
             self._exploiting = elapsed >= self.explore_share * self.timeout or elapsed + reserve > self.timeout
         return not self._exploiting
 
@@ -69,8 +71,17 @@ class BudgetSchedule:
         return low[: self.top]
 
     def _needed(self, t: optuna.trial.FrozenTrial) -> float:
-        """Expected seconds to continue `t`: its low-fidelity time scaled to the remaining epochs."""
-        return _seconds(t) * (self.epochs - self.low_epochs) / self.low_epochs
+        """Expected seconds to continue `t` for the remaining epochs: from its epoch times when
+        recorded (the first epoch again, as the loaded model is traced again, then its later epochs'
+        mean), else its whole low-fidelity time scaled. Its whole time also counts what a
+        continuation does not repeat (building the model, fitting trees, a fresh worker's set-up):
+        a slow first trial then made every continuation look too long (bench/RESULTS.md "Suite")."""
+        remaining = self.epochs - self.low_epochs
+        epochs = t.user_attrs.get(records.EPOCH_SECONDS) or []
+        if not epochs:
+            return _seconds(t) * remaining / self.low_epochs
+        later = epochs[1:] or epochs
+        return epochs[0] + sum(later) / len(later) * (remaining - 1) + CONTINUE_SETUP
 
     def before_trial(self, trial: optuna.Trial) -> None:
         """Record the trial's epochs and fidelity (a continuation: the remaining epochs, full fidelity)."""
@@ -102,11 +113,31 @@ class BudgetSchedule:
             needed = self._needed(t)
             if needed > left:
                 self.reason = f"continuing trial {t.number} would take ~{needed:.0f} s, {left:.0f} s are left"
-                return False
+                return self._short_trial_fits(study, left)
             study.enqueue_trial(t.params, user_attrs={records.CONTINUED_FROM: t.number})
             return True
         self.reason = f"the top {len(low)} low-fidelity candidates are continued"
         return False
+
+    def _short_trial_fits(self, study: optuna.Study, left: float) -> bool:
+        """No continuation fits: rather than end with time left, try one more low-fidelity
+        configuration when a typical one (with half again as margin) would fit; a faster one may
+        become a candidate whose continuation fits."""
+        typical = _typical_short_trial(study)
+        if typical and 1.5 * typical < left:
+            self.reason = None
+            return True
+        return False
+
+
+def _typical_short_trial(study: optuna.Study) -> float:
+    """The median wall seconds of the finished low-fidelity configurations (0 when none)."""
+    low = sorted(
+        _seconds(t)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 and records.CONTINUED_FROM not in t.user_attrs
+    )
+    return low[len(low) // 2] if low else 0.0
 
 
 def _seconds(t: optuna.trial.FrozenTrial) -> float:

@@ -77,6 +77,8 @@ class EpochMonitor(keras.callbacks.Callback):
         self.trial, self.settings, self.run = trial, settings, run
         self.diagnostics = diagnostics  # gradients, weights, activations per epoch (diagnostics.py)
         self.history: list[dict] = []
+        self.epoch_seconds: list[float] = []  # each epoch's wall time, validation included
+        self._epoch_started = 0.0
         self.nan_epoch = self.pruned_epoch = None
         self.stopped_by_deadline = False
         self.stopped_by: str | None = None
@@ -95,7 +97,11 @@ class EpochMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._diagnose("start", lambda d: (d.set_model(self.model), d.on_train_begin()))
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 3))
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.history.append(logs)
         self.run.log_epoch(epoch, logs)
@@ -193,13 +199,14 @@ class TrialRunner(Runner):
         frozen = trial.study.get_trials(deepcopy=False)[int(source)]
         if records.PRETRAIN_RUN in frozen.user_attrs:  # it goes on from the same pretraining
             trial.set_user_attr(records.PRETRAIN_RUN, frozen.user_attrs[records.PRETRAIN_RUN])
-        path = tracking.download_artifact(
-            self.tracker.tracking_uri,
-            frozen.user_attrs[records.MLFLOW_RUN_ID],
-            frozen.user_attrs[records.MODEL_ARTIFACT],
-            tempfile.mkdtemp(prefix="automl-continue-"),
-        )
-        return keras.saving.load_model(path, safe_mode=True)
+        with tempfile.TemporaryDirectory(prefix="automl-continue-") as folder:  # loaded into memory, then gone
+            path = tracking.download_artifact(
+                self.tracker.tracking_uri,
+                frozen.user_attrs[records.MLFLOW_RUN_ID],
+                frozen.user_attrs[records.MODEL_ARTIFACT],
+                folder,
+            )
+            return keras.saving.load_model(path, safe_mode=True)
 
     def _run(self, trial: optuna.Trial, config, attrs: dict) -> float:
         reclaim_memory()
@@ -255,6 +262,7 @@ class TrialRunner(Runner):
                 result = self._objective_values(trial, model, at_best, metrics, tags)
             metrics.update({f"final_{k}": v for k, v in monitor.history[-1].items()})
             trial.set_user_attr(records.EPOCHS_RUN, len(monitor.history))
+            trial.set_user_attr(records.EPOCH_SECONDS, monitor.epoch_seconds)
             trial.set_user_attr(records.PARAM_COUNT, metrics["param_count"])
             if monitor.pruned_epoch is not None:
                 state, tags = "PRUNED", {records.TAG_PRUNED_AT: monitor.pruned_epoch + 1}

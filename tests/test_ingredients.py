@@ -12,6 +12,7 @@ from seq_text_checks import check_round_trip, table_data, text_data, tflite_conv
 
 from automl.blocks.numeric import PeriodicEncoding, PiecewiseLinearEncoding, quantile_edges
 from automl.blocks.series import RandomConvolutions, SeriesNormalization
+from automl.blocks.trees import BoostedTrees
 from automl.builder import build_model
 from automl.data import make_dataset
 from automl.feature_cache import FeatureCache
@@ -239,11 +240,14 @@ def test_start_entries_build_the_models_they_name(table, digits_small):
     conv, _ = _start_model("sequence_rnn", 0, seqs)  # as before: no per-series normalisation
     assert not any(isinstance(layer, SeriesNormalization | RandomConvolutions) for layer in conv.layers)
 
-    mlp, config = _start_model("tabular_mlp", 0, table)
-    assert config.training["class_weight"] == "none"
-    assert not any(isinstance(layer, PiecewiseLinearEncoding | PeriodicEncoding) for layer in mlp.layers)
-    ple, _ = _start_model("tabular_mlp", 1, table)
-    assert ple.get_layer("numeric_ple").bins == 16
+    trees, config = _start_model("tabular_mlp", 0, table)  # the full-suite portfolio (bench/portfolio.py)
+    assert config.training["class_weight"] == "none" and trees.get_layer("numeric_ple").bins == 16
+    assert any(isinstance(layer, BoostedTrees) for layer in trees.layers)
+    mlp, config = _start_model("tabular_mlp", 1, table)
+    assert config.training["class_weight"] == "balanced"
+    assert not any(isinstance(layer, PiecewiseLinearEncoding | PeriodicEncoding | BoostedTrees) for layer in mlp.layers)
+    periodic, _ = _start_model("tabular_mlp", 2, table)
+    assert any(isinstance(layer, PeriodicEncoding) for layer in periodic.layers)
     for i in (0, 1):  # no augmentation layer in the image starts
         cnn, _ = _start_model("image_cnn", i, digits_small)
         assert not any(layer.__class__.__name__.startswith("Random") for layer in cnn.layers)

@@ -54,6 +54,66 @@ def test_exploring_ends_early_when_the_best_candidate_could_no_longer_be_continu
     assert not late.exploring(study_with_a_candidate(1.0))  # past the explore share
 
 
+def test_a_continuation_is_estimated_from_the_candidates_epoch_times_not_its_set_up():
+    """The no-start searches' first trial took 15-25 s, mostly set-up (a fresh worker, a trees fit),
+    with quick epochs after the first: its continuation must not look like 7/3 of the whole trial."""
+    import datetime
+
+    from automl import records
+    from automl.schedule import CONTINUE_SETUP, BudgetSchedule
+
+    end = datetime.datetime.now()
+    timed = optuna.trial.FrozenTrial(
+        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
+        datetime_start=end - datetime.timedelta(seconds=22), datetime_complete=end,
+        params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+        user_attrs={records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "model/model.keras",
+                    records.EPOCH_SECONDS: [6.0, 1.0, 2.0]},
+        system_attrs={}, intermediate_values={},
+    )  # fmt: skip
+    schedule = BudgetSchedule(timeout=60, epochs=10)  # 3 low epochs, 7 to continue
+    assert schedule._needed(timed) == pytest.approx(6.0 + 1.5 * 6 + CONTINUE_SETUP)  # first again, then 1.5 s each
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(timed)
+    schedule.started = time.time() - 25  # 35 s left: the 16 s continuation fits (7/3 x 22 s = 51 s would not)
+    assert not schedule.exploring(study)  # 22 s (a typical short trial) + 16 s > 35 s: exploit now
+    assert schedule.next(study)
+    assert [t.user_attrs.get(records.CONTINUED_FROM) for t in study.get_trials()] == [None, 0]  # enqueued
+
+
+def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
+    """A slow first trial made every continuation look too long, and the search ended with half its
+    budget unused (bench/RESULTS.md "Suite", automl-no-start): now it explores while a short trial fits."""
+    import datetime
+
+    from automl import records
+    from automl.schedule import BudgetSchedule
+
+    def low_trial(number: int, seconds: float, state, saved: bool) -> optuna.trial.FrozenTrial:
+        end = datetime.datetime.now()
+        attrs = {records.FIDELITY: 1 / 3, **({records.MODEL_ARTIFACT: "model/model.keras"} if saved else {})}
+        return optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=state, value=0.5 + number, values=None,
+            datetime_start=end - datetime.timedelta(seconds=seconds), datetime_complete=end,
+            params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            user_attrs=attrs, system_attrs={}, intermediate_values={},
+        )  # fmt: skip
+
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(low_trial(0, 30.0, optuna.trial.TrialState.COMPLETE, saved=True))  # continuing: ~60 s
+    schedule = BudgetSchedule(timeout=100, epochs=6)
+    schedule.started = time.time() - 75  # 25 s left: no continuation fits, nor a 30 s trial
+    assert not schedule.next(study)
+    assert "would take" in schedule.reason
+    study.add_trial(low_trial(1, 3.0, optuna.trial.TrialState.PRUNED, saved=False))
+    assert not schedule.next(study)  # the median trial (30 s) would not fit
+    study.add_trial(low_trial(2, 3.0, optuna.trial.TrialState.PRUNED, saved=False))  # typical: 3 s, fits
+    assert schedule.next(study)
+    assert not any(records.CONTINUED_FROM in t.user_attrs for t in study.get_trials())  # a new configuration
+    schedule.started = time.time() - 98  # 2 s left: nothing fits
+    assert not schedule.next(study)
+
+
 def test_budget_schedule_explores_short_then_continues_the_best_within_the_budget(stores, tiny_space, digits_small):
     import keras
 
