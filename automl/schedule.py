@@ -32,7 +32,7 @@ SCHEDULES = ("full", "budget")
 LOW_FRACTION = 1 / 3  # of the epochs, for explored configurations
 EXPLORE_SHARE = 0.7  # of the budget
 CONTINUE_TOP = 3  # the most low-fidelity candidates continued (their models are kept)
-CONTINUE_SETUP = 1.0  # seconds to fetch and load a saved model before continuing it
+CONTINUE_SETUP = 2.0  # seconds a continuation spends outside its epochs (load, save, log) until one is measured
 
 
 class BudgetSchedule:
@@ -57,7 +57,7 @@ class BudgetSchedule:
             elapsed = time.time() - self.started
             best = self._candidates(study)[:1]
             # another short trial (a typical one) and then the best's continuation
-            reserve = _typical_short_trial(study) + self._needed(best[0]) if best else 0.0
+            reserve = _typical_short_trial(study) + self._needed(best[0], study) if best else 0.0
             self._exploiting = elapsed >= self.explore_share * self.timeout or elapsed + reserve > self.timeout
         return not self._exploiting
 
@@ -70,18 +70,19 @@ class BudgetSchedule:
         ]
         return low[: self.top]
 
-    def _needed(self, t: optuna.trial.FrozenTrial) -> float:
+    def _needed(self, t: optuna.trial.FrozenTrial, study: optuna.Study) -> float:
         """Expected seconds to continue `t` for the remaining epochs: from its epoch times when
         recorded (the first epoch again, as the loaded model is traced again, then its later epochs'
-        mean), else its whole low-fidelity time scaled. Its whole time also counts what a
-        continuation does not repeat (building the model, fitting trees, a fresh worker's set-up):
-        a slow first trial then made every continuation look too long (bench/RESULTS.md "Suite")."""
+        mean, plus the time a continuation spends outside its epochs), else its whole low-fidelity
+        time scaled. Its whole time also counts what a continuation does not repeat (building the
+        model, fitting trees, a fresh worker's set-up): a slow first trial then made every
+        continuation look too long (bench/RESULTS.md "Suite")."""
         remaining = self.epochs - self.low_epochs
         epochs = t.user_attrs.get(records.EPOCH_SECONDS) or []
         if not epochs:
             return _seconds(t) * remaining / self.low_epochs
         later = epochs[1:] or epochs
-        return epochs[0] + sum(later) / len(later) * (remaining - 1) + CONTINUE_SETUP
+        return epochs[0] + sum(later) / len(later) * (remaining - 1) + _continuation_overhead(study)
 
     def before_trial(self, trial: optuna.Trial) -> None:
         """Record the trial's epochs and fidelity (a continuation: the remaining epochs, full fidelity)."""
@@ -110,7 +111,7 @@ class BudgetSchedule:
         for t in low:
             if t.number in done:
                 continue
-            needed = self._needed(t)
+            needed = self._needed(t, study)
             if needed > left:
                 self.reason = f"continuing trial {t.number} would take ~{needed:.0f} s, {left:.0f} s are left"
                 return self._short_trial_fits(study, left)
@@ -128,6 +129,17 @@ class BudgetSchedule:
             self.reason = None
             return True
         return False
+
+
+def _continuation_overhead(study: optuna.Study) -> float:
+    """Seconds a continuation spent outside its epochs (loading, saving, logging), the most of
+    those finished so far; CONTINUE_SETUP until one has finished."""
+    spent = [
+        _seconds(t) - sum(t.user_attrs[records.EPOCH_SECONDS])
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if records.CONTINUED_FROM in t.user_attrs and t.user_attrs.get(records.EPOCH_SECONDS)
+    ]
+    return max(spent, default=CONTINUE_SETUP)
 
 
 def _typical_short_trial(study: optuna.Study) -> float:

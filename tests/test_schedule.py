@@ -62,23 +62,35 @@ def test_a_continuation_is_estimated_from_the_candidates_epoch_times_not_its_set
     from automl import records
     from automl.schedule import CONTINUE_SETUP, BudgetSchedule
 
-    end = datetime.datetime.now()
-    timed = optuna.trial.FrozenTrial(
-        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
-        datetime_start=end - datetime.timedelta(seconds=22), datetime_complete=end,
-        params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-        user_attrs={records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "model/model.keras",
-                    records.EPOCH_SECONDS: [6.0, 1.0, 2.0]},
-        system_attrs={}, intermediate_values={},
-    )  # fmt: skip
+    def frozen(number: int, seconds: float, attrs: dict) -> optuna.trial.FrozenTrial:
+        end = datetime.datetime.now()
+        return optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
+            datetime_start=end - datetime.timedelta(seconds=seconds), datetime_complete=end,
+            params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            user_attrs=attrs, system_attrs={}, intermediate_values={},
+        )  # fmt: skip
+
+    timed = frozen(
+        0, 22, {records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [6.0, 1.0, 2.0]}
+    )
     schedule = BudgetSchedule(timeout=60, epochs=10)  # 3 low epochs, 7 to continue
-    assert schedule._needed(timed) == pytest.approx(6.0 + 1.5 * 6 + CONTINUE_SETUP)  # first again, then 1.5 s each
     study = optuna.create_study(direction="minimize")
     study.add_trial(timed)
-    schedule.started = time.time() - 25  # 35 s left: the 16 s continuation fits (7/3 x 22 s = 51 s would not)
-    assert not schedule.exploring(study)  # 22 s (a typical short trial) + 16 s > 35 s: exploit now
+    # the first epoch again (the loaded model is traced again), then 1.5 s for each of the 6 others
+    assert schedule._needed(timed, study) == pytest.approx(6.0 + 1.5 * 6 + CONTINUE_SETUP)  # 17 s
+    schedule.started = time.time() - 25  # 35 s left: the 17 s continuation fits (7/3 x 22 s = 51 s would not)
+    assert not schedule.exploring(study)  # 22 s (a typical short trial) + 17 s > 35 s: exploit now
     assert schedule.next(study)
     assert [t.user_attrs.get(records.CONTINUED_FROM) for t in study.get_trials()] == [None, 0]  # enqueued
+    measured = optuna.create_study(direction="minimize")
+    measured.add_trial(timed)
+    # a finished continuation: 22 s in all, 5 s of epochs, so 17 s outside them
+    continuation = frozen(
+        1, 22, {records.CONTINUED_FROM: 0, records.FIDELITY: 1.0, records.EPOCH_SECONDS: [3.0, 1.0, 1.0]}
+    )
+    measured.add_trial(continuation)
+    assert schedule._needed(timed, measured) == pytest.approx(6.0 + 1.5 * 6 + 17.0)  # the measured overhead
 
 
 def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
