@@ -53,6 +53,24 @@ CACHE = ROOT / "bench" / "results" / "portfolio"
 MARK = "PORTFOLIO-DONE "
 
 # Known-good shapes a practitioner would try first, by default space (partial: the rest is sampled).
+OLD_TABLE_START = {  # tabular_mlp's first start entry until 7cd57e1: a batch-normed ReLU MLP
+    "activation": "relu",
+    "columns.categorical": "one_hot",
+    "columns.numeric": "standard",
+    "columns.trees": "none",
+    "num_layers": 2,
+    "layers.0.units": 128,
+    "layers.0.norm": "batch",
+    "layers.0.dropout": 0.2,
+    "layers.1.units": 64,
+    "layers.1.norm": "none",
+    "layers.1.dropout": 0.1,
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "batch_size": 64,
+    "class_weight": "none",
+}
+
 HAND: dict[str, list[dict]] = {
     "image_cnn": [
         {  # batch-normed VGG-like, average pooled, cosine schedule
@@ -149,41 +167,8 @@ HAND: dict[str, list[dict]] = {
         },
     ],
     "tabular_mlp": [
-        {  # the start list's first entry before the portfolio replaced it: batch-normed ReLU MLP
-            "activation": "relu",
-            "columns.categorical": "one_hot",
-            "columns.numeric": "standard",
-            "columns.trees": "none",
-            "num_layers": 2,
-            "layers.0.units": 128,
-            "layers.0.norm": "batch",
-            "layers.0.dropout": 0.2,
-            "layers.1.units": 64,
-            "layers.1.norm": "none",
-            "layers.1.dropout": 0.1,
-            "optimizer": "adam",
-            "learning_rate": 0.001,
-            "batch_size": 64,
-            "class_weight": "none",
-        },
-        {  # its second: the same on piecewise-linear numbers
-            "activation": "relu",
-            "columns.categorical": "one_hot",
-            "columns.numeric": "piecewise_linear",
-            "columns.numeric_bins": 16,
-            "columns.trees": "none",
-            "num_layers": 2,
-            "layers.0.units": 128,
-            "layers.0.norm": "batch",
-            "layers.0.dropout": 0.2,
-            "layers.1.units": 64,
-            "layers.1.norm": "none",
-            "layers.1.dropout": 0.1,
-            "optimizer": "adam",
-            "learning_rate": 0.001,
-            "batch_size": 64,
-            "class_weight": "none",
-        },
+        OLD_TABLE_START,  # the start list's first entry before the portfolio replaced it (7cd57e1)
+        {**OLD_TABLE_START, "columns.numeric": "piecewise_linear", "columns.numeric_bins": 16},  # its second
         {  # one wide layer
             "activation": "relu",
             "columns.categorical": "one_hot",
@@ -255,7 +240,10 @@ def candidates(space_name: str, n: int, seed: int) -> tuple[list[dict], list[str
         out.append({"name": f"random-{i}", "params": complete({}, draw)})
     seen, unique = set(), []
     for c in out:
-        c["id"] = hashlib.sha256(json.dumps([space.name, c["params"]], sort_keys=True).encode()).hexdigest()[:12]
+        # at the precision the portfolio yaml is printed with: a shipped start entry taken from a
+        # sampled candidate is the same candidate, not a second one
+        rounded = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in c["params"].items()}
+        c["id"] = hashlib.sha256(json.dumps([space.name, rounded], sort_keys=True).encode()).hexdigest()[:12]
         if c["id"] not in seen:
             seen.add(c["id"])
             unique.append(c)
