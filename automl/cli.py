@@ -375,7 +375,8 @@ def export(
     registered = report.meta.get("registered")
     err.print(
         f"\nFiles, export_report.json and REPORT.md in {out_dir}; logged to MLflow run {result.mlflow_run_id}"
-        + (f"; registered as {registered['name']} version {registered['version']}" if registered else "")
+        + (f"; registered as {registered['name']} version {registered['version']}" if registered else ""),
+        soft_wrap=True,  # a path broken over two lines cannot be copied
     )
 
 
@@ -508,7 +509,8 @@ def report(
     rep.write_html(out_file)
     err.print(
         f"report of {rep.study} ({sum(rep.counts.values())} trials, {len(rep.plots)} plots"
-        f"{', export table' if rep.export is not None else ''}) written to {out_file}"
+        f"{', export table' if rep.export is not None else ''}) written to {out_file}",
+        soft_wrap=True,  # a path broken over two lines cannot be copied
     )
 
 
@@ -570,7 +572,10 @@ def _where(study: str, tracking_uri: str, storage: str | None):
         f"MLflow runs in {tracking_uri}",
         soft_wrap=True,
     )
-    err.print(f"Leaderboard again: automl trials --study {study}" + (f" --storage {storage}" if storage else ""))
+    err.print(
+        f"Leaderboard again: automl trials --study {study}" + (f" --storage {storage}" if storage else ""),
+        soft_wrap=True,
+    )
     default = tracking_uri == default_tracking_uri()
     if tracking_uri.startswith(("http://", "https://")):
         err.print(f"Browse and compare trials: {tracking_uri} (the experiment {study}, its Runs tab)", soft_wrap=True)

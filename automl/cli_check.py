@@ -34,4 +34,4 @@ def check(
         out.print(escape(line), soft_wrap=True)
     if out_dir is not None:
         paths = report.write(out_dir)
-        out.print(f"written: {', '.join(str(p) for p in paths)}")
+        out.print(f"written: {', '.join(str(p) for p in paths)}", soft_wrap=True)

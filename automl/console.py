@@ -53,7 +53,7 @@ def print_export(report):
     for note in notes:
         out.print(f"  {note}", soft_wrap=True)
     if report.recommended:
-        out.print(f"  * recommended for phones: {report.variants[report.recommended]['file']}")
+        out.print(f"  * recommended for phones: {report.variants[report.recommended]['file']}", soft_wrap=True)
 
 
 def print_leaderboard(study, k: int | None):

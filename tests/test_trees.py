@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from seq_text_checks import table_data, tflite_predict
 
-from automl.blocks.trees import _at_most, fit_boosted_trees
+from automl.blocks.trees import _at_most, fit_boosted_trees, known_scores
 from automl.builder import build_model
 from automl.data import make_dataset
 from automl.training import loss_and_metrics
@@ -118,14 +118,29 @@ def test_the_trees_are_walked_once_per_search_and_told_apart_by_their_nodes():
         "h": {"block": "dense", "units": 8},
     }
     model = build_model(architecture, data)
-    trainable, x_train, _ = cache.split(model)
-    scores = keras.Model(model.inputs, model.get_layer("trees").output).predict(data.x_train, verbose=0)
-    assert any(np.array_equal(np.asarray(a), scores) for a in x_train)  # the head trains on the cached scores
+    trainable, _, _ = cache.split(model)
     assert "BoostedTrees" not in {type(layer).__name__ for layer in trainable.layers}
     cache.split(build_model(architecture, data))
     architecture["c"]["trees_learning_rate"] = 0.3
     cache.split(build_model(architecture, data))
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "make", [wine, diabetes_with_gaps, lambda: table_data(200)], ids=["multiclass", "regression-with-NaN", "binary"]
+)
+def test_the_cached_trees_outputs_are_scikit_learns_and_equal_the_layers_walk(make):
+    from automl.feature_cache import FeatureCache
+
+    data = make()
+    model = build_model({"c": {"block": "tabular", "trees": "boosted"}, "h": {"block": "dense", "units": 8}}, data)
+    _, x_train, x_val = FeatureCache(data).split(model)
+    known = known_scores(data, model.get_layer("trees"))  # scikit-learn's own walk, done when it fit them
+    assert known is not None and any(a is known[0] for a in x_train) and any(a is known[1] for a in x_val)
+    walk = keras.Model(model.inputs, model.get_layer("trees").output)
+    scale = 1.0 if data.task == "classification" else float(np.std(data.y_train))
+    for cached, split in ((known[0], data.x_train), (known[1], data.x_val)):  # the head trains on what the
+        assert np.abs(cached - walk.predict(split, verbose=0)).max() < 1e-5 * scale  # layer computes
 
 
 def test_a_refit_grows_as_many_rounds_as_early_stopping_chose_on_all_rows():

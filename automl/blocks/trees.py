@@ -26,6 +26,7 @@ from .registry import VALIDATION_IN_TRAINING
 TREES = ("none", "boosted")
 DEFAULT_ROUNDS = 100  # scikit-learn's max_iter, for a refit that has no early-stopped fit to copy
 ABSENT_CLASS_SCORE = -30.0  # logit of a class the training split lacks (its trees never saw it)
+SCORES = "scores"  # data.extra["boosted_trees"][(SCORES, digest)]: the trees' outputs on training, validation
 
 
 def fit_boosted_trees(
@@ -84,6 +85,34 @@ def tree_arrays(model, num_outputs: int) -> dict[str, np.ndarray]:
         "depth": np.array(int(nodes["depth"].max())),
         "per_iteration": np.array(len(model._predictors[0])),
     }
+
+
+def raw_scores(model, x: np.ndarray, num_outputs: int) -> np.ndarray:
+    """What `BoostedTrees` outputs on `x`, computed by scikit-learn's compiled, threaded walk (up to
+    float32 rounding of the sum): 20-40x faster than the Keras layer on a table's training split."""
+    x = np.asarray(x, "float32").astype("float64")
+    if not hasattr(model, "classes_"):
+        return model.predict(x).astype("float32")[:, None]  # squared error: the raw score is the value
+    scores = np.full((len(x), num_outputs), ABSENT_CLASS_SCORE, "float32")
+    raw, classes = model.decision_function(x), np.asarray(model.classes_, int)
+    if raw.ndim == 1:  # binary: the second class's logit, the first's stays 0
+        scores[:, classes[0]], scores[:, classes[1]] = 0.0, raw
+    else:
+        scores[:, classes] = raw
+    return scores
+
+
+def known_scores(data, layer) -> tuple[np.ndarray, np.ndarray] | None:
+    """The trees' outputs on `data`'s training and validation rows when scikit-learn computed them
+    at fit time (the feature cache then need not walk the trees in Keras); None otherwise."""
+    scores = data.extra.get("boosted_trees", {}).get((SCORES, getattr(layer, "digest", "")))
+    if scores is None or (len(scores[0]), len(scores[1])) != (len(data.y_train), len(data.y_val)):
+        return None  # e.g. a refit's data, whose training rows include the validation rows
+    return scores
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    return hashlib.sha256(arrays["nodes"].tobytes() + arrays["baseline"].tobytes()).hexdigest()[:16]
 
 
 def _output_columns(model, per_iteration: int) -> np.ndarray:
@@ -181,11 +210,12 @@ def boosted_trees(model_inputs, tree_inputs, data, leaves: int, rate: float):
         rounds = cache.get(("rounds", leaves, float(rate)), DEFAULT_ROUNDS) if refit else None
         model = fit_boosted_trees(x, data.y_train, x_val, data.y_val, data, leaves, rate, rounds)
         cache[key] = tree_arrays(model, outputs)
+        cache[(SCORES, _digest(cache[key]))] = (raw_scores(model, x, outputs), raw_scores(model, x_val, outputs))
         if not refit:
             cache[("rounds", leaves, float(rate))] = int(model.n_iter_)
     arrays = cache[key]
     sizes = len(arrays["nodes"]), len(arrays["roots"]), int(arrays["depth"]), outputs, int(arrays["per_iteration"])
-    digest = hashlib.sha256(arrays["nodes"].tobytes() + arrays["baseline"].tobytes()).hexdigest()[:16]
+    digest = _digest(arrays)
     layer = BoostedTrees(*sizes, digest=digest, name="trees")
     scores = layer(tree_inputs)
     layer.set_trees(arrays)
