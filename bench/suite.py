@@ -19,7 +19,8 @@ test split. Score (higher is better): test accuracy for classification, test R²
   text TF-IDF word 1-2-grams + LogisticRegression, C in 0.01..100 chosen on validation accuracy;
   sequences and images 1-nearest-neighbour, Euclidean, on the (zero-padded) values / pixels.
 - `automl-no-start-random` (not in the default set): `start=False, sampler="random"`, for the
-  "search earns its place" figure (time to reach a score, from the recorded best-so-far curves).
+  "search earns its place" figure (time to reach a score, from the recorded best-so-far curves;
+  bench/search_alone.py), printed under the table when both no-start methods are asked for.
 
 Results are cached as JSON, one file per task / method / budget / seed, under bench/results/suite/;
 automl rows also carry the commit in their name (KerasTuner and reference rows do not depend on our
@@ -53,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import search_alone
 from header import git, print_header
 from quality import MissingData, regression_scores, run_keras_tuner, scores
 from suite_tasks import TASKS, check_data, describe, load, parse_tasks
@@ -421,7 +423,7 @@ def report(rows: list[dict], tasks: list[str], methods: list[str], sizes: dict) 
         extra.append(f"- {task}: {trials} trials in {seconds:.0f} s; ensemble vs single best {ensemble}{rmse}")
     for (task, m), why in sorted(errors.items()):
         extra.append(f"- failed: {task} / {m}: {'; '.join(why)}")
-    return "\n".join(lines + extra)
+    return "\n".join(lines + extra + search_alone.section(by, tasks))
 
 
 def machine() -> str:
