@@ -8,10 +8,11 @@ trial running at the deadline is cut off unfinished. So the budget is spent in t
    the epochs) under the study's pruner (successive halving by default). Exploring ends earlier
    when one more short trial would leave too little time to continue the best candidate so far
    (slow trials, a slow machine): a search always keeps room to finish its best;
-2. exploit (the rest): no new configurations; the best low-fidelity candidates are continued from
+2. exploit (the rest): the best low-fidelity candidates are continued from
    their saved weights for the remaining epochs, best first, each only if the time it is expected
-   to take (from its epoch times) fits in the time left. When none fits, short configurations go
-   on while a typical one fits: a search does not end with time it could use.
+   to take (from its epoch times) fits in the time left. When none fits, or all of them are
+   continued, short configurations go on while a typical one fits (one that enters the best
+   candidates is continued in turn): a search does not end with time it could use.
 
 Every trial carries its fidelity (attribute `fidelity`: trained epochs / the search's epochs, and
 MLflow tag `automl.fidelity`); rankings put full-fidelity trials before low-fidelity ones, so a
@@ -117,11 +118,13 @@ class BudgetSchedule:
                 return self._short_trial_fits(study, left)
             study.enqueue_trial(t.params, user_attrs={records.CONTINUED_FROM: t.number})
             return True
+        # all continued, time left (a 240 s search stopped at 191 s): explore on; a new configuration
+        # that enters the top candidates is continued in turn
         self.reason = f"the top {len(low)} low-fidelity candidates are continued"
-        return False
+        return self._short_trial_fits(study, left)
 
     def _short_trial_fits(self, study: optuna.Study, left: float) -> bool:
-        """No continuation fits: rather than end with time left, try one more low-fidelity
+        """No continuation fits or is left: rather than end with time left, try one more low-fidelity
         configuration when a typical one (with half again as margin) would fit; a faster one may
         become a candidate whose continuation fits."""
         typical = _typical_short_trial(study)

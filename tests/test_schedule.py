@@ -126,6 +126,44 @@ def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
     assert not schedule.next(study)
 
 
+def test_with_every_top_candidate_continued_and_time_left_it_explores_and_continues_a_new_best():
+    """A 240 s search ended at 191 s once its three candidates were continued (bench/RESULTS.md
+    "Suite, 240 s"): the time left now goes to new short configurations, and one that enters the
+    top candidates is continued in turn."""
+    import datetime
+
+    from automl import records
+    from automl.schedule import BudgetSchedule
+
+    def frozen(number: int, value: float, attrs: dict) -> optuna.trial.FrozenTrial:
+        end = datetime.datetime.now()
+        return optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE, value=value, values=None,
+            datetime_start=end - datetime.timedelta(seconds=3), datetime_complete=end,
+            params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            user_attrs=attrs, system_attrs={}, intermediate_values={},
+        )  # fmt: skip
+
+    low = {records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "model/model.keras"}
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(frozen(0, 0.5, low))
+    study.add_trial(frozen(1, 0.4, {records.CONTINUED_FROM: 0, records.FIDELITY: 1.0}))
+    schedule = BudgetSchedule(timeout=100, epochs=6, top=1)
+    schedule.started = time.time() - 80  # exploiting; 20 s left; trial 0 (the only candidate) is continued
+    assert schedule.next(study)  # a typical short trial (3 s) fits: go on
+    assert all(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials())  # a new configuration
+    study.add_trial(frozen(2, 0.3, low))  # it beats trial 0 at low fidelity: the new top candidate
+    assert schedule.next(study)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs.get(records.CONTINUED_FROM) for t in waiting] == [2]
+    done = optuna.create_study(direction="minimize")  # the same, trial 2's continuation finished
+    for t in (*study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), frozen(3, 0.2, waiting[0].user_attrs)):
+        done.add_trial(t)
+    assert schedule.next(done)  # still 20 s left: another short configuration
+    schedule.started = time.time() - 99  # 1 s left: neither a continuation nor a short trial fits
+    assert not schedule.next(done)
+
+
 def test_budget_schedule_explores_short_then_continues_the_best_within_the_budget(stores, tiny_space, digits_small):
     import keras
 
