@@ -85,10 +85,7 @@ class FeatureCache:
         scikit-learn computed them when it fit the trees (walking them in Keras took 1-3 s a split)."""
         known = [known_scores(self.data, layer) if isinstance(layer, BoostedTrees) else None for layer in cuts]
         rest = [t for t, k in zip(tensors, known) if k is None]
-        try:
-            others = keras.Model(inputs, rest) if rest else None
-        except ValueError:
-            known, others = [None] * len(cuts), keras.Model(inputs, tensors)
+        others = keras.Model(inputs, rest) if rest else None  # inputs the rest does not use are allowed
         computed = [iter(_run(others, x) if others else []) for x in (self.data.x_train, self.data.x_val)]
         train = [k[0] if k is not None else next(computed[0]) for k in known]
         val = [k[1] if k is not None else next(computed[1]) for k in known]
