@@ -231,15 +231,17 @@ def _trial_process(proc, timeout=120):
 def _wait_for_training(cwd, name, child, timeout=120):
     """Until trial 0 has its MLflow run (made in the child once it runs the trial): a kill before
     that lands while the child is still being started, which is another story."""
-    deadline = time.time() + timeout
+    deadline, state = time.time() + timeout, "absent"
     while time.time() < deadline and child.is_running():
         try:
-            if "mlflow_run_id" in study(cwd, name).trials[0].user_attrs:
+            trial = study(cwd, name).trials[0]
+            state = trial.state.name
+            if "mlflow_run_id" in trial.user_attrs:
                 return
         except (KeyError, IndexError):  # the study or its first trial is not there yet
             pass
         time.sleep(0.05)
-    pytest.fail("trial 0 did not start training")
+    pytest.fail(f"trial 0 did not start training (last seen {state}; trial process alive: {child.is_running()})")
 
 
 def test_isolate_trains_in_a_child_that_can_die_alone_device_cpu_hides_gpus_and_no_start(work):
@@ -247,7 +249,8 @@ def test_isolate_trains_in_a_child_that_can_die_alone_device_cpu_hides_gpus_and_
     trains sees CUDA_VISIBLE_DEVICES empty although the search was started with GPU 0 visible;
     --no-start: the space's start configuration is not tried."""
     env = {**os.environ, "AUTOML_HOME": str(work / "mlruns"), "CUDA_VISIBLE_DEVICES": "0"}
-    args = f"search space.yaml {CSV} --study e --trials 1 --epochs 5 --seed 0 --isolate --device cpu --no-start --quiet"
+    # enough epochs that the kill lands mid-training even when a loaded machine polls the study slowly
+    args = f"search space.yaml {CSV} --study e --trials 1 --epochs 60 --seed 0 --isolate --device cpu --no-start --quiet"
     proc = subprocess.Popen(
         [*AUTOML, *args.split()], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
