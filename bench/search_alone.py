@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 SEARCH, RANDOM = "automl-no-start", "automl-no-start-random"
+OTHERS = ("automl-no-start-tpe-random",)  # other samplers without the start list, each also against random
 GOAL = 0.5
 
 
@@ -33,10 +34,18 @@ def seed_ratio(search: dict, random: dict) -> tuple[float, float, float]:
 
 
 def section(by: dict, tasks: list[str]) -> list[str]:
+    """Markdown lines for the default search and every other no-start sampler that has rows."""
+    lines = []
+    for method in (SEARCH, *OTHERS):
+        lines += _method_section(by, tasks, method)
+    return lines
+
+
+def _method_section(by: dict, tasks: list[str], method: str) -> list[str]:
     """Markdown lines: one per task that has both methods on common seeds (`by[task, method][seed]`)."""
     lines = []
     for task in tasks:
-        search, random = by.get((task, SEARCH), {}), by.get((task, RANDOM), {})
+        search, random = by.get((task, method), {}), by.get((task, RANDOM), {})
         seeds = sorted(s for s in search if s in random and search[s].get("curve") and random[s].get("curve"))
         if not seeds:
             continue
@@ -50,7 +59,7 @@ def section(by: dict, tasks: list[str]) -> list[str]:
         lines.append(f"- {task}: median time ratio {median:.2f} (goal <= {GOAL}: {verdict}); {cells}")
     if lines:
         head = (
-            f"The search alone (`{SEARCH}` vs `{RANDOM}`): time to reach the random search's final best "
+            f"The search alone (`{method}` vs `{RANDOM}`): time to reach the random search's final best "
             "validation objective / the random search's time to reach it, per seed (bench/search_alone.py):"
         )
         lines = ["", head, "", *lines]

@@ -21,6 +21,8 @@ test split. Score (higher is better): test accuracy for classification, test R²
 - `automl-no-start-random` (not in the default set): `start=False, sampler="random"`, for the
   "search earns its place" figure (time to reach a score, from the recorded best-so-far curves;
   bench/search_alone.py), printed under the table when both no-start methods are asked for.
+- `automl-no-start-tpe-random` (not in the default set): `start=False, sampler="tpe-random"` (TPE
+  with every third trial random), in the same figure against random.
 
 Results are cached as JSON, one file per task / method / budget / seed, under bench/results/suite/;
 automl rows also carry the commit in their name (KerasTuner and reference rows do not depend on our
@@ -69,9 +71,10 @@ AUTOML = {  # method -> task-class options beyond its defaults
     "automl-no-start": {"start": False},
     "automl-kt-hyperband": {"sampler": "kt-hyperband", "start": False},
     "automl-no-start-random": {"start": False, "sampler": "random"},
+    "automl-no-start-tpe-random": {"start": False, "sampler": "tpe-random"},
 }
 METHODS = ("automl", "automl-no-start", "automl-kt-hyperband", "kt-random", "kt-hyperband", "reference")
-ALL_METHODS = (*METHODS, "automl-no-start-random")
+ALL_METHODS = (*METHODS, "automl-no-start-random", "automl-no-start-tpe-random")
 MARK = "SUITE-RESULT "
 
 

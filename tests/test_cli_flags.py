@@ -250,7 +250,8 @@ def test_isolate_trains_in_a_child_that_can_die_alone_device_cpu_hides_gpus_and_
     --no-start: the space's start configuration is not tried."""
     env = {**os.environ, "AUTOML_HOME": str(work / "mlruns"), "CUDA_VISIBLE_DEVICES": "0"}
     # enough epochs that the kill lands mid-training even when a loaded machine polls the study slowly
-    args = f"search space.yaml {CSV} --study e --trials 1 --epochs 60 --seed 0 --isolate --device cpu --no-start --quiet"
+    flags = "--trials 1 --epochs 60 --seed 0 --isolate --device cpu --no-start --quiet"
+    args = f"search space.yaml {CSV} --study e {flags}"
     proc = subprocess.Popen(
         [*AUTOML, *args.split()], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

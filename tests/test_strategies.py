@@ -84,6 +84,24 @@ def test_each_sampler_runs_a_real_search_reproducibly(sampler, digits_small, sto
     assert {r.data.params["sampler"] for r in parents} == {sampler}
 
 
+def test_tpe_random_draws_every_third_trial_regardless_of_the_history_and_models_the_others():
+    """Two studies, same seed, opposite objectives: the random turns (trials 2, 5, 8, ...) propose the
+    same points whatever came before; after the start-up trials the model's turns follow their own
+    objective (x high when maximising x, low when minimising it)."""
+
+    def run(direction):
+        study = optuna.create_study(direction=direction, sampler=make_sampler("tpe-random", seed=3, max_trials=60))
+        study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + 0.0 * t.suggest_int("k", 0, 9), n_trials=45)
+        return [t.params["x"] for t in study.trials]
+
+    up, down = run("maximize"), run("minimize")
+    random_turns = [n for n in range(45) if n % 3 == 2]
+    assert [up[n] for n in random_turns] == [down[n] for n in random_turns]
+    assert np.std([up[n] for n in random_turns]) > 0.2  # spread over the range, not drawn to either end
+    model_turns = [n for n in range(30, 45) if n % 3 != 2]
+    assert np.mean([up[n] for n in model_turns]) > 0.75 > 0.25 > np.mean([down[n] for n in model_turns])
+
+
 def test_grid_visits_every_combination_once(digits_small, stores, discrete_space):
     # 1 block: 2 filters x 3 rates; 2 blocks: 4 filter pairs x 3 rates -> the grid of all parameters is 24
     grid = make_sampler("grid", space=discrete_space)._search_space
