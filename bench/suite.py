@@ -9,7 +9,8 @@ test split. Score (higher is better): test accuracy for classification, test R²
 - `automl`: the task class (ImageClassifier, TextClassifier, SequenceClassifier, TabularClassifier,
   TabularRegressor) with its defaults and `timeout=budget` (max_trials high enough that the budget
   ends the search); its stores in a temporary folder. `predict` is what is scored, as a user gets it.
-- `automl-no-start`: the same with `start=False` (the search alone, without the spaces' start list).
+- `automl-no-start`: the same with `start=False` (the search alone, without the spaces' start list;
+  the task classes' default sampler: `tpe` until 27be004, `tpe-random` since).
 - `automl-kt-hyperband`: automl's default space searched by KerasTuner's Hyperband
   (`sampler="kt-hyperband"`, `start=False`): against `kt-hyperband` it separates space from search.
 - `kt-random`, `kt-hyperband`: keras_tuner RandomSearch / Hyperband on the hand-written hypermodel of
@@ -21,8 +22,8 @@ test split. Score (higher is better): test accuracy for classification, test R²
 - `automl-no-start-random` (not in the default set): `start=False, sampler="random"`, for the
   "search earns its place" figure (time to reach a score, from the recorded best-so-far curves;
   bench/search_alone.py), printed under the table when both no-start methods are asked for.
-- `automl-no-start-tpe-random` (not in the default set): `start=False, sampler="tpe-random"` (TPE
-  with every third trial random), in the same figure against random.
+- `automl-no-start-tpe-random`, `automl-no-start-tpe` (not in the default set): `start=False` with
+  sampler `tpe-random` (TPE with every third trial random) or plain `tpe`, in the same figure.
 
 Results are cached as JSON, one file per task / method / budget / seed, under bench/results/suite/;
 automl rows also carry the commit in their name (KerasTuner and reference rows do not depend on our
@@ -72,9 +73,10 @@ AUTOML = {  # method -> task-class options beyond its defaults
     "automl-kt-hyperband": {"sampler": "kt-hyperband", "start": False},
     "automl-no-start-random": {"start": False, "sampler": "random"},
     "automl-no-start-tpe-random": {"start": False, "sampler": "tpe-random"},
+    "automl-no-start-tpe": {"start": False, "sampler": "tpe"},
 }
 METHODS = ("automl", "automl-no-start", "automl-kt-hyperband", "kt-random", "kt-hyperband", "reference")
-ALL_METHODS = (*METHODS, "automl-no-start-random", "automl-no-start-tpe-random")
+ALL_METHODS = (*METHODS, "automl-no-start-random", "automl-no-start-tpe-random", "automl-no-start-tpe")
 MARK = "SUITE-RESULT "
 
 

@@ -6,6 +6,7 @@ import pytest
 from conftest import mlflow_runs
 
 import automl
+from automl.strategies import RandomInterleavedSampler
 
 
 def _options(stores, **extra):
@@ -31,6 +32,8 @@ def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(st
 
     # the default objective of a task class is val_loss (minimised), also for classification
     assert result.objective == "val_loss" and result.study.direction.name == "MINIMIZE"
+    # and its default sampler interleaves random trials into TPE
+    assert isinstance(result.study.sampler, RandomInterleavedSampler)
     assert len(result.study.trials) == 2 and result.study.study_name == "table"
     model = clf.best_model()
     loss = model.evaluate(clf.data.x_val, clf.data.y_val, verbose=0, return_dict=True)["loss"]
