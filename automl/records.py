@@ -36,6 +36,9 @@ KERAS_TUNER_TRIAL = "keras_tuner_trial"
 FIDELITY = "fidelity"  # budget schedule: epochs trained / the search's epochs (absent: 1.0, full)
 TRIAL_EPOCHS = "trial_epochs"  # budget schedule: the most epochs this trial trains
 CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial whose saved weights this one continues
+# budget schedule: time.time() by which this low-fidelity trial must end; it is pruned after an
+# epoch when another (as long as the last) would end later, so the time left still continues the best candidate
+EXPLORE_DEADLINE = "explore_deadline"
 EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
 DIAGNOSIS = "diagnosis"  # diagnostics.diagnose: healthy, diverged, overfitting from epoch k, ...
@@ -61,7 +64,7 @@ TAG_TRIAL_NUMBER = "automl.trial_number"
 TAG_STATE = "automl.state"  # RUNNING, COMPLETE, PRUNED, FAIL, KILLED
 TAG_FAIL_REASON = "automl.fail_reason"
 TAG_PRUNED_AT = "automl.pruned_at_epoch"
-TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total
+TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total | schedule (pruned to keep time for the best)
 TAG_FEASIBLE = "automl.feasible"
 TAG_FIDELITY = "automl.fidelity"  # budget schedule: epochs trained / the search's epochs
 TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
@@ -121,6 +124,7 @@ class TrialSettings:
     patience: int | None = 3  # early stopping on the objective; None turns it off
     seed: int | None = None
     deadline: float | None = None  # time.time() after which training stops after the epoch in flight
+    explore_deadline: float | None = None  # this trial only: pruned when its next epoch would end past it (schedule)
     verbose: int = 0
     objectives: Any = None  # automl.objectives.Objectives when there are several, or constraints
     epochs_left: int | None = None  # what remains of the search's max_epochs_total

@@ -121,6 +121,11 @@ class EpochMonitor(keras.callbacks.Callback):
                 self.pruned_epoch = epoch
                 self.model.stop_training = True
                 return
+        explore_deadline, more = self.settings.explore_deadline, len(self.history) < self.settings.epochs
+        if explore_deadline is not None and more and time.time() + self.epoch_seconds[-1] > explore_deadline:
+            self.pruned_epoch, self.stopped_by = epoch, "schedule"  # the rest of the budget continues the best
+            self.model.stop_training = True
+            return
         if self.settings.deadline is not None and time.time() >= self.settings.deadline:
             self.stopped_by_deadline = True
             self.stopped_by = "timeout"
@@ -185,7 +190,12 @@ class TrialRunner(Runner):
         shared, attrs = self.settings, trial.user_attrs
         if records.TRIAL_EPOCHS in attrs:
             continuing = records.CONTINUED_FROM in attrs  # its steps are not comparable for pruning
-            self.settings = replace(shared, epochs=int(attrs[records.TRIAL_EPOCHS]), pruning=not continuing)
+            self.settings = replace(
+                shared,
+                epochs=int(attrs[records.TRIAL_EPOCHS]),
+                pruning=not continuing,
+                explore_deadline=attrs.get(records.EXPLORE_DEADLINE),
+            )
         try:
             return self._run(trial, config, attrs)
         finally:
@@ -266,6 +276,8 @@ class TrialRunner(Runner):
             trial.set_user_attr(records.PARAM_COUNT, metrics["param_count"])
             if monitor.pruned_epoch is not None:
                 state, tags = "PRUNED", {records.TAG_PRUNED_AT: monitor.pruned_epoch + 1}
+                if monitor.stopped_by:  # the budget schedule's, not the pruner's
+                    tags[records.TAG_STOPPED_BY] = monitor.stopped_by
                 raise optuna.TrialPruned(f"pruned at epoch {monitor.pruned_epoch + 1}")
             if monitor.stopped_by:
                 tags[records.TAG_STOPPED_BY] = monitor.stopped_by

@@ -7,6 +7,7 @@ import time
 
 import optuna
 import pytest
+from conftest import mlflow_runs
 
 
 def test_low_fidelity_trials_never_outrank_full_ones():
@@ -245,3 +246,61 @@ def test_without_a_timeout_the_budget_schedule_trains_plain_trials(stores, tiny_
     assert all(records.FIDELITY not in t.user_attrs for t in result.study.trials)
     with pytest.raises(ValueError, match="schedule must be one of"):
         Search(tiny_space, schedule="fast")
+
+
+def test_a_short_trial_still_training_when_only_the_best_candidates_continuation_fits_is_pruned(
+    stores, tiny_space, digits_small
+):
+    """A 60 s ucr_ACSF1 search ran one slow random configuration from 12 s to 75-87 s, and the
+    best candidate was never continued (bench/RESULTS.md "Suite"): a short trial now carries an
+    explore deadline, the budget's end less the best candidate's continuation, and is pruned after
+    an epoch when another one would end past it."""
+    import datetime
+
+    from automl import records
+    from automl.records import TrialSettings
+    from automl.schedule import BudgetSchedule
+    from automl.tracking import Tracker
+    from automl.trial import TrialRunner
+
+    end = datetime.datetime.now()
+    candidate = optuna.trial.FrozenTrial(
+        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
+        datetime_start=end - datetime.timedelta(seconds=9), datetime_complete=end,
+        params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+        user_attrs={records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [2.0, 1.0, 1.0]},
+        system_attrs={}, intermediate_values={},
+    )  # fmt: skip
+    schedule = BudgetSchedule(timeout=60, epochs=10)
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(candidate)
+    short = study.ask()
+    schedule.before_trial(short)
+    deadline = short.user_attrs[records.EXPLORE_DEADLINE]
+    assert deadline == pytest.approx(schedule.started + 60 - schedule._needed(candidate, study))
+    assert deadline < schedule.started + 60 - 8  # 2 s + 6 x 1 s of epochs + the set-up are kept
+    study.enqueue_trial(candidate.params, user_attrs={records.CONTINUED_FROM: 0})
+    continuation = study.ask()
+    schedule.before_trial(continuation)
+    assert records.EXPLORE_DEADLINE not in continuation.user_attrs  # a continuation trains to the end
+    later = study.ask()  # the only candidate is being continued: nothing to keep time for
+    schedule.before_trial(later)
+    assert records.EXPLORE_DEADLINE not in later.user_attrs
+
+    # real training: with its explore deadline past, a short trial stops after one epoch, PRUNED
+    # and tagged; with time to spare it trains its three
+    tracker = Tracker(stores["tracking_uri"], experiment="explore-deadline")
+    real = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    tracker.start_search(real, {}, {})
+    settings = TrialSettings(objective="val_loss", direction="minimize", epochs=6, patience=None, diagnostics=False)
+    runner = TrialRunner(tiny_space, digits_small, settings, tracker, "explore-deadline")
+    for explore_deadline in (time.time() - 1, time.time() + 3600):
+        attrs = {records.TRIAL_EPOCHS: 3, records.FIDELITY: 0.5, records.EXPLORE_DEADLINE: explore_deadline}
+        real.enqueue_trial({}, user_attrs=attrs)
+    real.optimize(runner, n_trials=2)
+    late, on_time = real.trials
+    assert late.state == optuna.trial.TrialState.PRUNED and list(late.intermediate_values) == [0]
+    _, runs = mlflow_runs(tracker.tracking_uri)
+    late_run = next(r for r in runs if r.info.run_id == late.user_attrs[records.MLFLOW_RUN_ID])
+    assert late_run.data.tags[records.TAG_STOPPED_BY] == "schedule" and late_run.info.status == "FINISHED"
+    assert on_time.state == optuna.trial.TrialState.COMPLETE and on_time.user_attrs[records.EPOCHS_RUN] == 3
