@@ -15,8 +15,8 @@ trial running at the deadline is cut off unfinished. So the budget is spent in t
    candidates is continued in turn): a search does not end with time it could use.
 
 A short trial whose next epoch would eat into the time kept to continue the best candidate is
-pruned after its current one (tag `automl.stopped_by` = schedule): a slow configuration does not
-take the time the best candidate needs.
+pruned after its current one, or mid-epoch once that time is reached (tag `automl.stopped_by` =
+schedule): a slow configuration does not take the time the best candidate needs.
 
 Every trial carries its fidelity (attribute `fidelity`: trained epochs / the search's epochs, and
 MLflow tag `automl.fidelity`); rankings put full-fidelity trials before low-fidelity ones, so a

@@ -135,6 +135,24 @@ class EpochMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class ExploreDeadlinePassed(Exception):
+    """A short trial's explore deadline passed in the middle of an epoch (budget schedule)."""
+
+
+class ExploreDeadline(keras.callbacks.Callback):
+    """Stops a short trial mid-epoch once its explore deadline has passed (budget schedule): one
+    epoch of a slow configuration can outlast the whole reserve (34 s epochs of a recurrent net on
+    1460-step series, bench/RESULTS.md "Suite"). Raises, so no validation pass follows."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() >= self.deadline:
+            raise ExploreDeadlinePassed
+
+
 def _stop_diagnostics(monitor: EpochMonitor, where: str, exc: Exception) -> None:
     """A look inside must never fail the trial: say why on its run and go on without it."""
     monitor.run.log_text(f"diagnostics stopped at {where}: {type(exc).__name__}: {exc}\n", "diagnostics_error.txt")
@@ -182,7 +200,9 @@ class TrialRunner(Runner):
 
     def train(self, model, training: dict, monitor: EpochMonitor):
         """Fit with `monitor` among the callbacks; a hypermodel's own `fit` may replace this."""
-        fit_model(model, self.data, training, self.settings, [monitor], self.features)
+        deadline = self.settings.explore_deadline
+        callbacks = [monitor, *([ExploreDeadline(deadline)] if deadline is not None else [])]
+        fit_model(model, self.data, training, self.settings, callbacks, self.features)
 
     def run(self, trial: optuna.Trial, config) -> float:
         """Train one sampled configuration (here, or in a child process: see isolation.py); a budget
@@ -247,7 +267,12 @@ class TrialRunner(Runner):
                 monitor.diagnostics = Diagnostics(run.log_epoch)
                 monitor.use_probe(self.data.x_train, self.data.y_train)
             probe = monitor.diagnostics
-            self.train(model, training, monitor)
+            try:
+                self.train(model, training, monitor)
+            except ExploreDeadlinePassed:
+                epoch = len(monitor.history) + 1
+                state, tags = "PRUNED", {records.TAG_PRUNED_AT: epoch, records.TAG_STOPPED_BY: "schedule"}
+                raise optuna.TrialPruned(f"pruned in epoch {epoch}: the time left continues the best") from None
             if probe is not None:
                 clock = time.perf_counter()
                 diagnosis = diagnose(monitor.history, probe.records, self.data.task)
