@@ -78,6 +78,30 @@ def test_dead_units_and_vanishing_gradients_are_found():
     assert "vanishing gradients" in diagnose([{"loss": 1.1}] * 3, [{"grad_norm/a": 1e-9, "grad_norm/b": 1.0}])
 
 
+def test_a_recurrent_nets_figures_are_measured_by_a_traced_function_and_match_eager_ones():
+    """Measured eagerly, a 1460-step LSTM's probe took 24 s of a 32 s trial (three times its
+    training): the passes are traced once per model, with the same figures as eager ones."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((200, 1))
+    h = keras.layers.LSTM(8, name="rnn")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).normal(size=(40, 200, 1)).astype("float32"), np.arange(40) % 3
+    probe = Diagnostics(x=x, y=y)
+    model.fit(x, y, epochs=1, batch_size=20, verbose=0, callbacks=[probe])
+    assert isinstance(probe._traced, tf.types.experimental.PolymorphicFunction)  # not the eager fallback
+    figures = probe.records[-1]
+    with tf.GradientTape() as tape:  # the same figures by hand, eagerly, on the weights they were measured at
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y[:32], model(x[:32], training=False)))
+    grads = tape.gradient(loss, model.layers[1].trainable_weights)
+    assert figures["grad_norm/rnn"] == pytest.approx(float(tf.linalg.global_norm(grads)), rel=1e-4)
+    hidden = keras.Model(inputs, h)(x[:32])
+    assert figures["act_mean/rnn"] == pytest.approx(float(np.mean(hidden)), rel=1e-4, abs=1e-6)
+
+
 def test_diagnose_underfitting_and_healthy():
     flat = [{"loss": 1.0, "accuracy": 0.4, "val_loss": 1.0, "val_accuracy": 0.41}] * 4
     assert diagnose(flat, [{"grad_global_norm": 1.0}]) == "underfitting"
