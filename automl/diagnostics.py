@@ -10,7 +10,7 @@ curves into one verdict (`automl.diagnosis`): diverged, exploding or vanishing g
 units, overfitting from epoch k, underfitting, or healthy.
 
 Cost: a forward and backward pass of PROBE_SIZE samples (~15 ms for a small CNN on this CPU) per
-measured epoch, traced once per model (0.05-0.1 s more per small trial; a recurrent net's eager
+measured epoch, traced once per model (up to ~0.1 s more per small trial; a recurrent net's eager
 probe cost seconds), kept within BUDGET of the training time: the first epoch is always measured, a later
 one only while the measurements so far stay within the budget, so short epochs are sampled (every
 few epochs) and long ones all measured. bench/overhead.py measures it; `diagnostics=False` switches

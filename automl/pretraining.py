@@ -131,12 +131,14 @@ class PretrainCache:
         return {"run_id": run_id, "seconds": time.perf_counter() - started, "frozen_layers": frozen}
 
     def _check_time_left(self, settings: TrialSettings) -> None:
-        """A new pretraining that cannot finish before the search's deadline (the earlier ones of this
-        search took longer than the time left) fails its trial at once: the time goes to other trials."""
-        if settings.deadline is None:
+        """A new pretraining that cannot finish before the search's deadline, or a short trial's
+        explore deadline under the budget schedule (the earlier ones of this search took longer than
+        the time left), fails its trial at once: the time goes to other trials."""
+        deadline = settings.first_deadline
+        if deadline is None:
             return
         taken = self.durations or self.tracker.pretrain_seconds()
-        left = settings.deadline - time.time()
+        left = deadline - time.time()
         if taken and left < statistics.mean(taken):
             raise TrialFailed(
                 f"a new pretraining would not finish before the deadline (this search's took "
@@ -163,11 +165,12 @@ class PretrainCache:
             self.memory.popitem(last=False)
 
     def _pretrain(self, body, key: str, p: dict, architecture: dict, settings: TrialSettings, seed: int):
-        """Pretrain `body` in place, logged as its own run; stops at the search's deadline (then the
-        weights serve this trial but are not shared: they are not what the key promises)."""
+        """Pretrain `body` in place, logged as its own run; stops at the search's deadline, or the
+        trial's explore deadline (then the weights serve this trial but are not shared: they are not
+        what the key promises)."""
         run = self.tracker.start_pretrain(key, {f"pretrain.{k}": v for k, v in p.items() if k in PRETRAINING_KEYS})
         unlabeled = np.concatenate([self.data.x_unlabeled, self.data.x_train])  # labels unused: all samples teach
-        monitor = _PretrainMonitor(run, settings.deadline)
+        monitor = _PretrainMonitor(run, settings.first_deadline)
         state = "FAIL"
         try:
             losses = pretrain(

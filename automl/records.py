@@ -134,5 +134,11 @@ class TrialSettings:
     pruning: bool = True  # False for a trial whose epochs the pruner cannot compare (a continuation)
 
     @property
+    def first_deadline(self) -> float | None:
+        """The earlier of the search's deadline and this trial's explore deadline (what a
+        pretraining, which has no epochs of the trial to stop after, must end by)."""
+        return min((d for d in (self.deadline, self.explore_deadline) if d is not None), default=None)
+
+    @property
     def prune(self) -> bool:  # Optuna cannot prune multi-objective trials
         return self.pruning and not (self.objectives is not None and self.objectives.multi)

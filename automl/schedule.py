@@ -108,7 +108,7 @@ class BudgetSchedule:
         A short trial whose next epoch would end inside them is pruned after its epoch: one slow
         configuration (a recurrent net on 1460-step series) ran past the 60 s budget and the
         best candidate was never continued (bench/RESULTS.md "Suite")."""
-        done = {t.user_attrs.get(records.CONTINUED_FROM) for t in study.get_trials(deepcopy=False)}
+        done = _continued(study)
         waiting = [t for t in self._candidates(study) if t.number not in done]
         return self._needed(waiting[0], study) if waiting else None
 
@@ -122,7 +122,7 @@ class BudgetSchedule:
             for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         ):
             return True  # one is already enqueued
-        done = {t.user_attrs.get(records.CONTINUED_FROM) for t in study.get_trials(deepcopy=False)}
+        done = _continued(study)
         low = self._candidates(study)
         left = self.timeout - (time.time() - self.started)
         for t in low:
@@ -148,6 +148,11 @@ class BudgetSchedule:
             self.reason = None
             return True
         return False
+
+
+def _continued(study: optuna.Study) -> set:
+    """The numbers of the trials a continuation was started for (enqueued, running or done)."""
+    return {t.user_attrs.get(records.CONTINUED_FROM) for t in study.get_trials(deepcopy=False)}
 
 
 def _continuation_overhead(study: optuna.Study) -> float:

@@ -180,3 +180,8 @@ def test_a_pretraining_that_cannot_finish_before_the_deadline_fails_its_trial_at
         cache._check_time_left(TrialSettings("val_loss", "minimize", deadline=time.time() + 20))
     cache._check_time_left(TrialSettings("val_loss", "minimize", deadline=time.time() + 80))  # time enough
     cache._check_time_left(TrialSettings("val_loss", "minimize"))  # no deadline: no limit
+    # a short trial of the budget schedule: its explore deadline, the earlier one, is what counts
+    with pytest.raises(TrialFailed, match="took 50 s on average"):
+        cache._check_time_left(
+            TrialSettings("val_loss", "minimize", deadline=time.time() + 80, explore_deadline=time.time() + 20)
+        )
