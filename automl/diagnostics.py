@@ -10,10 +10,10 @@ curves into one verdict (`automl.diagnosis`): diverged, exploding or vanishing g
 units, overfitting from epoch k, underfitting, or healthy.
 
 Cost: a forward and backward pass of PROBE_SIZE samples (~15 ms for a small CNN on this CPU) per
-measured epoch, traced once per model (up to ~0.1 s more per small trial; a recurrent net's eager
-probe cost seconds), kept within BUDGET of the training time: the first epoch is always measured, a later
-one only while the measurements so far stay within the budget, so short epochs are sampled (every
-few epochs) and long ones all measured. bench/overhead.py measures it; `diagnostics=False` switches
+measured epoch (a recurrent net's probe is traced once per model: eagerly it cost seconds), kept
+within BUDGET of the training time: the first epoch is always measured, a later one only while the
+measurements so far stay within the budget, so short epochs are sampled (every few epochs) and long
+ones all measured. bench/overhead.py measures it; `diagnostics=False` switches
 it off.
 """
 
@@ -97,10 +97,11 @@ class Diagnostics(keras.callbacks.Callback):
         self.clock = time.perf_counter()
 
     def _passes(self):
-        """The probe batch's gradients and activations, as one traced TensorFlow function: run
-        eagerly, a recurrent net steps through its time steps in Python (a 1460-step LSTM probe took
+        """The probe batch's gradients and activations; for a recurrent net as one traced TensorFlow
+        function: run eagerly, it steps through its time steps in Python (a 1460-step LSTM probe took
         24 s of a 32 s trial, three times its training); traced, a fraction of an epoch. Traced once
-        per trial (the model is fixed); eager only where tracing fails."""
+        per trial (the model is fixed); eager where tracing fails, and for other nets (tracing
+        cost a small CNN's diagnostics 3.5 % of its training against 2.4 % eager, bench/RESULTS.md)."""
         import tensorflow as tf
 
         variables = [v for b in self.blocks for v in b.trainable_weights]
@@ -117,8 +118,8 @@ class Diagnostics(keras.callbacks.Callback):
             acts = self.probe(x_probe, training=False) if self.probe is not None else []
             return norms, acts if isinstance(acts, (list, tuple)) else [acts]
 
-        if self._traced is None:
-            self._traced = tf.function(passes)
+        if self._traced is None:  # tracing costs a small model more (~0.07 s) than its eager probe
+            self._traced = tf.function(passes) if _has_recurrence(self.model) else passes
         try:
             return self._traced()
         except Exception:  # a layer that cannot be traced: measured eagerly
@@ -155,6 +156,11 @@ class Diagnostics(keras.callbacks.Callback):
         lr = self.model.optimizer.learning_rate
         out["lr"] = float(np.asarray(lr(self.model.optimizer.iterations) if callable(lr) else lr))
         return out
+
+
+def _has_recurrence(model) -> bool:
+    """Whether the model holds a recurrent layer: eagerly, it steps through time in Python."""
+    return any(isinstance(layer, keras.layers.RNN) for layer in model._flatten_layers())
 
 
 def _output_in(model, layer):
