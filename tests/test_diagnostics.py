@@ -71,6 +71,7 @@ def test_dead_units_and_vanishing_gradients_are_found():
     x, y = np.random.default_rng(0).random((64, 16)).astype("float32"), np.arange(64) % 3
     probe = Diagnostics(x=x, y=y)
     model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0, callbacks=[probe])
+    assert not hasattr(probe._traced, "get_concrete_function")  # no recurrence: eager (tracing costs more)
     last = probe.records[-1]
     assert last["dead_units/dead"] == 1.0 and last["grad_norm/dead"] == 0.0 and last["grad_norm/out"] > 0
     assert last["lr"] == pytest.approx(1e-3)
