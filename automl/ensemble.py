@@ -111,7 +111,8 @@ class EnsembleChoice:
 
     @property
     def helps(self) -> bool:
-        return len(self.members) > 1
+        """Whether the choice beats the best trial alone on validation (a mix, or another single trial)."""
+        return bool(self.val_loss < self.best_val_loss)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -136,8 +137,9 @@ def kept_predictions(result, top: int = KEEP_TOP) -> tuple[list, np.ndarray]:
 
 
 def choose(result, y_val: np.ndarray, task: str, size: int = 20) -> EnsembleChoice:
-    """Select the ensemble from the kept predictions; one member (the best trial) unless the mix
-    lowers the validation loss below the best trial's own."""
+    """Select the ensemble from the kept predictions: the best trial alone unless the selection lowers
+    the validation loss below the best trial's own. The selection may be one other trial alone: a
+    budget schedule ranks low-fidelity trials apart from full ones, and one may be better."""
     best = result.best_trial
     trials, predictions = kept_predictions(result)
     if not trials:
@@ -148,13 +150,19 @@ def choose(result, y_val: np.ndarray, task: str, size: int = 20) -> EnsembleChoi
             f"the kept validation predictions hold {len(predictions[0])} samples, the data's validation "
             f"split {len(y_val)}: pass the search's own data"
         )
-    weights, _ = select_weights(predictions, y_val, task, size)
-    mixed = validation_loss(np.tensordot(weights, predictions, axes=1), y_val, task)
-    alone = validation_loss(predictions[numbers.index(best.number)], y_val, task) if best.number in numbers else np.inf
+    return select(numbers, predictions, y_val, task, best.number, size)
+
+
+def select(numbers: list[int], predictions: np.ndarray, y: np.ndarray, task: str, best: int, size: int = 20):
+    """The choice among trials `numbers` (their validation `predictions`, best-ranked first) against
+    trial `best` alone: the greedy selection when its validation loss is lower, else `best`."""
+    weights, _ = select_weights(predictions, y, task, size)
+    mixed = validation_loss(np.tensordot(weights, predictions, axes=1), y, task)
+    alone = validation_loss(predictions[numbers.index(best)], y, task) if best in numbers else np.inf
     chosen = [(n, float(w)) for n, w in zip(numbers, weights) if w > 0]
-    if len(chosen) < 2 or not mixed < alone:
-        return EnsembleChoice([best.number], [1.0], alone, alone, numbers)
-    return EnsembleChoice([n for n, _ in chosen], [w for _, w in chosen], mixed, alone, numbers)
+    if not mixed < alone:
+        return EnsembleChoice([best], [1.0], alone, alone, list(numbers))
+    return EnsembleChoice([n for n, _ in chosen], [w for _, w in chosen], mixed, alone, list(numbers))
 
 
 def build(result, data, size: int = 20, log: bool = True) -> tuple[keras.Model, EnsembleChoice]:

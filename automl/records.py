@@ -40,6 +40,8 @@ CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial who
 # epoch when another (as long as the last) would end later, so the time left still continues the best candidate
 EXPLORE_DEADLINE = "explore_deadline"
 EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it
+# a continuation none of whose epochs beat the weights it loaded: those are restored, their figures stand
+KEPT_SAVED_WEIGHTS = "kept_saved_weights"
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
 DIAGNOSIS = "diagnosis"  # diagnostics.diagnose: healthy, diverged, overfitting from epoch k, ...
 PRETRAIN_RUN = "pretrain_run"  # pretraining: the MLflow run id of the pretrained weights the trial started from
@@ -67,6 +69,7 @@ TAG_PRUNED_AT = "automl.pruned_at_epoch"
 TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total | schedule (pruned to keep time for the best)
 TAG_FEASIBLE = "automl.feasible"
 TAG_FIDELITY = "automl.fidelity"  # budget schedule: epochs trained / the search's epochs
+TAG_KEPT_SAVED_WEIGHTS = "automl.kept_saved_weights"  # see KEPT_SAVED_WEIGHTS
 TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
 TAG_DIAGNOSIS = "automl.diagnosis"
 TAG_PRETRAIN_RUN = "automl.pretrain_run"  # the MLflow run id of the pretraining a trial started from
@@ -132,6 +135,7 @@ class TrialSettings:
     diagnostics: bool = True  # gradients, weights and activations per epoch, and a diagnosis (diagnostics.py)
 
     pruning: bool = True  # False for a trial whose epochs the pruner cannot compare (a continuation)
+    from_saved_weights: bool = False  # a continuation: an epoch must beat the loaded weights (BestEpochStopping)
 
     @property
     def first_deadline(self) -> float | None:

@@ -165,16 +165,32 @@ class BestEpochStopping(keras.callbacks.Callback):
     Why: on small validation sets accuracy moves in coarse steps. It sits on the majority class for
     the first epochs or ties between epochs while the loss still shows learning; plain early
     stopping then stops a model that is improving, or restores the first of several tied epochs.
+
+    `start`: the validation logs of the weights training starts from (a budget schedule's
+    continuation of saved weights); an epoch must beat them, else those weights are restored, so
+    training on never leaves a model worse on validation than it began.
     """
 
-    def __init__(self, monitor: str, direction: str = "maximize", patience: int = 3, tiebreak: str = TIEBREAK):
+    def __init__(
+        self,
+        monitor: str,
+        direction: str = "maximize",
+        patience: int = 3,
+        tiebreak: str = TIEBREAK,
+        start: dict | None = None,
+    ):
         super().__init__()
-        self.monitor, self.patience, self.tiebreak = monitor, patience, tiebreak
+        self.monitor, self.patience, self.tiebreak, self.start = monitor, patience, tiebreak, start
         self.sign = 1.0 if direction == "maximize" else -1.0
-        self.on_train_begin()
+        self.best: tuple | None = None  # epoch_key of the best epoch (or of the start) so far
+        self.best_weights: list | None = None
+        self.wait = 0
 
     def on_train_begin(self, logs=None):
         self.best, self.best_weights, self.wait = None, None, 0
+        start = epoch_key(self.start, self.monitor, self.sign, self.tiebreak) if self.start else None
+        if start is not None:
+            self.best, self.best_weights = start, self.model.get_weights()
 
     def on_epoch_end(self, epoch, logs=None):
         key = epoch_key(logs or {}, self.monitor, self.sign, self.tiebreak)
@@ -211,11 +227,21 @@ def best_epoch(history: list[dict], monitor: str, direction: str) -> int:
     return max(ranked, key=lambda i: (keys[i], -i)) if ranked else len(history) - 1
 
 
-def early_stopping(settings: TrialSettings) -> list:
-    """The trial's early-stopping callback (none when patience is off); also used for hypermodels."""
+def early_stopping(settings: TrialSettings, start: dict | None = None) -> list:
+    """The trial's early-stopping callback (none when patience is off); also used for hypermodels.
+    `start`: validation logs an epoch must beat (BestEpochStopping)."""
     if not settings.patience:
         return []
-    return [BestEpochStopping(settings.objective, settings.direction, settings.patience)]
+    return [BestEpochStopping(settings.objective, settings.direction, settings.patience, start=start)]
+
+
+def start_kept(start: dict | None, at_best: dict, monitor: str, direction: str) -> bool:
+    """Whether no epoch beat the validation logs training started from (BestEpochStopping then
+    restored the starting weights)."""
+    sign = 1.0 if direction == "maximize" else -1.0
+    first = epoch_key(start, monitor, sign) if start else None
+    best = epoch_key(at_best, monitor, sign)
+    return first is not None and (best is None or first >= best)
 
 
 def objective_names(settings: TrialSettings) -> list[str]:
@@ -244,6 +270,14 @@ def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: l
     for callback in callbacks:  # the diagnostics probe what is fitted (a feature cache's outputs)
         if hasattr(callback, "use_probe"):
             callback.use_probe(x_train, data.y_train)
+    start = None
+    if settings.from_saved_weights and settings.patience:  # a continuation must beat where it starts
+        batch = int(training["batch_size"])
+        scores = trainable.evaluate(x_val, data.y_val, batch_size=batch, verbose=0, return_dict=True)
+        start = {f"val_{k}": float(v) for k, v in scores.items()}
+        for callback in callbacks:
+            if hasattr(callback, "start_logs"):
+                callback.start_logs = start
     return trainable.fit(
         x_train,
         data.y_train,
@@ -251,6 +285,6 @@ def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: l
         epochs=settings.epochs,
         batch_size=int(training["batch_size"]),
         class_weight=class_weights(data.task, data.y_train, training.get("class_weight", "none")),
-        callbacks=[*callbacks, *early_stopping(settings)],
+        callbacks=[*callbacks, *early_stopping(settings, start)],
         verbose=settings.verbose,
     )

@@ -34,7 +34,7 @@ from .ranking import dominates, feasible, trial_key
 from .records import TrialSettings
 from .recovery import owner_record, worker_id
 from .space.pretrain import pretraining_wanted
-from .training import TIEBREAK, best_epoch, fit_model, training_settings
+from .training import TIEBREAK, best_epoch, fit_model, start_kept, training_settings
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -77,6 +77,7 @@ class EpochMonitor(keras.callbacks.Callback):
         self.trial, self.settings, self.run = trial, settings, run
         self.diagnostics = diagnostics  # gradients, weights, activations per epoch (diagnostics.py)
         self.history: list[dict] = []
+        self.start_logs: dict | None = None  # a continuation: the loaded weights' validation logs (fit_model)
         self.epoch_seconds: list[float] = []  # each epoch's wall time, validation included
         self._epoch_started = 0.0
         self.nan_epoch = self.pruned_epoch = None
@@ -214,6 +215,7 @@ class TrialRunner(Runner):
                 shared,
                 epochs=int(attrs[records.TRIAL_EPOCHS]),
                 pruning=not continuing,
+                from_saved_weights=continuing,
                 explore_deadline=attrs.get(records.EXPLORE_DEADLINE),
             )
         try:
@@ -237,6 +239,12 @@ class TrialRunner(Runner):
                 folder,
             )
             return keras.saving.load_model(path, safe_mode=True)
+
+    @staticmethod
+    def _source_best_epochs(trial: optuna.Trial, attrs: dict) -> int:
+        """The best epochs of the trial a continuation loaded (its saved weights are that epoch's)."""
+        source = trial.study.get_trials(deepcopy=False)[int(attrs[records.CONTINUED_FROM])]
+        return int(source.user_attrs.get(records.BEST_EPOCHS) or attrs.get(records.EPOCH_OFFSET) or 1)
 
     def _run(self, trial: optuna.Trial, config, attrs: dict) -> float:
         reclaim_memory()
@@ -286,7 +294,13 @@ class TrialRunner(Runner):
             objective = self.settings.objective
             best_index = best_epoch(monitor.history, objective, self.settings.direction)
             at_best = monitor.history[best_index]
-            trial.set_user_attr(records.BEST_EPOCHS, int(attrs.get(records.EPOCH_OFFSET, 0)) + best_index + 1)
+            best_epochs = int(attrs.get(records.EPOCH_OFFSET, 0)) + best_index + 1
+            if start_kept(monitor.start_logs, at_best, objective, self.settings.direction):
+                # no epoch beat the continued weights: they were restored, and their figures stand
+                at_best, best_epochs = dict(monitor.start_logs or {}), self._source_best_epochs(trial, attrs)
+                trial.set_user_attr(records.KEPT_SAVED_WEIGHTS, True)
+                tags[records.TAG_KEPT_SAVED_WEIGHTS] = "true"
+            trial.set_user_attr(records.BEST_EPOCHS, best_epochs)
             result = metrics[f"best_{objective}"] = at_best[objective]
             if wanted(config.compression):
                 at_best, model = self._compress(trial, run, model, config, training, at_best, metrics, tags)
