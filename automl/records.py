@@ -39,7 +39,7 @@ CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial who
 # budget schedule: time.time() by which this low-fidelity trial must end; it is pruned after an
 # epoch when another (as long as the last) would end later, so the time left still continues the best candidate
 EXPLORE_DEADLINE = "explore_deadline"
-EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it
+EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it (its source's best epochs)
 # a continuation none of whose epochs beat the weights it loaded: those are restored, their figures stand
 KEPT_SAVED_WEIGHTS = "kept_saved_weights"
 WORKER = "automl.worker"  # host:pid of the process that trained the trial

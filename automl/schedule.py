@@ -93,8 +93,10 @@ class BudgetSchedule:
         """Record the trial's epochs and fidelity (a continuation: the remaining epochs, full fidelity)."""
         attrs = trial.user_attrs
         if records.CONTINUED_FROM in attrs:
+            source = trial.study.get_trials(deepcopy=False)[int(attrs[records.CONTINUED_FROM])]
             trial.set_user_attr(records.TRIAL_EPOCHS, self.epochs - self.low_epochs)
-            trial.set_user_attr(records.EPOCH_OFFSET, self.low_epochs)
+            # its saved weights are those of its best epoch, not its last
+            trial.set_user_attr(records.EPOCH_OFFSET, int(source.user_attrs.get(records.BEST_EPOCHS, self.low_epochs)))
             trial.set_user_attr(records.FIDELITY, 1.0)
         elif records.TRIAL_EPOCHS not in attrs:
             trial.set_user_attr(records.TRIAL_EPOCHS, self.low_epochs)

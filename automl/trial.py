@@ -240,12 +240,6 @@ class TrialRunner(Runner):
             )
             return keras.saving.load_model(path, safe_mode=True)
 
-    @staticmethod
-    def _source_best_epochs(trial: optuna.Trial, attrs: dict) -> int:
-        """The best epochs of the trial a continuation loaded (its saved weights are that epoch's)."""
-        source = trial.study.get_trials(deepcopy=False)[int(attrs[records.CONTINUED_FROM])]
-        return int(source.user_attrs.get(records.BEST_EPOCHS) or attrs.get(records.EPOCH_OFFSET) or 1)
-
     def _run(self, trial: optuna.Trial, config, attrs: dict) -> float:
         reclaim_memory()
         if self.settings.seed is not None:
@@ -294,10 +288,11 @@ class TrialRunner(Runner):
             objective = self.settings.objective
             best_index = best_epoch(monitor.history, objective, self.settings.direction)
             at_best = monitor.history[best_index]
-            best_epochs = int(attrs.get(records.EPOCH_OFFSET, 0)) + best_index + 1
+            offset = int(attrs.get(records.EPOCH_OFFSET, 0))  # a continuation: its source's best epochs
+            best_epochs = offset + best_index + 1
             if start_kept(monitor.start_logs, at_best, objective, self.settings.direction):
                 # no epoch beat the continued weights: they were restored, and their figures stand
-                at_best, best_epochs = dict(monitor.start_logs or {}), self._source_best_epochs(trial, attrs)
+                at_best, best_epochs = dict(monitor.start_logs or {}), offset
                 trial.set_user_attr(records.KEPT_SAVED_WEIGHTS, True)
                 tags[records.TAG_KEPT_SAVED_WEIGHTS] = "true"
             trial.set_user_attr(records.BEST_EPOCHS, best_epochs)
