@@ -83,7 +83,7 @@ def compress(
         if not c["learning_rate"]:
             tune = {**tune, "learning_rate": lr / 10}
         classes = data.num_classes if data.task == "classification" else None
-        loss, metrics = loss_and_metrics(data.task, tune, objective_names(settings), classes)
+        loss, metrics = loss_and_metrics(data.task, tune, objective_names(settings), classes, data.target_std)
         twin.compile(optimizer=make_optimizer(tune, total), loss=loss, metrics=metrics)
         history = twin.fit(
             data.x_train,

@@ -30,15 +30,18 @@ ENSEMBLE_ARTIFACT = "model/model.keras"
 EPSILON = 1e-7
 
 
-def validation_loss(predictions: np.ndarray, y: np.ndarray, task: str) -> float:
-    """Mean cross-entropy of class probabilities (integer labels), or mean squared error."""
+def validation_loss(predictions: np.ndarray, y: np.ndarray, task: str, target_std: float = 1.0) -> float:
+    """Mean cross-entropy of class probabilities (integer labels), or mean squared error over the
+    training target's variance (`target_std` squared), as the trials' loss (training.standardized_mse)."""
     if task == "regression":
-        return float(np.mean((predictions.reshape(len(y), -1)[:, 0] - y.reshape(-1)) ** 2))
+        return float(np.mean((predictions.reshape(len(y), -1)[:, 0] - y.reshape(-1)) ** 2)) / float(target_std) ** 2
     p = np.clip(predictions[np.arange(len(y)), y.astype(int).reshape(-1)], EPSILON, 1.0)
     return float(-np.mean(np.log(p)))
 
 
-def select_weights(predictions: np.ndarray, y: np.ndarray, task: str, size: int = 20) -> tuple[np.ndarray, list[float]]:
+def select_weights(
+    predictions: np.ndarray, y: np.ndarray, task: str, size: int = 20, target_std: float = 1.0
+) -> tuple[np.ndarray, list[float]]:
     """Greedy forward selection with replacement: `size` rounds, each adds the member (ties: the
     lowest index, i.e. the better-ranked trial) whose inclusion gives the lowest validation loss of
     the running mean. Returns the weights (counts / rounds) of the round with the lowest loss, and
@@ -52,7 +55,7 @@ def select_weights(predictions: np.ndarray, y: np.ndarray, task: str, size: int 
     running = np.zeros_like(predictions[0], dtype="float64")
     for step in range(size):
         candidates = (running * step + predictions) / (step + 1)
-        scores = [validation_loss(c, y, task) for c in candidates]
+        scores = [validation_loss(c, y, task, target_std) for c in candidates]
         j = int(np.argmin(scores))
         counts = counts.copy()
         counts[j] += 1
@@ -136,7 +139,7 @@ def kept_predictions(result, top: int = KEEP_TOP) -> tuple[list, np.ndarray]:
     return trials, np.stack(arrays) if arrays else np.zeros((0,))
 
 
-def choose(result, y_val: np.ndarray, task: str, size: int = 20) -> EnsembleChoice:
+def choose(result, y_val: np.ndarray, task: str, size: int = 20, target_std: float = 1.0) -> EnsembleChoice:
     """Select the ensemble from the kept predictions: the best trial alone unless the selection lowers
     the validation loss below the best trial's own. The selection may be one other trial alone: a
     budget schedule ranks low-fidelity trials apart from full ones, and one may be better."""
@@ -150,15 +153,17 @@ def choose(result, y_val: np.ndarray, task: str, size: int = 20) -> EnsembleChoi
             f"the kept validation predictions hold {len(predictions[0])} samples, the data's validation "
             f"split {len(y_val)}: pass the search's own data"
         )
-    return select(numbers, predictions, y_val, task, best.number, size)
+    return select(numbers, predictions, y_val, task, best.number, size, target_std)
 
 
-def select(numbers: list[int], predictions: np.ndarray, y: np.ndarray, task: str, best: int, size: int = 20):
+def select(
+    numbers: list[int], predictions: np.ndarray, y: np.ndarray, task: str, best: int, size: int = 20, target_std=1.0
+):
     """The choice among trials `numbers` (their validation `predictions`, best-ranked first) against
     trial `best` alone: the greedy selection when its validation loss is lower, else `best`."""
-    weights, _ = select_weights(predictions, y, task, size)
-    mixed = validation_loss(np.tensordot(weights, predictions, axes=1), y, task)
-    alone = validation_loss(predictions[numbers.index(best)], y, task) if best in numbers else np.inf
+    weights, _ = select_weights(predictions, y, task, size, target_std)
+    mixed = validation_loss(np.tensordot(weights, predictions, axes=1), y, task, target_std)
+    alone = validation_loss(predictions[numbers.index(best)], y, task, target_std) if best in numbers else np.inf
     chosen = [(n, float(w)) for n, w in zip(numbers, weights) if w > 0]
     if not mixed < alone:
         return EnsembleChoice([best], [1.0], alone, alone, list(numbers))
@@ -170,7 +175,7 @@ def build(result, data, size: int = 20, log: bool = True) -> tuple[keras.Model, 
     parent run (members, weights, losses, the `.keras` file) and on the study."""
     from .export.trials import TrialModels
 
-    choice = choose(result, np.asarray(data.y_val), data.task, size)
+    choice = choose(result, np.asarray(data.y_val), data.task, size, data.target_std)
     source = TrialModels(result, data, verbose=False)
     trials = {t.number: t for t in result.study.get_trials(deepcopy=False)}
     model = ensemble_model([source.model(trials[n]) for n in choice.members], choice.weights)

@@ -179,7 +179,8 @@ class _Task:
         return data.class_names
 
     def evaluate(self, x, y) -> dict[str, float]:
-        """Loss and metrics (accuracy, or mae for regression) of `model()` on (x, y)."""
+        """Loss and metrics (accuracy, or mae for regression) of `model()` on (x, y); the loss as the
+        search's trials measure it (for regression: squared error over the training target's variance)."""
         from .training import loss_and_metrics
 
         model = self.model()
@@ -188,7 +189,7 @@ class _Task:
         inputs = self._inputs(x)
         if len(targets) != _length(inputs):
             raise DataError(f"x has {_length(inputs)} samples but y has {len(targets)}")
-        loss, metrics = loss_and_metrics(self.task)
+        loss, metrics = loss_and_metrics(self.task, target_std=data.target_std)  # the search's val_loss
         model.compile(loss=loss, metrics=metrics)  # a fresh compile: evaluation only
         return {k: float(v) for k, v in model.evaluate(inputs, targets, verbose=0, return_dict=True).items()}
 

@@ -112,16 +112,35 @@ def scale_learning_rate(optimizer, variables: list, scale: float) -> None:
     optimizer.update_step = update_step
 
 
-def loss_and_metrics(task: str, settings: dict | None = None, extra=(), num_classes: int | None = None) -> tuple:
+def loss_and_metrics(
+    task: str, settings: dict | None = None, extra=(), num_classes: int | None = None, target_std: float = 1.0
+) -> tuple:
     """Loss and metrics for the task; `settings` (the training section) may ask for label smoothing,
-    `extra` names metrics of metrics.py an objective needs (`val_f1`...)."""
+    `extra` names metrics of metrics.py an objective needs (`val_f1`...); `target_std` (the training
+    target's standard deviation) puts a regression's loss in its units (standardized_mse)."""
     smoothing = float((settings or {}).get("label_smoothing") or 0.0)
     if task == "classification":
         loss = smoothed_sparse_crossentropy(smoothing) if smoothing else "sparse_categorical_crossentropy"
         return loss, ["accuracy", *extra_metrics(extra, num_classes)]
     if smoothing:
         raise ValueError(f"training.label_smoothing applies to classification, not {task}")
-    return "mse", ["mae"]
+    return (standardized_mse(target_std) if target_std != 1.0 else "mse"), ["mae"]
+
+
+def standardized_mse(target_std: float):
+    """Mean squared error over the training target's variance: 1.0 is what predicting the training
+    mean scores, whatever the target's units (`mae` stays in them).
+
+    Why: the model outputs the target in its own units (the builder's `Rescaling` output), so a plain
+    squared error, and its gradients, grow with the target's scale squared. Adam does not mind; SGD
+    does: on house prices (standard deviation ~1e5) every SGD trial's first steps overflowed to NaN,
+    and on a target of scale 1e-3 it would not move. A stock MeanSquaredError whose function is
+    scaled, so the compile config stays plain and a saved model loads anywhere.
+    """
+    scale = 1.0 / float(target_std) ** 2
+    loss = keras.losses.MeanSquaredError()
+    loss.fn = lambda y_true, y_pred, **_: keras.losses.mean_squared_error(y_true, y_pred) * scale
+    return loss
 
 
 def smoothed_sparse_crossentropy(smoothing: float):
@@ -257,7 +276,7 @@ def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: l
     (the same weights: `model` is trained, compiled as usual and computes what was trained)."""
     steps = settings.epochs * math.ceil(len(data.y_train) / int(training["batch_size"]))
     classes = data.num_classes if data.task == "classification" else None
-    loss, metrics = loss_and_metrics(data.task, training, objective_names(settings), classes)
+    loss, metrics = loss_and_metrics(data.task, training, objective_names(settings), classes, data.target_std)
     optimizer = make_optimizer(training, steps, model)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     trainable, x_train, x_val = (features.split(model) if features is not None else None) or (

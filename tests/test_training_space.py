@@ -148,3 +148,27 @@ def test_space_check_knows_the_new_training_keys():
     )
     with pytest.raises(SpaceError, match="training.fine_tune_lr: unknown training setting"):
         validate_space(SearchSpace(architecture=arch, training={"fine_tune_lr": 1e-4}))
+
+
+def test_a_regression_target_in_large_units_trains_with_sgd():
+    """House prices (standard deviation ~1e5): the loss is the squared error over the training target's
+    variance, so SGD steps as on a standardized target. In the target's units its gradients grew
+    with the scale squared and the first steps overflowed to NaN (every SGD trial on california_housing)."""
+    from automl.data import make_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype("float32")
+    y = (2e5 + 1e5 * (x @ np.array([1.0, -0.5, 0.3, 0.0])) + 1e4 * rng.normal(size=400)).astype("float32")
+    data = make_dataset(x[:300], y[:300], validation_data=(x[300:], y[300:]), task="regression")
+    assert data.target_std > 5e4
+    keras.utils.set_random_seed(0)
+    model = build_model({"h": {"block": "dense", "units": 16}}, data)
+    training = training_settings({"optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "batch_size": 32})
+    history = fit_model(model, data, training, TrialSettings("val_loss", "minimize", epochs=5, patience=None), [])
+    val = history.history["val_loss"]
+    assert np.all(np.isfinite(val)) and val[-1] < 0.2  # 1.0 is what predicting the training mean scores
+    p = model.predict(data.x_val, verbose=0)[:, 0]
+    assert val[-1] == pytest.approx(np.mean((p - data.y_val) ** 2) / data.target_std**2, rel=1e-3)
+    assert history.history["val_mae"][-1] == pytest.approx(np.mean(np.abs(p - data.y_val)), rel=1e-3)  # its units
+    config = keras.saving.serialize_keras_object(model.loss)  # what a saved model records: stock Keras
+    assert (config["module"], config["class_name"]) == ("keras.losses", "MeanSquaredError")
