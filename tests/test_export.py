@@ -407,6 +407,8 @@ def search(digits_small, tmp_path_factory):
         data=digits_small, epochs=4
     )
     trials = result.study.trials
+    states = [(t.state.name, t.value, t.user_attrs.get("fail_reason")) for t in trials]  # seen once: trial 0 no value
+    assert None not in (trials[0].value, trials[1].value), states
     assert trials[0].value > trials[1].value and "model_artifact" not in trials[1].user_attrs
     return result, space, tmp
 
@@ -534,3 +536,16 @@ def test_cli_exports_a_study_on_builtin_data_and_explains_bad_input(tmp_path):
         bad = cli(["export", "--out", "x", *args], tmp_path)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr
+
+
+def test_distillation_loss_for_regression_is_in_units_of_the_target_variance():
+    from automl.export.distill import distillation_loss
+
+    labels, teacher = np.array([1e5, 3e5, 2e5]), np.array([1.2e5, 2.5e5, 2.0e5])
+    student = np.array([[1.1e5], [2.8e5], [2.2e5]], "float32")
+    y_true = np.stack([labels, teacher], axis=1).astype("float32")
+    want = (0.3 * (labels - student[:, 0]) ** 2 + 0.7 * (teacher - student[:, 0]) ** 2) / 1e5**2
+    got = np.asarray(distillation_loss(False, temperature=1.0, alpha=0.3, target_std=1e5)(y_true, student))
+    np.testing.assert_allclose(
+        got, want, rtol=1e-4
+    )  # as a search's trials train: SGD steps as on a standardized target

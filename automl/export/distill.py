@@ -18,15 +18,16 @@ from ..errors import ExportError
 from ..ranking import weight_pareto
 
 
-def distillation_loss(classification: bool, temperature: float, alpha: float):
+def distillation_loss(classification: bool, temperature: float, alpha: float, target_std: float = 1.0):
     """The loss `distill` trains with (see the module docstring). `y_true` packs the label in
     column 0 and, for classification, the teacher's softened probabilities in columns 1 on (for
     regression, the teacher's prediction in column 1); `y_pred` is the student's softmax output
-    (or its prediction, for regression)."""
+    (or its prediction, for regression). A regression's squared errors are over the training target's
+    variance (`target_std` squared), as a search's trials train (training.standardized_mse)."""
     import keras
     from keras import ops
 
-    t = float(temperature)
+    t, scale = float(temperature), 1.0 / float(target_std) ** 2
 
     def loss(y_true, y_pred):
         if classification:
@@ -37,7 +38,7 @@ def distillation_loss(classification: bool, temperature: float, alpha: float):
             kl = ops.sum(soft * (ops.log(ops.clip(soft, 1e-7, 1.0)) - log_student), axis=-1)
             return alpha * ce + (1 - alpha) * t * t * kl
         pred = ops.reshape(y_pred, (-1,))
-        return alpha * ops.square(y_true[:, 0] - pred) + (1 - alpha) * ops.square(y_true[:, 1] - pred)
+        return scale * (alpha * ops.square(y_true[:, 0] - pred) + (1 - alpha) * ops.square(y_true[:, 1] - pred))
 
     return loss
 
@@ -98,7 +99,7 @@ def distill(
     steps = epochs * math.ceil(len(data.y_train) / batch)
     student.compile(
         optimizer=make_optimizer(settings, steps, student),
-        loss=distillation_loss(classification, temperature, alpha),
+        loss=distillation_loss(classification, temperature, alpha, data.target_std),
         metrics=[metric],
     )
     callbacks = []
