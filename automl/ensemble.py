@@ -157,7 +157,13 @@ def choose(result, y_val: np.ndarray, task: str, size: int = 20, target_std: flo
 
 
 def select(
-    numbers: list[int], predictions: np.ndarray, y: np.ndarray, task: str, best: int, size: int = 20, target_std=1.0
+    numbers: list[int],
+    predictions: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    best: int,
+    size: int = 20,
+    target_std: float = 1.0,
 ):
     """The choice among trials `numbers` (their validation `predictions`, best-ranked first) against
     trial `best` alone: the greedy selection when its validation loss is lower, else `best`."""

@@ -35,22 +35,29 @@ import numpy as np
 VARIANTS = ("fresh", "warmup", "low")
 
 
-def continue_one(task: str, candidate: dict, low: int, rest: int) -> dict | None:
-    import keras
-    import optuna
+def task_data(task: str):
+    """The task's fixed split as automl's Dataset, and its kind's default space (once per task)."""
     from portfolio import default_spaces
     from suite_tasks import TASKS, load
 
-    from automl.builder import build_model
     from automl.data import make_dataset
-    from automl.records import TrialSettings
     from automl.space import load_space
-    from automl.training import fit_model, training_settings
 
     t, s = TASKS[task], load(task)
     (x, y), (xv, yv) = s["train"], s["val"]
-    ds = make_dataset(x, y, validation_data=(xv, yv), task=t.task, kind=t.kind)
-    space = load_space(default_spaces({})[t.kind])
+    return make_dataset(x, y, validation_data=(xv, yv), task=t.task, kind=t.kind), load_space(
+        default_spaces({})[t.kind]
+    )
+
+
+def continue_one(task: str, ds, space, candidate: dict, low: int, rest: int) -> dict | None:
+    import keras
+    import optuna
+
+    from automl.builder import build_model
+    from automl.records import TrialSettings
+    from automl.training import fit_model, training_settings
+
     study = optuna.create_study()
     study.enqueue_trial(candidate["params"])
     config = space.sample(study.ask())
@@ -110,11 +117,12 @@ def main(argv=None) -> int:
     check_data(tasks)
     rows = []
     for task in tasks:
+        ds, space = task_data(task)
         cands, _ = candidates(default_spaces({})[TASKS[task].kind], args.candidates, 0)
         for c in cands:
             if c["name"].startswith("hand"):
                 continue
-            row = continue_one(task, c, args.low, args.rest)
+            row = continue_one(task, ds, space, c, args.low, args.rest)
             if row is not None:
                 print(json.dumps(row), flush=True)
                 rows.append(row)

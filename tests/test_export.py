@@ -546,6 +546,5 @@ def test_distillation_loss_for_regression_is_in_units_of_the_target_variance():
     y_true = np.stack([labels, teacher], axis=1).astype("float32")
     want = (0.3 * (labels - student[:, 0]) ** 2 + 0.7 * (teacher - student[:, 0]) ** 2) / 1e5**2
     got = np.asarray(distillation_loss(False, temperature=1.0, alpha=0.3, target_std=1e5)(y_true, student))
-    np.testing.assert_allclose(
-        got, want, rtol=1e-4
-    )  # as a search's trials train: SGD steps as on a standardized target
+    # as a search's trials train: SGD steps as on a standardized target
+    np.testing.assert_allclose(got, want, rtol=1e-4)

@@ -153,7 +153,7 @@ def test_space_check_knows_the_new_training_keys():
 def test_a_regression_target_in_large_units_trains_with_sgd():
     """House prices (standard deviation ~1e5): the loss is the squared error over the training target's
     variance, so SGD steps as on a standardized target. In the target's units its gradients grew
-    with the scale squared and the first steps overflowed to NaN (every SGD trial on california_housing)."""
+    with the scale squared and the first steps overflowed to NaN (failed trials on california_housing)."""
     from automl.data import make_dataset
 
     rng = np.random.default_rng(0)
