@@ -74,9 +74,16 @@ AUTOML = {  # method -> task-class options beyond its defaults
     "automl-no-start-random": {"start": False, "sampler": "random"},
     "automl-no-start-tpe-random": {"start": False, "sampler": "tpe-random"},
     "automl-no-start-tpe": {"start": False, "sampler": "tpe"},
+    "automl-epochs30": {"epochs": 30},  # for choosing a kind's epochs default
 }
 METHODS = ("automl", "automl-no-start", "automl-kt-hyperband", "kt-random", "kt-hyperband", "reference")
-ALL_METHODS = (*METHODS, "automl-no-start-random", "automl-no-start-tpe-random", "automl-no-start-tpe")
+ALL_METHODS = (
+    *METHODS,
+    "automl-no-start-random",
+    "automl-no-start-tpe-random",
+    "automl-no-start-tpe",
+    "automl-epochs30",
+)
 MARK = "SUITE-RESULT "
 
 
