@@ -36,6 +36,8 @@ KERAS_TUNER_TRIAL = "keras_tuner_trial"
 FIDELITY = "fidelity"  # budget schedule: epochs trained / the search's epochs (absent: 1.0, full)
 TRIAL_EPOCHS = "trial_epochs"  # budget schedule: the most epochs this trial trains
 CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial whose saved weights this one continues
+# budget schedule: a continuation that trains fewer than the remaining epochs (as many as the time left holds)
+CONTINUE_EPOCHS = "continue_epochs"
 # budget schedule: time.time() by which this low-fidelity trial must end; it is pruned after an
 # epoch when another (as long as the last) would end later, so the time left still continues the best candidate
 EXPLORE_DEADLINE = "explore_deadline"

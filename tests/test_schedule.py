@@ -115,7 +115,7 @@ def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
     study = optuna.create_study(direction="minimize")
     study.add_trial(low_trial(0, 30.0, optuna.trial.TrialState.COMPLETE, saved=True))  # continuing: ~60 s
     schedule = BudgetSchedule(timeout=100, epochs=6)
-    schedule.started = time.time() - 75  # 25 s left: no continuation fits, nor a 30 s trial
+    schedule.started = time.time() - 88  # 12 s left: no continuation fits (not one 15 s epoch), nor a 30 s trial
     assert not schedule.next(study)
     assert "would take" in schedule.reason
     study.add_trial(low_trial(1, 3.0, optuna.trial.TrialState.PRUNED, saved=False))
@@ -124,6 +124,46 @@ def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
     assert schedule.next(study)
     assert not any(records.CONTINUED_FROM in t.user_attrs for t in study.get_trials())  # a new configuration
     schedule.started = time.time() - 98  # 2 s left: nothing fits
+    assert not schedule.next(study)
+
+
+def test_when_nothing_else_fits_the_best_candidate_trains_the_epochs_the_time_left_holds():
+    """A 60 s search on 4000 images ended at 43 s with its best model near chance (bench/RESULTS.md
+    "Suite"): its whole continuation (~48 s) and a new trial (~20 s) did not fit, a few epochs did."""
+    import datetime
+
+    from automl import records
+    from automl.schedule import CONTINUE_SETUP, BudgetSchedule
+
+    def frozen(number: int, value: float, attrs: dict) -> optuna.trial.FrozenTrial:
+        end = datetime.datetime.now()
+        return optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE, value=value, values=None,
+            datetime_start=end - datetime.timedelta(seconds=20), datetime_complete=end,
+            params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 5)},
+            user_attrs=attrs, system_attrs={}, intermediate_values={},
+        )  # fmt: skip
+
+    low = {records.FIDELITY: 0.3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [8.0, 6.0, 6.0]}
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(frozen(0, 2.07, low))
+    study.add_trial(frozen(1, 2.30, low))
+    schedule = BudgetSchedule(timeout=60, epochs=10)  # 3 low epochs, 7 to continue: 8 + 6 x 6 + 2 = 46 s
+    schedule.started = time.time() - 35  # 25 s left: a 20 s trial needs 30 with its margin
+    assert schedule.next(study)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    # the best candidate, for k epochs with 8 + 6 (k - 1) + CONTINUE_SETUP <= 25: k = 3
+    assert CONTINUE_SETUP == 2.0
+    assert [(t.user_attrs[records.CONTINUED_FROM], t.user_attrs[records.CONTINUE_EPOCHS]) for t in waiting] == [(0, 3)]
+    trial = study.ask()  # the enqueued continuation: 3 epochs, from 3 to 6 of 10
+    schedule.before_trial(trial)
+    assert trial.user_attrs[records.TRIAL_EPOCHS] == 3
+    assert trial.user_attrs[records.FIDELITY] == pytest.approx(0.6)
+    trial.set_user_attr(records.MODEL_ARTIFACT, "m")  # its model is saved, as a trial's is
+    study.tell(trial, 1.5)
+    # the partial continuation (trial 2, fidelity 0.6) is not itself a candidate to continue
+    assert [t.number for t in schedule._candidates(study)] == [0, 1]
+    schedule.started = time.time() - 55  # 5 s left: not one epoch of trial 1 (8 + 2 s) fits
     assert not schedule.next(study)
 
 
