@@ -3,11 +3,23 @@ continued from their saved weights, all within the timeout; fidelity-aware ranki
 
 from __future__ import annotations
 
+import datetime
 import time
 
 import optuna
 import pytest
 from conftest import mlflow_runs
+
+
+def finished_trial(number: int, value: float = 0.5, attrs: dict | None = None, seconds: float = 3.0, state=None):
+    """A trial as the schedule reads it: `seconds` of wall time ending now, its user attributes."""
+    end = datetime.datetime.now()
+    return optuna.trial.FrozenTrial(
+        number=number, trial_id=number, state=state or optuna.trial.TrialState.COMPLETE, value=value, values=None,
+        datetime_start=end - datetime.timedelta(seconds=seconds), datetime_complete=end,
+        params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 10)},
+        user_attrs=attrs or {}, system_attrs={}, intermediate_values={},
+    )  # fmt: skip
 
 
 def test_low_fidelity_trials_never_outrank_full_ones():
@@ -27,22 +39,13 @@ def test_low_fidelity_trials_never_outrank_full_ones():
 
 
 def test_exploring_ends_early_when_the_best_candidate_could_no_longer_be_continued():
-    import datetime
-
     from automl import records
     from automl.schedule import BudgetSchedule
 
     def study_with_a_candidate(seconds: float) -> optuna.Study:
         study = optuna.create_study(direction="minimize")
-        end = datetime.datetime.now()
-        trial = optuna.trial.FrozenTrial(
-            number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
-            datetime_start=end - datetime.timedelta(seconds=seconds), datetime_complete=end,
-            params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-            user_attrs={records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "model/model.keras"},
-            system_attrs={}, intermediate_values={},
-        )  # fmt: skip
-        study.add_trial(trial)
+        low = {records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "model/model.keras"}
+        study.add_trial(finished_trial(0, attrs=low, seconds=seconds))
         return study
 
     fast, slow = BudgetSchedule(timeout=100, epochs=6), BudgetSchedule(timeout=100, epochs=6)
@@ -58,23 +61,11 @@ def test_exploring_ends_early_when_the_best_candidate_could_no_longer_be_continu
 def test_a_continuation_is_estimated_from_the_candidates_epoch_times_not_its_set_up():
     """The no-start searches' first trial took 15-25 s, mostly set-up (a fresh worker, a trees fit),
     with quick epochs after the first: its continuation must not look like 7/3 of the whole trial."""
-    import datetime
-
     from automl import records
     from automl.schedule import CONTINUE_SETUP, BudgetSchedule
 
-    def frozen(number: int, seconds: float, attrs: dict) -> optuna.trial.FrozenTrial:
-        end = datetime.datetime.now()
-        return optuna.trial.FrozenTrial(
-            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
-            datetime_start=end - datetime.timedelta(seconds=seconds), datetime_complete=end,
-            params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-            user_attrs=attrs, system_attrs={}, intermediate_values={},
-        )  # fmt: skip
-
-    timed = frozen(
-        0, 22, {records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [6.0, 1.0, 2.0]}
-    )
+    low = {records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [6.0, 1.0, 2.0]}
+    timed = finished_trial(0, attrs=low, seconds=22)
     schedule = BudgetSchedule(timeout=60, epochs=10)  # 3 low epochs, 7 to continue
     study = optuna.create_study(direction="minimize")
     study.add_trial(timed)
@@ -87,9 +78,8 @@ def test_a_continuation_is_estimated_from_the_candidates_epoch_times_not_its_set
     measured = optuna.create_study(direction="minimize")
     measured.add_trial(timed)
     # a finished continuation: 22 s in all, 5 s of epochs, so 17 s outside them
-    continuation = frozen(
-        1, 22, {records.CONTINUED_FROM: 0, records.FIDELITY: 1.0, records.EPOCH_SECONDS: [3.0, 1.0, 1.0]}
-    )
+    attrs = {records.CONTINUED_FROM: 0, records.FIDELITY: 1.0, records.EPOCH_SECONDS: [3.0, 1.0, 1.0]}
+    continuation = finished_trial(1, attrs=attrs, seconds=22)
     measured.add_trial(continuation)
     assert schedule._needed(timed, measured) == pytest.approx(6.0 + 1.5 * 6 + 17.0)  # the measured overhead
 
@@ -97,20 +87,12 @@ def test_a_continuation_is_estimated_from_the_candidates_epoch_times_not_its_set
 def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
     """A slow first trial made every continuation look too long, and the search ended with half its
     budget unused (bench/RESULTS.md "Suite", automl-no-start): now it explores while a short trial fits."""
-    import datetime
-
     from automl import records
     from automl.schedule import BudgetSchedule
 
     def low_trial(number: int, seconds: float, state, saved: bool) -> optuna.trial.FrozenTrial:
-        end = datetime.datetime.now()
         attrs = {records.FIDELITY: 1 / 3, **({records.MODEL_ARTIFACT: "model/model.keras"} if saved else {})}
-        return optuna.trial.FrozenTrial(
-            number=number, trial_id=number, state=state, value=0.5 + number, values=None,
-            datetime_start=end - datetime.timedelta(seconds=seconds), datetime_complete=end,
-            params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-            user_attrs=attrs, system_attrs={}, intermediate_values={},
-        )  # fmt: skip
+        return finished_trial(number, value=0.5 + number, attrs=attrs, seconds=seconds, state=state)
 
     study = optuna.create_study(direction="minimize")
     study.add_trial(low_trial(0, 30.0, optuna.trial.TrialState.COMPLETE, saved=True))  # continuing: ~60 s
@@ -130,19 +112,11 @@ def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
 def test_when_nothing_else_fits_the_best_candidate_trains_the_epochs_the_time_left_holds():
     """A 60 s search on 4000 images ended at 43 s with its best model near chance (bench/RESULTS.md
     "Suite"): its whole continuation (~48 s) and a new trial (~20 s) did not fit, a few epochs did."""
-    import datetime
-
     from automl import records
     from automl.schedule import CONTINUE_SETUP, BudgetSchedule
 
     def frozen(number: int, value: float, attrs: dict) -> optuna.trial.FrozenTrial:
-        end = datetime.datetime.now()
-        return optuna.trial.FrozenTrial(
-            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE, value=value, values=None,
-            datetime_start=end - datetime.timedelta(seconds=20), datetime_complete=end,
-            params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 5)},
-            user_attrs=attrs, system_attrs={}, intermediate_values={},
-        )  # fmt: skip
+        return finished_trial(number, value=value, attrs=attrs, seconds=20)
 
     low = {records.FIDELITY: 0.3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [8.0, 6.0, 6.0]}
     study = optuna.create_study(direction="minimize")
@@ -152,16 +126,17 @@ def test_when_nothing_else_fits_the_best_candidate_trains_the_epochs_the_time_le
     schedule.started = time.time() - 35  # 25 s left: a 20 s trial needs 30 with its margin
     assert schedule.next(study)
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    # the best candidate, for k epochs with 8 + 6 (k - 1) + CONTINUE_SETUP <= 25: k = 3
-    assert CONTINUE_SETUP == 2.0
-    assert [(t.user_attrs[records.CONTINUED_FROM], t.user_attrs[records.CONTINUE_EPOCHS]) for t in waiting] == [(0, 3)]
-    trial = study.ask()  # the enqueued continuation: 3 epochs, from 3 to 6 of 10
+    # the best candidate, for the k epochs with 8 + 6 (k - 1) + CONTINUE_SETUP <= 25 (3 with a 2 s set-up)
+    k = 1 + int((25 - 8 - CONTINUE_SETUP) // 6)
+    assert 1 <= k < 7
+    assert [(t.user_attrs[records.CONTINUED_FROM], t.user_attrs[records.CONTINUE_EPOCHS]) for t in waiting] == [(0, k)]
+    trial = study.ask()  # the enqueued continuation: k epochs, from 3 to 3 + k of 10
     schedule.before_trial(trial)
-    assert trial.user_attrs[records.TRIAL_EPOCHS] == 3
-    assert trial.user_attrs[records.FIDELITY] == pytest.approx(0.6)
+    assert trial.user_attrs[records.TRIAL_EPOCHS] == k
+    assert trial.user_attrs[records.FIDELITY] == pytest.approx((3 + k) / 10)
     trial.set_user_attr(records.MODEL_ARTIFACT, "m")  # its model is saved, as a trial's is
     study.tell(trial, 1.5)
-    # the partial continuation (trial 2, fidelity 0.6) is not itself a candidate to continue
+    # the partial continuation (trial 2) is not itself a candidate to continue
     assert [t.number for t in schedule._candidates(study)] == [0, 1]
     schedule.started = time.time() - 55  # 5 s left: not one epoch of trial 1 (8 + 2 s) fits
     assert not schedule.next(study)
@@ -171,19 +146,11 @@ def test_with_every_top_candidate_continued_and_time_left_it_explores_and_contin
     """A 240 s search ended at 191 s once its three candidates were continued (bench/RESULTS.md
     "Suite, 240 s"): the time left now goes to new short configurations, and one that enters the
     top candidates is continued in turn."""
-    import datetime
-
     from automl import records
     from automl.schedule import BudgetSchedule
 
     def frozen(number: int, value: float, attrs: dict) -> optuna.trial.FrozenTrial:
-        end = datetime.datetime.now()
-        return optuna.trial.FrozenTrial(
-            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE, value=value, values=None,
-            datetime_start=end - datetime.timedelta(seconds=3), datetime_complete=end,
-            params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-            user_attrs=attrs, system_attrs={}, intermediate_values={},
-        )  # fmt: skip
+        return finished_trial(number, value=value, attrs=attrs)
 
     low = {records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "model/model.keras"}
     study = optuna.create_study(direction="minimize")
@@ -295,25 +262,19 @@ def test_a_short_trial_still_training_when_only_the_best_candidates_continuation
     best candidate was never continued (bench/RESULTS.md "Suite"): a short trial now carries an
     explore deadline, the budget's end less the best candidate's continuation, and is pruned after
     an epoch when another one would end past it, or mid-epoch once it has passed."""
-    import datetime
-
     from automl import records
     from automl.records import TrialSettings
     from automl.schedule import BudgetSchedule
     from automl.tracking import Tracker
     from automl.trial import TrialRunner
 
-    end = datetime.datetime.now()
-    candidate = optuna.trial.FrozenTrial(
-        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
-        datetime_start=end - datetime.timedelta(seconds=9), datetime_complete=end,
-        params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-        user_attrs={
-            records.FIDELITY: 1 / 3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [2.0, 1.0, 1.0],
-            records.BEST_EPOCHS: 2,
-        },
-        system_attrs={}, intermediate_values={},
-    )  # fmt: skip
+    low = {
+        records.FIDELITY: 1 / 3,
+        records.MODEL_ARTIFACT: "m",
+        records.EPOCH_SECONDS: [2.0, 1.0, 1.0],
+        records.BEST_EPOCHS: 2,
+    }
+    candidate = finished_trial(0, attrs=low, seconds=9)
     schedule = BudgetSchedule(timeout=60, epochs=10)
     study = optuna.create_study(direction="minimize")
     study.add_trial(candidate)
