@@ -3,9 +3,12 @@ validation rows together, for the number of epochs its trial found best.
 
 Why: after the search has used the validation split to choose, those rows are more training data;
 on small data sets (hundreds of rows) a fifth more rows is worth more than the early-stopping
-signal, which the trial's best epoch count replaces. What the model learns from the data before
-training (standardisation, vocabularies, category lists) stays as learnt from the training split,
-so the refit model takes the same raw inputs as the trial's.
+signal, which the trial's best epoch count replaces. What the model's layers learn from the rows
+before training (text vocabularies and n-gram weights, random-convolution feature scales, boosted
+trees) is learnt again from training + validation rows: words seen only in validation reviews
+become features instead of out-of-vocabulary. A trial that started from pretrained weights keeps
+the training split's preprocessing, which those weights were learnt with. Column statistics the
+data set holds (tables' standardisation, category lists) stay the training split's.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from .pretraining import rebuild_pretrained
 from .records import SearchSettings, TrialSettings
 from .training import fit_model, training_settings
 
+SPLIT_CACHES = ("text_vocabulary",)  # Dataset.extra entries learnt from the training rows alone
+
 
 def with_validation_rows(data):
     """The same Dataset with the validation rows appended to the training rows."""
@@ -32,7 +37,8 @@ def with_validation_rows(data):
             return {k: np.concatenate([a[k], b[k]]) for k in a}
         return np.concatenate([a, b])
 
-    extra = {**data.extra, VALIDATION_IN_TRAINING: True}  # nothing may early-stop on validation now
+    extra = {k: v for k, v in data.extra.items() if k not in SPLIT_CACHES}
+    extra[VALIDATION_IN_TRAINING] = True  # nothing may early-stop on validation now
     return dataclasses.replace(
         data, x_train=join(data.x_train, data.x_val), y_train=join(data.y_train, data.y_val), extra=extra
     )
@@ -53,7 +59,8 @@ def refit_trial(result, data, trial, callbacks: list | None = None, space=None) 
     both = with_validation_rows(data)
     if settings.seed is not None:
         keras.utils.set_random_seed(settings.seed + trial.number)
-    model = rebuild_pretrained(config, data, trial, result.tracking_uri)  # preprocessing facts from training rows
+    pretrained = trial.user_attrs.get(records.PRETRAIN_RUN) is not None
+    model = rebuild_pretrained(config, data if pretrained else both, trial, result.tracking_uri)
     fit_model(
         model,
         both,

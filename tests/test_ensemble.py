@@ -271,3 +271,41 @@ def test_a_kept_trial_better_alone_than_the_best_trial_is_chosen_alone():
     # when the best trial is also the best alone, it stands, and nothing "helps"
     choice = select([2, 5], predictions[[1, 0]], Y, "classification", best=2)
     assert choice.members == [2] and not choice.helps
+
+
+def test_refit_learns_the_vocabulary_of_training_and_validation_rows(stores):
+    """Words that only validation reviews hold are out of the trial's vocabulary; the refit model
+    learns them (and tells them apart), so a refit is more than more epochs on the same features."""
+    from automl import Search
+    from automl.data import make_dataset
+    from automl.refit import refit
+    from automl.space import SearchSpace
+
+    rng = np.random.default_rng(0)
+    filler = ["the", "film", "plot", "a", "cast"]
+
+    def reviews(words: dict, n: int):
+        labels = ["pos", "neg"] * (n // 2)
+        return [" ".join([rng.choice(words[lab]), *rng.choice(filler, 3)]) for lab in labels], labels
+
+    x, y = reviews({"pos": ["good", "great"], "neg": ["bad", "poor"]}, 60)
+    x_val, y_val = reviews({"pos": ["superb"], "neg": ["dreadful"]}, 40)  # words the training rows lack
+    data = make_dataset(x, y, validation_data=(x_val, y_val), name="reviews")
+    space = SearchSpace(
+        name="bag",
+        architecture={"text": {"block": "text_ngrams", "split": "words", "ngrams": 1, "max_tokens": 50}},
+        training={"optimizer": "adam", "learning_rate": 0.05, "batch_size": 16},
+    )
+    result = Search(space, study_name="bag", max_trials=1, seed=0, verbose=False, isolate=False, **stores).fit(
+        data=data, epochs=3
+    )
+    trial_model = result.best_model()
+    model, info = refit(result, data, [result.best_trial.number], [1.0], space=space)
+    assert info["train_samples"] == 100
+    assert "superb" not in trial_model.get_layer("ngrams").get_vocabulary()
+    assert {"superb", "dreadful"} <= set(model.get_layer("ngrams").get_vocabulary())
+    pos = data.class_names.index("pos")
+    probe = np.array(["superb film", "dreadful film"], dtype=object)
+    before, after = trial_model.predict(probe, verbose=0)[:, pos], model.predict(probe, verbose=0)[:, pos]
+    assert before[0] == pytest.approx(before[1])  # both words are [UNK] to the trial's model
+    assert after[0] > after[1] + 0.05
