@@ -9,6 +9,8 @@ test split. Score (higher is better): test accuracy for classification, test R²
 - `automl`: the task class (ImageClassifier, TextClassifier, SequenceClassifier, TabularClassifier,
   TabularRegressor) with its defaults and `timeout=budget` (max_trials high enough that the budget
   ends the search); its stores in a temporary folder. `predict` is what is scored, as a user gets it.
+  Since 787c9c0 its rows also score that model refit on training + validation rows (`refit_test`,
+  `refit_seconds`: what `refit=True` gives, paired with the same search).
 - `automl-no-start`: the same with `start=False` (the search alone, without the spaces' start list;
   the task classes' default sampler: `tpe` until 27be004, `tpe-random` since).
 - `automl-kt-hyperband`: automl's default space searched by KerasTuner's Hyperband
