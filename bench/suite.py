@@ -429,7 +429,8 @@ def report(rows: list[dict], tasks: list[str], methods: list[str], sizes: dict) 
         "are over the tasks where a method has results.",
         "",
     ]
-    refit_pairs: list[float] = []
+    refit_all: dict[tuple, float] = {}  # (task, seed) -> the refit model's test score; unrefit_all: predict's
+    unrefit_all: dict[tuple, float] = {}
     for task in tasks:
         mine = list(by[task, "automl"].values()) if "automl" in methods else []
         if not mine:
@@ -444,11 +445,11 @@ def report(rows: list[dict], tasks: list[str], methods: list[str], sizes: dict) 
         members = [len((r.get("ensemble") or {}).get("members", [])) for r in mine if r.get("ensemble")]
         spread = f" ± {100 * se:.2f}" if n > 1 else ""
         ensemble = f"{word} {100 * mean:+.2f}{spread} pt (members {np.mean(members):.1f})" if n else "n/a"
-        refits = {
-            r.get("seed"): (r["refit_test"][metric(task)], r["test"][metric(task)]) for r in mine if r.get("refit_test")
-        }
-        refit_pairs += [a - b for a, b in refits.values()]
-        word, mean, se, n = verdict({s: a for s, (a, _) in refits.items()}, {s: b for s, (_, b) in refits.items()})
+        refit = {r.get("seed"): r["refit_test"][metric(task)] for r in mine if r.get("refit_test")}
+        unrefit = {seed: by[task, "automl"][seed]["test"][metric(task)] for seed in refit}
+        refit_all.update({(task, seed): v for seed, v in refit.items()})
+        unrefit_all.update({(task, seed): v for seed, v in unrefit.items()})
+        word, mean, se, n = verdict(refit, unrefit)
         spread = f" ± {100 * se:.2f}" if n > 1 else ""
         seconds_refit = np.mean([r.get("refit_seconds", 0.0) for r in mine if r.get("refit_test")]) if n else 0.0
         refit_figure = f"; refit vs predict {word} {100 * mean:+.2f}{spread} pt ({seconds_refit:.0f} s)" if n else ""
@@ -462,12 +463,13 @@ def report(rows: list[dict], tasks: list[str], methods: list[str], sizes: dict) 
         extra.append(
             f"- {task}: {trials} trials in {seconds:.0f} s; ensemble vs single best {ensemble}{refit_figure}{rmse}"
         )
-    if refit_pairs:
-        diffs = np.array(refit_pairs)
-        se = diffs.std(ddof=1) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    if refit_all:
+        word, mean, se, n = verdict(refit_all, unrefit_all)
+        better = sum(refit_all[k] > unrefit_all[k] for k in refit_all)
+        worse = sum(refit_all[k] < unrefit_all[k] for k in refit_all)
         extra.append(
-            f"- refit vs predict over all {len(diffs)} paired searches: {100 * diffs.mean():+.2f} ± {100 * se:.2f} pt; "
-            f"better on {int((diffs > 0).sum())}, worse on {int((diffs < 0).sum())}"
+            f"- refit vs predict over all {n} paired searches: {word} {100 * mean:+.2f} ± {100 * se:.2f} pt; "
+            f"better on {better}, worse on {worse}"
         )
     for (task, m), why in sorted(errors.items()):
         extra.append(f"- failed: {task} / {m}: {'; '.join(why)}")
