@@ -44,6 +44,8 @@ EXPLORE_DEADLINE = "explore_deadline"
 EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained before it (its source's best epochs)
 # a continuation none of whose epochs beat the weights it loaded: those are restored, their figures stand
 KEPT_SAVED_WEIGHTS = "kept_saved_weights"
+# a new trial none of whose epochs beat the fitted scores its model starts from (trees, fitted linear model)
+KEPT_FITTED_START = "kept_fitted_start"
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
 DIAGNOSIS = "diagnosis"  # diagnostics.diagnose: healthy, diverged, overfitting from epoch k, ...
 PRETRAIN_RUN = "pretrain_run"  # pretraining: the MLflow run id of the pretrained weights the trial started from
@@ -72,6 +74,7 @@ TAG_STOPPED_BY = "automl.stopped_by"  # timeout | max_epochs_total | schedule (p
 TAG_FEASIBLE = "automl.feasible"
 TAG_FIDELITY = "automl.fidelity"  # budget schedule: epochs trained / the search's epochs
 TAG_KEPT_SAVED_WEIGHTS = "automl.kept_saved_weights"  # see KEPT_SAVED_WEIGHTS
+TAG_KEPT_FITTED_START = "automl.kept_fitted_start"  # see KEPT_FITTED_START
 TAG_WORKER = "automl.worker"  # host:pid of the process that trained the trial
 TAG_DIAGNOSIS = "automl.diagnosis"
 TAG_PRETRAIN_RUN = "automl.pretrain_run"  # the MLflow run id of the pretraining a trial started from

@@ -45,8 +45,11 @@ def with_validation_rows(data):
 
 
 def best_epochs(trial) -> int:
-    """Epochs to the trial's best epoch (what early stopping kept); all it ran for older trials."""
-    return int(trial.user_attrs.get(records.BEST_EPOCHS) or trial.user_attrs.get(records.EPOCHS_RUN) or 1)
+    """Epochs to the trial's best epoch (what early stopping kept; 0 when no epoch beat the fitted
+    scores its model starts from); all it ran for older trials."""
+    if trial.user_attrs.get(records.BEST_EPOCHS) is not None:
+        return int(trial.user_attrs[records.BEST_EPOCHS])
+    return int(trial.user_attrs.get(records.EPOCHS_RUN) or 1)
 
 
 def refit_trial(result, data, trial, callbacks: list | None = None, space=None) -> keras.Model:

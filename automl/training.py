@@ -8,6 +8,7 @@ import math
 
 import keras
 
+from .blocks.registry import PRIOR_LAYERS
 from .metrics import extra_metrics
 from .records import TrialSettings
 
@@ -271,6 +272,15 @@ def objective_names(settings: TrialSettings) -> list[str]:
     return [settings.objective, *more]
 
 
+def starts_fitted(model) -> bool:
+    """Whether the model's output starts as scores fitted before training (boosted trees, a fitted
+    linear model) plus a zero-initialised head: training then keeps those scores unless an epoch
+    beats them on validation, as a continuation keeps its loaded weights (measured: a head trained
+    on top of a text task's fitted logistic regression only raised its validation loss)."""
+    names = {layer.name for layer in getattr(model, "layers", [])}
+    return any(name in names for name in PRIOR_LAYERS)
+
+
 def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list, features=None):
     """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py. With a
     `FeatureCache`, the layers after the model's fixed preprocessing train on its cached outputs
@@ -291,7 +301,7 @@ def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: l
         if hasattr(callback, "use_probe"):
             callback.use_probe(x_train, data.y_train)
     start = None
-    if settings.from_saved_weights and settings.patience:  # a continuation must beat where it starts
+    if (settings.from_saved_weights or starts_fitted(model)) and settings.patience:  # must beat where it starts
         batch = int(training["batch_size"])
         scores = trainable.evaluate(x_val, data.y_val, batch_size=batch, verbose=0, return_dict=True)
         start = {f"val_{k}": float(v) for k, v in scores.items()}

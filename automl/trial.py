@@ -291,10 +291,12 @@ class TrialRunner(Runner):
             offset = int(attrs.get(records.EPOCH_OFFSET, 0))  # a continuation: its source's best epochs
             best_epochs = offset + best_index + 1
             if start_kept(monitor.start_logs, at_best, objective, self.settings.direction):
-                # no epoch beat the continued weights: they were restored, and their figures stand
+                # no epoch beat the continued weights (or the fitted scores a new model starts
+                # from): they were restored, and their figures stand
                 at_best, best_epochs = dict(monitor.start_logs or {}), offset
-                trial.set_user_attr(records.KEPT_SAVED_WEIGHTS, True)
-                tags[records.TAG_KEPT_SAVED_WEIGHTS] = "true"
+                continuing = records.CONTINUED_FROM in attrs
+                trial.set_user_attr(records.KEPT_SAVED_WEIGHTS if continuing else records.KEPT_FITTED_START, True)
+                tags[records.TAG_KEPT_SAVED_WEIGHTS if continuing else records.TAG_KEPT_FITTED_START] = "true"
             trial.set_user_attr(records.BEST_EPOCHS, best_epochs)
             result = metrics[f"best_{objective}"] = at_best[objective]
             if wanted(config.compression):

@@ -22,6 +22,9 @@ DATA_PARAM = "data"
 # a Dataset.extra flag blocks read: the training rows include the validation rows (a refit), so
 # nothing fit inside a block may early-stop on validation
 VALIDATION_IN_TRAINING = "validation_in_training"
+# names of the layers whose scores a model starts from, fitted before training (boosted trees, a
+# fitted linear model): the builder adds a zero-initialised head to them, and training must beat them
+PRIOR_LAYERS = ("trees", "linear_prior")
 
 
 def register(name: str, *, input_for: str | None = None):

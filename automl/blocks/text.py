@@ -5,6 +5,7 @@ import re
 import numpy as np
 from keras import layers
 
+from .linear import LINEAR, fitted_linear
 from .registry import register
 
 
@@ -59,13 +60,18 @@ NGRAM_OUTPUTS = ("multi_hot", "tf_idf")
 
 
 @register("text_ngrams", input_for="text")
-def text_ngrams(x, data, split: str = "words", ngrams: int = 2, max_tokens: int = 20000, output: str = "multi_hot"):
+def text_ngrams(
+    x, data, split: str = "words", ngrams: int = 2, max_tokens: int = 20000, output: str = "multi_hot",
+    linear: str = "none",
+):  # fmt: skip
     """Bag of n-grams: each text becomes one vector over the `max_tokens` most frequent 1..`ngrams`-grams
     of words or of characters (`multi_hot` presence or `tf_idf` weights), learnt from the training split.
 
     Why beside the sequence block: on short, noisy texts (messages, reviews, tickets) a bag of
     character n-grams is a strong, fast model (spelling variants, numbers and symbols count), and it
     trains in seconds. The output is a vector, so sequence blocks (conv1d, lstm) cannot follow it.
+    `linear: fitted` also returns the scores of a linear model of the vector fitted exactly on the
+    training rows (linear.py), which the builder adds to the head's.
     """
     if data is None or data.kind != "text":
         raise ValueError(f"the text_ngrams block takes raw strings; this data is {getattr(data, 'kind', None)} input")
@@ -73,6 +79,8 @@ def text_ngrams(x, data, split: str = "words", ngrams: int = 2, max_tokens: int 
         raise ValueError(f"text_ngrams split must be one of {NGRAM_SPLITS}, not {split!r}")
     if output not in NGRAM_OUTPUTS:
         raise ValueError(f"text_ngrams output must be one of {NGRAM_OUTPUTS}, not {output!r}")
+    if linear not in LINEAR:
+        raise ValueError(f"text_ngrams linear must be one of {LINEAR}, not {linear!r}")
     if ngrams < 1 or max_tokens < 2:
         raise ValueError(f"text_ngrams needs ngrams >= 1 and max_tokens >= 2 (got {ngrams}, {max_tokens})")
     characters = split == "characters"
@@ -87,4 +95,7 @@ def text_ngrams(x, data, split: str = "words", ngrams: int = 2, max_tokens: int 
     vectorize.adapt(adaptable(data.x_train), batch_size=1024)
     if vectorize.vocabulary_size() < 2:
         raise ValueError("the training texts hold no tokens")
-    return vectorize(x)
+    features = vectorize(x)
+    if linear == "none":
+        return features
+    return features, fitted_linear(vectorize, features, data, (split, ngrams, max_tokens, output))

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from .registry import VALIDATION_IN_TRAINING
+from .registry import PRIOR_LAYERS, VALIDATION_IN_TRAINING
 
 TREES = ("none", "boosted")
 DEFAULT_ROUNDS = 100  # scikit-learn's max_iter, for a refit that has no early-stopped fit to copy
@@ -217,7 +217,7 @@ def boosted_trees(model_inputs, tree_inputs, data, leaves: int, rate: float):
     arrays = cache[key]
     sizes = len(arrays["nodes"]), len(arrays["roots"]), int(arrays["depth"]), outputs, int(arrays["per_iteration"])
     digest = _digest(arrays)
-    layer = BoostedTrees(*sizes, digest=digest, name="trees")
+    layer = BoostedTrees(*sizes, digest=digest, name=PRIOR_LAYERS[0])
     scores = layer(tree_inputs)
     layer.set_trees(arrays)
     return scores

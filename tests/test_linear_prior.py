@@ -1,0 +1,132 @@
+"""`text_ngrams(linear="fitted")`: the model starts as a logistic (or ridge) regression of its n-grams
+solved exactly with the validation-chosen strength, training keeps it unless an epoch beats it, and a
+refit solves it again on training + validation rows."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import log_loss
+
+from automl import records
+from automl.blocks.linear import STRENGTHS
+from automl.builder import build_model
+from automl.data import make_dataset
+from automl.records import TrialSettings
+from automl.training import fit_model
+
+ARCH = {
+    "text": {
+        "block": "text_ngrams",
+        "split": "words",
+        "ngrams": 1,
+        "max_tokens": 60,
+        "output": "tf_idf",
+        "linear": "fitted",
+    },
+    "head": {"block": "dense", "depth": 0},
+}
+
+
+def reviews(n: int, seed: int, flip: float = 0.2):
+    """Sentences whose sentiment word decides the label, a fifth of the labels flipped (so the L2
+    strength matters)."""
+    rng = np.random.default_rng(seed)
+    words = {"pos": ["good", "great", "fine", "superb"], "neg": ["bad", "poor", "awful", "dull"]}
+    filler = ["the", "film", "plot", "a", "cast", "was", "story", "acting"]
+    labels = rng.choice(["pos", "neg"], n)
+    x = [" ".join([*rng.choice(words[lab], 2), *rng.choice(filler, 4)]) for lab in labels]
+    noisy = np.where(rng.random(n) < flip, np.where(labels == "pos", "neg", "pos"), labels)
+    return np.array(x, dtype=object), noisy
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = reviews(120, 0)
+    return make_dataset(x, y, validation_data=reviews(60, 1), name="reviews")
+
+
+def features(model, texts) -> np.ndarray:
+    return np.asarray(model.get_layer("ngrams")(np.asarray(texts, dtype=object)))
+
+
+def expected_logistic(model, data):
+    """scikit-learn's regression on the model's own n-gram features, strength chosen on validation."""
+    x, x_val = features(model, data.x_train), features(model, data.x_val)
+    fits = {c: LogisticRegression(C=c, max_iter=1000).fit(x, data.y_train) for c in STRENGTHS}
+    losses = {c: log_loss(data.y_val, m.predict_proba(x_val)) for c, m in fits.items()}
+    best = min(losses, key=lambda c: (losses[c], c))
+    return fits[best], best, losses[best]
+
+
+def test_the_model_starts_as_the_exactly_fitted_logistic_regression(data, tmp_path):
+    model = build_model(ARCH, data)
+    fitted, strength, _ = expected_logistic(model, data)
+    assert strength != 1.0  # not scikit-learn's default: the model's strength was chosen on validation
+    ours = model.predict(np.asarray(data.x_val, dtype=object), verbose=0)
+    np.testing.assert_allclose(ours, fitted.predict_proba(features(model, data.x_val)), atol=1e-4)
+    path = tmp_path / "linear.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(again.predict(np.asarray(data.x_val, dtype=object), verbose=0), ours, atol=1e-6)
+
+
+def test_training_keeps_the_fitted_start_unless_an_epoch_beats_it(data):
+    model = build_model(ARCH, data)
+    before = model.predict(np.asarray(data.x_val, dtype=object), verbose=0)
+    settings = TrialSettings(objective="val_loss", direction="minimize", epochs=3, patience=2)
+    history = fit_model(model, data, {"optimizer": "sgd", "learning_rate": 5.0, "batch_size": 8}, settings, [])
+    start = log_loss(data.y_val, before)
+    assert min(history.history["val_loss"]) > start  # every epoch made it worse...
+    after = model.predict(np.asarray(data.x_val, dtype=object), verbose=0)
+    np.testing.assert_allclose(after, before, atol=1e-6)  # ...so the fitted start was restored
+
+
+def test_ridge_start_for_a_text_regression():
+    x, _ = reviews(80, 2)
+    score = np.array([s.count("good") + s.count("great") - s.count("bad") for s in x], float)
+    x_val, _ = reviews(40, 3)
+    y_val = np.array([s.count("good") + s.count("great") - s.count("bad") for s in x_val], float)
+    data = make_dataset(x, score, validation_data=(x_val, y_val), task="regression", name="scores")
+    model = build_model(ARCH, data)
+    xs, xs_val = features(model, data.x_train), features(model, data.x_val)
+    fits = {c: Ridge(alpha=1.0 / c).fit(xs, data.y_train) for c in STRENGTHS}
+    errors = {c: np.mean((m.predict(xs_val) - data.y_val) ** 2) for c, m in fits.items()}
+    best = fits[min(errors, key=lambda c: (errors[c], c))]
+    ours = model.predict(np.asarray(x_val, dtype=object), verbose=0).ravel()
+    np.testing.assert_allclose(ours, best.predict(xs_val), atol=1e-3)
+
+
+def test_a_search_keeps_the_fitted_start_and_a_refit_solves_it_on_both_splits(data, stores):
+    from automl.refit import refit
+    from automl.search import Search
+    from automl.space import SearchSpace
+
+    space = SearchSpace(
+        name="linear", architecture=ARCH, training={"optimizer": "sgd", "learning_rate": 5.0, "batch_size": 8}
+    )
+    result = Search(space, study_name="linear", max_trials=1, seed=0, verbose=False, isolate=False, **stores).fit(
+        data=data, epochs=3
+    )
+    trial = result.best_trial
+    model = result.best_model()
+    fitted, strength, _ = expected_logistic(model, data)
+    assert result.objective == "val_accuracy"
+    assert trial.user_attrs[records.KEPT_FITTED_START] is True
+    assert trial.user_attrs[records.BEST_EPOCHS] == 0
+    accuracy = fitted.score(features(model, data.x_val), data.y_val)
+    assert trial.value == pytest.approx(accuracy, abs=1e-6)  # the fitted start's figure, not an epoch's
+
+    refitted, info = refit(result, data, [trial.number], [1.0], space=space)
+    assert info["epochs"] == [0] and info["train_samples"] == len(data.y_train) + len(data.y_val)
+    both = np.concatenate([data.x_train, data.x_val])
+    xs = features(refitted, both)
+    expected = LogisticRegression(C=strength, max_iter=1000).fit(xs, np.concatenate([data.y_train, data.y_val]))
+    probe = np.asarray(data.x_val[:10], dtype=object)
+    trained_on_train = model.predict(probe, verbose=0)
+    assert np.abs(refitted.predict(probe, verbose=0) - trained_on_train).max() > 0.01  # solved again
+    np.testing.assert_allclose(
+        refitted.predict(probe, verbose=0), expected.predict_proba(features(refitted, probe)), atol=1e-3
+    )
