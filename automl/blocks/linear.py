@@ -17,11 +17,11 @@ import numpy as np
 from keras import layers
 
 from .registry import PRIOR_LAYERS, VALIDATION_IN_TRAINING
+from .trees import ABSENT_CLASS_SCORE  # logit of a class the training split lacks
 
 LINEAR = ("none", "fitted")
 STRENGTHS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)  # logistic C, or 1 / ridge alpha: chosen on validation
 DEFAULT_STRENGTH = 1.0  # scikit-learn's default, for a refit that has no chosen strength to copy
-ABSENT_CLASS_SCORE = -30.0  # logit of a class the training split lacks
 CACHE = "fitted_linear"  # data.extra[CACHE]: fits per (features, training rows), strengths per features
 
 
@@ -97,9 +97,9 @@ def fitted_linear(vectorize, features, data, setting: tuple):
     key = (*setting, len(data.y_train))
     if key not in cache:
         x = sparse_rows(vectorize, adaptable(data.x_train))
-        x_val = sparse_rows(vectorize, adaptable(data.x_val))
         refit = bool(data.extra.get(VALIDATION_IN_TRAINING))
         chosen = cache.get(("strength", *setting), DEFAULT_STRENGTH) if refit else None
+        x_val = None if refit else sparse_rows(vectorize, adaptable(data.x_val))  # a refit chooses nothing
         kernel, bias, strength = fit_linear(x, data.y_train, x_val, data.y_val, data, chosen)
         cache[key] = (kernel, bias)
         if not refit:
