@@ -227,8 +227,10 @@ def _start_model(space_name, index, data):
 
 def test_start_entries_build_the_models_they_name(table, digits_small):
     texts = text_data()
-    linear, _ = _start_model("text_cnn_rnn", 2, texts)  # word 1-2-gram TF-IDF, no hidden layer
-    assert [layer.name for layer in linear.layers if isinstance(layer, keras.layers.Dense)] == ["output"]
+    linear, _ = _start_model("text_cnn_rnn", 2, texts)  # word 1-2-gram TF-IDF, fitted linear, no hidden layer
+    dense = [layer.name for layer in linear.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == ["linear_prior", "output_logits"]
+    assert not linear.get_layer("linear_prior").trainable
     vectorize = linear.get_layer("ngrams").get_config()
     assert (vectorize["ngrams"], vectorize["output_mode"], vectorize["split"]) == (2, "tf_idf", "whitespace")
     hidden, _ = _start_model("text_cnn_rnn", 0, texts)

@@ -86,20 +86,18 @@ def fit_linear(x, y, x_val, y_val, data, strength: float | None = None) -> tuple
     return kernel, bias, strength
 
 
-def fitted_linear(vectorize, features, data, setting: tuple):
+def fitted_linear(vectorize, features, data, setting: tuple, prepare):
     """The fitted linear model's scores on `features` (the output of `vectorize`, a TextVectorization
-    adapted on the training texts); fits are cached on the Dataset per `setting` and training rows. A
-    refit (validation rows in training) takes the strength validation chose for the same setting in
-    this process, else scikit-learn's default."""
-    from .text import adaptable
-
+    adapted on the training texts, each split's texts made ready by `prepare`); fits are cached on
+    the Dataset per `setting` and training rows. A refit (validation rows in training) takes the
+    strength validation chose for the same setting in this process, else scikit-learn's default."""
     cache = data.extra.setdefault(CACHE, {})
     key = (*setting, len(data.y_train))
     if key not in cache:
-        x = sparse_rows(vectorize, adaptable(data.x_train))
+        x = sparse_rows(vectorize, prepare(data.x_train))
         refit = bool(data.extra.get(VALIDATION_IN_TRAINING))
         chosen = cache.get(("strength", *setting), DEFAULT_STRENGTH) if refit else None
-        x_val = None if refit else sparse_rows(vectorize, adaptable(data.x_val))  # a refit chooses nothing
+        x_val = None if refit else sparse_rows(vectorize, prepare(data.x_val))  # a refit chooses nothing
         kernel, bias, strength = fit_linear(x, data.y_train, x_val, data.y_val, data, chosen)
         cache[key] = (kernel, bias)
         if not refit:

@@ -98,4 +98,4 @@ def text_ngrams(
     features = vectorize(x)
     if linear == "none":
         return features
-    return features, fitted_linear(vectorize, features, data, (split, ngrams, max_tokens, output))
+    return features, fitted_linear(vectorize, features, data, (split, ngrams, max_tokens, output), adaptable)
