@@ -7,6 +7,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from conftest import mlflow_runs
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import log_loss
 
@@ -130,3 +131,44 @@ def test_a_search_keeps_the_fitted_start_and_a_refit_solves_it_on_both_splits(da
     np.testing.assert_allclose(
         refitted.predict(probe, verbose=0), expected.predict_proba(features(refitted, probe)), atol=1e-3
     )
+
+
+def test_the_pruner_judges_the_fitted_start_a_trial_keeps_not_a_worse_epoch(data, stores):
+    """Training keeps the fitted start unless an epoch beats it, so the pruner must see what the
+    trial holds: here every epoch of the fitted trial (SGD at learning rate 5) is worse than two
+    weak trials, while its start is better. Successive halving (rung 0 after epoch 2, the best of
+    three goes on) prunes it when it reports the raw epochs; it is kept when it reports its start."""
+    from automl.search import Search
+    from automl.space import Categorical, SearchSpace
+
+    arch = {"text": {**ARCH["text"], "linear": Categorical(choices=["none", "fitted"])}, "head": ARCH["head"]}
+    space = SearchSpace(
+        name="pruned",
+        architecture=arch,
+        training={"optimizer": "sgd", "learning_rate": Categorical(choices=[1e-4, 2e-4, 5.0]), "batch_size": 8},
+    )
+    weak = [{"text.linear": "none", "learning_rate": lr} for lr in (1e-4, 2e-4)]
+    result = Search(
+        space,
+        study_name="pruned",
+        max_trials=3,
+        seed=0,
+        objective="val_loss",
+        pruner="successive-halving",
+        enqueue=[*weak, {"text.linear": "fitted", "learning_rate": 5.0}],
+        verbose=False,
+        isolate=False,
+        **stores,
+    ).fit(data=data, epochs=3)
+    trials = sorted(result.study.trials, key=lambda t: t.number)
+    assert [t.params["text.linear"] for t in trials] == ["none", "none", "fitted"]
+    fitted = trials[2]
+    client, _ = mlflow_runs(stores["tracking_uri"])
+    run = fitted.user_attrs[records.MLFLOW_RUN_ID]
+    epochs = [m.value for m in sorted(client.get_metric_history(run, "val_loss"), key=lambda m: m.step)]
+    weak_at_rung = [t.intermediate_values[1] for t in trials[:2]]
+    assert epochs[1] > max(weak_at_rung)  # its second epoch alone would be pruned...
+    assert fitted.state.name == "COMPLETE" and fitted.user_attrs[records.KEPT_FITTED_START] is True
+    assert fitted.value < min(weak_at_rung)  # ...but what it holds is the best of the three
+    assert fitted.intermediate_values[1] == pytest.approx(fitted.value)
+    assert result.best_trial.number == fitted.number
