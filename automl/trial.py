@@ -92,7 +92,7 @@ class EpochMonitor(keras.callbacks.Callback):
         trial worse. Why: a default sentiment_amazon search at f4dd704 pruned three trials that
         started from a fitted logistic regression, on an epoch's validation loss of 0.53-0.81
         (worse than chance for one), while the fitted starts of the trials it completed held
-        0.42-0.45, the search's best."""
+        0.42-0.46, the search's best."""
         start = (self.start_logs or {}).get(self.settings.objective)
         if start is None:
             return value
