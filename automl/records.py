@@ -33,7 +33,9 @@ COPIED_FROM = "copied_from"  # trials copied in from another study (continue_fro
 WARM_START_FROM = "warm_start_from"  # enqueued from another study's top-k
 WARM_STARTED_FROM = "warm_started_from"  # kt-hyperband: the trial whose weights this one starts from
 KERAS_TUNER_TRIAL = "keras_tuner_trial"
-FIDELITY = "fidelity"  # budget schedule: epochs trained / the search's epochs (absent: 1.0, full)
+# budget schedule: epochs trained / the search's epochs (absent: 1.0, full); 1.0 also for a short
+# trial that early stopping ended on its fitted start (SETTLED_EARLY): a full-length run ends the same
+FIDELITY = "fidelity"
 TRIAL_EPOCHS = "trial_epochs"  # budget schedule: the most epochs this trial trains
 CONTINUED_FROM = "continued_from"  # budget schedule: the low-fidelity trial whose saved weights this one continues
 # budget schedule: a continuation that trains fewer than the remaining epochs (as many as the time left holds)
@@ -46,6 +48,9 @@ EPOCH_OFFSET = "epoch_offset"  # a continuation: epochs its weights had trained 
 KEPT_SAVED_WEIGHTS = "kept_saved_weights"
 # a new trial none of whose epochs beat the fitted scores its model starts from (trees, fitted linear model)
 KEPT_FITTED_START = "kept_fitted_start"
+# budget schedule: a short trial that kept its fitted start through `patience` epochs, which ended it
+# as they would a full-length run: it stands for a full-fidelity trial (fidelity 1.0, not continued)
+SETTLED_EARLY = "settled_early"
 WORKER = "automl.worker"  # host:pid of the process that trained the trial
 DIAGNOSIS = "diagnosis"  # diagnostics.diagnose: healthy, diverged, overfitting from epoch k, ...
 PRETRAIN_RUN = "pretrain_run"  # pretraining: the MLflow run id of the pretrained weights the trial started from

@@ -20,6 +20,10 @@ A short trial whose next epoch would eat into the time kept to continue the best
 pruned after its current one, or mid-epoch once that time is reached (tag `automl.stopped_by` =
 schedule): a slow configuration does not take the time the best candidate needs.
 
+A short trial that kept its fitted start (boosted trees, a fitted linear model) through `patience`
+epochs was ended by early stopping where a full-length run of it ends too, with the same model: it
+stands for a full-fidelity trial (fidelity 1.0, attribute `settled_early`) and is not continued.
+
 Every trial carries its fidelity (attribute `fidelity`: trained epochs / the search's epochs, and
 MLflow tag `automl.fidelity`); rankings put full-fidelity trials before low-fidelity ones, so a
 short trial is never ranked against a converged one (ranking.leaderboard_trials).

@@ -312,6 +312,10 @@ class TrialRunner(Runner):
                 continuing = records.CONTINUED_FROM in attrs
                 trial.set_user_attr(records.KEPT_SAVED_WEIGHTS if continuing else records.KEPT_FITTED_START, True)
                 tags[records.TAG_KEPT_SAVED_WEIGHTS if continuing else records.TAG_KEPT_FITTED_START] = "true"
+                if not continuing and self._settled_early(attrs, len(monitor.history)):
+                    trial.set_user_attr(records.FIDELITY, 1.0)
+                    trial.set_user_attr(records.SETTLED_EARLY, True)
+                    attrs[records.FIDELITY] = 1.0  # its MLflow tag too
             trial.set_user_attr(records.BEST_EPOCHS, best_epochs)
             result = metrics[f"best_{objective}"] = at_best[objective]
             if wanted(config.compression):
@@ -358,6 +362,17 @@ class TrialRunner(Runner):
             if not settled:
                 run.finish(state, metrics, {records.TAG_WORKER: worker, **tags})
             del model  # memory is reclaimed by reclaim_memory() at the next trial
+
+    def _settled_early(self, attrs: dict, epochs_run: int) -> bool:
+        """Whether a short (budget schedule) trial that kept its fitted start ran `patience` epochs:
+        early stopping then ended it where a full-length run of it ends too, with the same model
+        (the start), so it stands for a full-fidelity trial. Why: continuing such a trial loads that
+        start and trains the same failing epochs again (at 5c26fa4 a search spent its three
+        continuations on fitted starts and got the same model three times: tests/test_linear_prior.py)."""
+        patience = self.settings.patience
+        return (
+            patience is not None and patience > 0 and attrs.get(records.FIDELITY, 1.0) < 1.0 and epochs_run >= patience
+        )
 
     def _pretrain(self, trial, model, config, metrics: dict, tags: dict) -> None:
         """Start from the body pretrained on the unlabeled samples (pretraining.py: once per pretraining

@@ -172,3 +172,52 @@ def test_the_pruner_judges_the_fitted_start_a_trial_keeps_not_a_worse_epoch(data
     assert fitted.value < min(weak_at_rung)  # ...but what it holds is the best of the three
     assert fitted.intermediate_values[1] == pytest.approx(fitted.value)
     assert result.best_trial.number == fitted.number
+
+
+def test_a_short_trial_that_early_stopping_ended_on_its_fitted_start_is_not_continued(data, stores):
+    """Under the budget schedule a short trial (3 of 9 epochs) whose every epoch is worse than its
+    fitted start (SGD at learning rate 2 or 5) is ended by early stopping (patience 3) as a
+    full-length run would be: it keeps the start at fidelity 1.0, ranks with full trials, and the
+    continuations go to other candidates instead of training the same failing epochs again from the
+    same start."""
+    from automl.ranking import leaderboard_trials
+    from automl.search import Search
+    from automl.space import Categorical, SearchSpace
+
+    arch = {"text": {**ARCH["text"], "linear": Categorical(choices=["none", "fitted"])}, "head": ARCH["head"]}
+    space = SearchSpace(
+        name="settled",
+        architecture=arch,
+        training={"optimizer": "sgd", "learning_rate": Categorical(choices=[2.0, 5.0]), "batch_size": 8},
+    )
+    result = Search(
+        space,
+        study_name="settled",
+        max_trials=60,
+        timeout=20,
+        seed=0,
+        objective="val_loss",
+        schedule="budget",
+        pruner="none",  # the weak trials complete: candidates to continue
+        enqueue=[{"text.linear": "fitted", "learning_rate": 5.0}, {"text.linear": "none", "learning_rate": 2.0}],
+        verbose=False,
+        isolate=False,
+        **stores,
+    ).fit(data=data, epochs=9)
+    trials = sorted(result.study.trials, key=lambda t: t.number)
+    fitted = trials[0]
+    assert fitted.state.name == "COMPLETE" and fitted.user_attrs[records.KEPT_FITTED_START] is True
+    assert fitted.user_attrs[records.TRIAL_EPOCHS] == 3 and fitted.user_attrs[records.EPOCHS_RUN] == 3
+    assert fitted.user_attrs[records.FIDELITY] == 1.0 and fitted.user_attrs[records.SETTLED_EARLY] is True
+    client, _ = mlflow_runs(stores["tracking_uri"])
+    tags = client.get_run(fitted.user_attrs[records.MLFLOW_RUN_ID]).data.tags
+    assert float(tags[records.TAG_FIDELITY]) == 1.0
+    continued = [t.user_attrs[records.CONTINUED_FROM] for t in trials if records.CONTINUED_FROM in t.user_attrs]
+    assert continued, "the schedule continued no candidate"
+    # the continuations went to trials that can still learn (at 5c26fa4 they went to the three
+    # fitted trials, each giving the same model again)
+    assert all(not trials[n].user_attrs.get(records.KEPT_FITTED_START) for n in continued)
+    # it ranks with the full-fidelity trials, before every short one
+    ranked = [t.number for t in leaderboard_trials(result.study)]
+    short = [t.number for t in trials if t.number in ranked and t.user_attrs.get(records.FIDELITY, 1.0) < 1.0]
+    assert short and ranked.index(fitted.number) < min(ranked.index(n) for n in short)
