@@ -77,7 +77,18 @@ def run_search(task: str, seed: int, budget: float, path: Path) -> None:
             task=data.task,
             target_std=float(data.target_std),
             commit=code_version(),
+            trial_log=json.dumps([_trial_facts(t) for t in result.study.trials]),
         )
+
+
+def _trial_facts(t) -> dict:
+    """What the schedule did with a trial (its state, fidelity, what it continued or kept)."""
+    from automl import records
+
+    keys = (records.FIDELITY, records.CONTINUED_FROM, records.KEPT_FITTED_START, records.KEPT_SAVED_WEIGHTS)
+    facts = {k: t.user_attrs[k] for k in (*keys, "settled_early") if k in t.user_attrs}
+    seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+    return {"number": t.number, "state": t.state.name, "value": t.value, "seconds": seconds, **facts}
 
 
 # ---------------------------------------------------------------- the rules
