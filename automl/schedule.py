@@ -195,11 +195,13 @@ def _continuation_overhead(study: optuna.Study) -> float:
 
 
 def _typical_short_trial(study: optuna.Study) -> float:
-    """The median wall seconds of the finished low-fidelity configurations (0 when none)."""
+    """The median wall seconds of the finished low-fidelity configurations, settled ones included
+    (they trained as short trials; fidelity 1.0 only says what they stand for), 0 when none."""
     low = sorted(
         _seconds(t)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 and records.CONTINUED_FROM not in t.user_attrs
+        if (t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 or t.user_attrs.get(records.SETTLED_EARLY))
+        and records.CONTINUED_FROM not in t.user_attrs
     )
     return low[len(low) // 2] if low else 0.0
 

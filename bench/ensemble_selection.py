@@ -85,8 +85,14 @@ def _trial_facts(t) -> dict:
     """What the schedule did with a trial (its state, fidelity, what it continued or kept)."""
     from automl import records
 
-    keys = (records.FIDELITY, records.CONTINUED_FROM, records.KEPT_FITTED_START, records.KEPT_SAVED_WEIGHTS)
-    facts = {k: t.user_attrs[k] for k in (*keys, "settled_early") if k in t.user_attrs}
+    keys = (
+        records.FIDELITY,
+        records.CONTINUED_FROM,
+        records.KEPT_FITTED_START,
+        records.KEPT_SAVED_WEIGHTS,
+        records.SETTLED_EARLY,
+    )
+    facts = {k: t.user_attrs[k] for k in keys if k in t.user_attrs}
     seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
     return {"number": t.number, "state": t.state.name, "value": t.value, "seconds": seconds, **facts}
 

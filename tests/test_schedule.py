@@ -172,6 +172,25 @@ def test_with_every_top_candidate_continued_and_time_left_it_explores_and_contin
     assert not schedule.next(done)
 
 
+def test_settled_short_trials_still_count_as_short_trials_for_the_time_left():
+    """A short trial settled on its fitted start (fidelity 1.0, `settled_early`) is no candidate to
+    continue, but it trained as a short trial: when every short trial so far settled, the time left
+    still goes to another short configuration instead of ending the search at the explore share."""
+    from automl import records
+    from automl.schedule import BudgetSchedule
+
+    settled = {records.FIDELITY: 1.0, records.SETTLED_EARLY: True, records.MODEL_ARTIFACT: "m"}
+    study = optuna.create_study(direction="minimize")
+    for number in range(2):
+        study.add_trial(finished_trial(number, value=0.4, attrs=settled, seconds=3.0))
+    schedule = BudgetSchedule(timeout=100, epochs=9)
+    schedule.started = time.time() - 75  # exploiting; 25 s left, no candidate to continue
+    assert schedule._candidates(study) == []
+    assert schedule.next(study)  # a typical short trial (3 s) fits
+    schedule.started = time.time() - 97  # 3 s left: 1.5 x 3 s does not fit
+    assert not schedule.next(study)
+
+
 def test_budget_schedule_explores_short_then_continues_the_best_within_the_budget(stores, tiny_space, digits_small):
     import keras
 
