@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from header import print_header
 from quality import MissingData, regression_scores, scores
 from suite import code_version, metric, task_class
-from suite_tasks import KINDS, TASKS, check_data, load, parse_tasks
+from suite_tasks import KINDS, SUITE, TASKS, check_data, load, parse_tasks
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -447,7 +447,7 @@ def report_kind(kind: str, space_name: str, tasks: list[str], cands: list[dict],
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names or kinds (all)")
+    ap.add_argument("--tasks", default=",".join(SUITE), help="comma-separated task names or kinds (the suite)")
     ap.add_argument("--candidates", type=int, default=16, help="configurations sampled per space (16)")
     ap.add_argument("--epochs", type=int, default=10, help="most epochs per candidate and task (10)")
     ap.add_argument("--k", type=int, default=3, help="portfolio size (3)")

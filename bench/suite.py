@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_alone
 from header import git, print_header
 from quality import MissingData, regression_scores, run_keras_tuner, scores
-from suite_tasks import TASKS, check_data, describe, load, parse_tasks
+from suite_tasks import SUITE, TASKS, check_data, describe, load, parse_tasks
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -494,7 +494,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of search per task, method and seed (60)")
     ap.add_argument("--epochs", type=int, default=10, help="most epochs per KerasTuner trial (10, as automl's)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated search seeds (0,1,2); '' runs nothing")
-    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names or kinds (all)")
+    ap.add_argument("--tasks", default=",".join(SUITE), help="comma-separated task names or kinds (the suite)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(ALL_METHODS)}")
     ap.add_argument("--resume", action="store_true", help="skip (task, method, seed) rows already cached")
     ap.add_argument("--include", action="append", default=[], metavar="FILE_OR_DIR", help="merge rows from JSON")

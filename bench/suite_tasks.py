@@ -1,4 +1,4 @@
-"""The 18 tasks of bench/suite.py and bench/portfolio.py: fixed seeded splits over the four input kinds.
+"""The 18 tasks of bench/suite.py and bench/portfolio.py (and 2 held-out checks): fixed seeded splits over the four input kinds.
 
 Each task is raw inputs and raw labels as a user has them (arrays, lists of strings, DataFrames with
 text columns and missing values), split once with seed 0 into train / val / test. Sizes are kept small
@@ -44,6 +44,7 @@ class Task:
     needs: tuple[str, ...]  # files under DATA_DIR/<folder>; none for scikit-learn's bundled sets
     load: Callable[[], dict]
     folder: str = ""
+    held_out: bool = False  # not a suite task: never in a kind's list, nor chosen on (see HELD_OUT)
 
 
 def split(x, y, n_val: int, n_test: int, n_train: int | None = None, stratify: bool = True, seed: int = SEED):
@@ -151,12 +152,13 @@ def _digits() -> dict:
     return _sixty_twenty_twenty(d.images.astype("float32"), d.target.astype("int64"))  # values 0-16
 
 
-def _sklearn_table(name: str) -> Callable[[], dict]:
+def _sklearn_table(name: str, regression: bool = False) -> Callable[[], dict]:
     def load() -> dict:
         import sklearn.datasets
 
         d = getattr(sklearn.datasets, f"load_{name}")(as_frame=True)
-        return _sixty_twenty_twenty(d.data, d.target.to_numpy().astype("int64"))
+        y = d.target.to_numpy().astype("float32" if regression else "int64")
+        return _sixty_twenty_twenty(d.data, y, stratify=not regression)
 
     return load
 
@@ -247,6 +249,18 @@ TASKS: dict[str, Task] = {
         Task("wine", "tabular", "classification", (), _sklearn_table("wine")),
     )
 }
+# Held-out checks: scikit-learn's other bundled tables, run by name only (`--tasks diabetes,iris`):
+# no kind's task list and no default includes them, so no portfolio or default is chosen on them.
+# They check what a user with a new small table gets (diabetes: 442 patients, a noisy regression
+# where a ridge regression is the practitioner's first try; iris: 150 flowers, 3 classes).
+HELD_OUT = ("diabetes", "iris")
+TASKS.update(
+    {
+        "diabetes": Task("diabetes", "tabular", "regression", (), _sklearn_table("diabetes", True), held_out=True),
+        "iris": Task("iris", "tabular", "classification", (), _sklearn_table("iris"), held_out=True),
+    }
+)
+SUITE = tuple(name for name, t in TASKS.items() if not t.held_out)  # the 18 suite tasks, in order
 KINDS = ("image", "text", "sequence", "tabular")
 
 
@@ -277,7 +291,7 @@ def parse_tasks(text: str) -> list[str]:
     for word in (w.strip() for w in text.split(",")):
         if not word:
             continue
-        names = [t.name for t in TASKS.values() if t.kind == word] if word in KINDS else [word]
+        names = [t.name for t in TASKS.values() if t.kind == word and not t.held_out] if word in KINDS else [word]
         for name in names:
             if name not in TASKS:
                 raise ValueError(f"unknown task {name!r} (tasks: {', '.join(TASKS)}; or a kind: {', '.join(KINDS)})")
@@ -296,7 +310,7 @@ def describe(name: str, splits: dict) -> str:
 
 if __name__ == "__main__":  # print every task's sizes: `.venv/bin/python bench/suite_tasks.py`
     check_data(list(TASKS))
-    for name in TASKS:
+    for name in TASKS:  # the held-out tasks last
         s = load(name)
         x = s["train"][0]
         shape = getattr(x, "shape", (len(x),))
