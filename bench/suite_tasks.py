@@ -1,4 +1,4 @@
-"""The 18 tasks of bench/suite.py and bench/portfolio.py (and 2 held-out checks): fixed seeded splits over the four input kinds.
+"""The 18 tasks of bench/suite.py and bench/portfolio.py, and 2 held-out checks: fixed seeded splits.
 
 Each task is raw inputs and raw labels as a user has them (arrays, lists of strings, DataFrames with
 text columns and missing values), split once with seed 0 into train / val / test. Sizes are kept small
