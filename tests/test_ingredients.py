@@ -250,6 +250,9 @@ def test_start_entries_build_the_models_they_name(table, digits_small):
     assert not any(isinstance(layer, PiecewiseLinearEncoding | PeriodicEncoding | BoostedTrees) for layer in mlp.layers)
     periodic, _ = _start_model("tabular_mlp", 2, table)
     assert any(isinstance(layer, PeriodicEncoding) for layer in periodic.layers)
+    linear, _ = _start_model("tabular_mlp", 3, table)  # the fitted ridge / logistic regression under an MLP
+    assert not linear.get_layer("linear_prior").trainable
+    assert not any(isinstance(layer, BoostedTrees) for layer in linear.layers)
     for i in (0, 1):  # no augmentation layer in the image starts
         cnn, _ = _start_model("image_cnn", i, digits_small)
         assert not any(layer.__class__.__name__.startswith("Random") for layer in cnn.layers)

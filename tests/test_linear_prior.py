@@ -1,6 +1,7 @@
 """`text_ngrams(linear="fitted")`: the model starts as a logistic (or ridge) regression of its n-grams
 solved exactly with the validation-chosen strength, training keeps it unless an epoch beats it, and a
-refit solves it again on training + validation rows."""
+refit solves it again on training + validation rows. `tabular(linear="fitted")`: the same on a
+table's standardised numbers, missing-value flags and one-hot categories."""
 
 from __future__ import annotations
 
@@ -98,6 +99,65 @@ def test_ridge_start_for_a_text_regression():
     best = fits[min(errors, key=lambda c: (errors[c], c))]
     ours = model.predict(np.asarray(x_val, dtype=object), verbose=0).ravel()
     np.testing.assert_allclose(ours, best.predict(xs_val), atol=1e-3)
+
+
+def chosen_fit(make, x, y, x_val, y_val, error):
+    """scikit-learn's fits over STRENGTHS, the one with the lowest validation error (ties: stronger)."""
+    fits = {c: make(c).fit(x, y) for c in STRENGTHS}
+    errors = {c: error(m, x_val, y_val) for c, m in fits.items()}
+    return fits[min(errors, key=lambda c: (errors[c], c))]
+
+
+def test_a_table_model_starts_as_the_logistic_regression_of_its_standardised_and_one_hot_columns(tmp_path):
+    from seq_text_checks import table
+
+    (x, y), (x_val, y_val) = table(160, 0), table(80, 1)
+    data = make_dataset(x, y, validation_data=(x_val, y_val), name="table")
+    arch = {
+        "columns": {"block": "tabular", "categorical": "embedding", "linear": "fitted"},
+        "layers": [{"block": "dense", "units": 8}],
+    }
+    model = build_model(arch, data)
+    inputs = keras.Model(model.inputs, model.get_layer("linear_inputs").output)
+    xs, xs_val = (inputs.predict(data.x_train, verbose=0), inputs.predict(data.x_val, verbose=0))
+    # what the linear model reads: two standardised numbers, income's missing flag, two one-hot columns
+    numbers = xs[:, :2]
+    np.testing.assert_allclose(numbers.mean(axis=0), 0.0, atol=1e-5)
+    assert np.all(xs[:, 2] == np.isnan(np.asarray(x["income"], float)))
+    assert set(np.unique(xs[:, 3:])) == {0.0, 1.0} and xs.shape[1] > 5  # categories one-hot, not embedded
+    assert np.all(xs[:, 3:].sum(axis=1) == 2)  # one slot per categorical column and row
+    loss = lambda m, a, b: log_loss(b, m.predict_proba(a))  # noqa: E731
+    fitted = chosen_fit(lambda c: LogisticRegression(C=c, max_iter=1000), xs, data.y_train, xs_val, data.y_val, loss)
+    ours = model.predict(data.x_val, verbose=0)
+    np.testing.assert_allclose(ours, fitted.predict_proba(xs_val), atol=1e-4)  # the head adds nothing yet
+    assert fitted.score(xs_val, data.y_val) > 0.6  # a real fit, not chance
+    path = tmp_path / "table.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(again.predict(data.x_val, verbose=0), ours, atol=1e-6)
+
+
+def test_a_numeric_matrix_regression_starts_as_the_ridge_regression_of_its_standardised_columns():
+    rng = np.random.default_rng(0)
+    x, x_val = rng.normal(5.0, 3.0, (120, 6)), rng.normal(5.0, 3.0, (60, 6))
+    w = np.array([2.0, -1.0, 0.5, 0.0, 0.0, 3.0])
+    y, y_val = x @ w + rng.normal(0, 4.0, 120), x_val @ w + rng.normal(0, 4.0, 60)
+    data = make_dataset(x, y, validation_data=(x_val, y_val), task="regression", name="matrix")
+    model = build_model(
+        {"columns": {"block": "tabular", "linear": "fitted"}, "layers": [{"block": "dense", "units": 8}]}, data
+    )
+    z = lambda a: (a - x.mean(axis=0)) / x.std(axis=0)  # noqa: E731
+    error = lambda m, a, b: np.mean((m.predict(a) - b) ** 2)  # noqa: E731
+    fitted = chosen_fit(lambda c: Ridge(alpha=1.0 / c), z(x), y, z(x_val), y_val, error)
+    ours = model.predict(x_val.astype("float32"), verbose=0).ravel()
+    np.testing.assert_allclose(ours, fitted.predict(z(x_val)), atol=1e-3)
+
+
+def test_a_table_has_one_starting_point_trees_or_linear():
+    from seq_text_checks import table_data
+
+    with pytest.raises(ValueError, match="trees and linear"):
+        build_model({"columns": {"block": "tabular", "trees": "boosted", "linear": "fitted"}}, table_data())
 
 
 def test_a_search_keeps_the_fitted_start_and_a_refit_solves_it_on_both_splits(data, stores):

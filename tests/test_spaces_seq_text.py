@@ -50,6 +50,8 @@ CASES = {
     "text_cnn_rnn-ngrams": ("text", {"text.block": "text_ngrams", "text.split": "characters"}),
     "tabular_mlp": ("table", {"columns.categorical": "embedding"}),
     "tabular_mlp-matrix": ("matrix", {}),
+    "tabular_mlp-linear": ("table", {"columns.trees": "none", "columns.linear": "fitted"}),
+    "tabular_mlp-matrix-linear": ("matrix", {"columns.trees": "none", "columns.linear": "fitted"}),
 }
 
 

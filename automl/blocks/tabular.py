@@ -7,7 +7,9 @@ missing value `""` is its own category when training had any) and then one-hot o
 embedding. A plain numeric matrix is just standardised. The standardised numbers may then be
 encoded further (`numeric`: piecewise-linear or periodic embeddings, see `numeric.py`). With
 `trees: boosted` the block also returns gradient-boosted trees' scores on the raw columns (numbers
-with NaN, categories one-hot), which the builder adds to the head's (see `trees.py`).
+with NaN, categories one-hot), which the builder adds to the head's (see `trees.py`); with
+`linear: fitted`, instead, the scores of a ridge or logistic regression fitted exactly on the
+standardised numbers (and missing-value flags) and one-hot categories (see `linear.py`).
 """
 
 import re
@@ -16,6 +18,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from .linear import LINEAR, fitted_linear
 from .numeric import encode_numeric
 from .registry import register
 from .trees import TREES, boosted_trees
@@ -62,6 +65,7 @@ def tabular(
     trees: str = "none",
     trees_leaves: int = 31,
     trees_learning_rate: float = 0.1,
+    linear: str = "none",
 ):
     """Raw table input -> one feature vector. `categorical` encodes text columns as `one_hot` or an
     `embedding` of `embedding_dim` (capped by the vocabulary size); only the `max_categories`
@@ -69,24 +73,32 @@ def tabular(
     (`standard`) or encodes each as `piecewise_linear` over `numeric_bins` training quantiles or
     `periodic` (`numeric_frequencies` sin/cos pairs at scale `numeric_sigma` -> `numeric_dim` values).
     `trees: boosted` returns (features, scores of boosted trees with `trees_leaves` leaves per tree
-    learnt at `trees_learning_rate`)."""
+    learnt at `trees_learning_rate`); `linear: fitted` returns (features, scores of a linear model
+    fitted on the training rows, its L2 strength chosen on validation)."""
     if data is None or data.kind != "tabular":
         raise ValueError(f"the tabular block takes raw table columns; this data is {getattr(data, 'kind', None)} input")
     if categorical not in ENCODINGS:
         raise ValueError(f"tabular categorical must be one of {ENCODINGS}, not {categorical!r}")
     if trees not in TREES:
         raise ValueError(f"tabular trees must be one of {TREES}, not {trees!r}")
+    if linear not in LINEAR:
+        raise ValueError(f"tabular linear must be one of {LINEAR}, not {linear!r}")
+    if trees != "none" and linear != "none":
+        raise ValueError("tabular trees and linear are two starting points for the head: set one of them")
     tree_settings = (trees_leaves, trees_learning_rate) if trees == "boosted" else None
     encoding = (numeric, numeric_bins, numeric_frequencies, numeric_sigma, numeric_dim)
     if data.columns is None:
         z = layers.Normalization(mean=data.feature_mean, variance=data.feature_var, name="normalize")(x)
         scale = np.maximum(np.sqrt(data.feature_var), keras.config.epsilon())  # as Normalization divides
         features = encode_numeric(z, list(((data.x_train - data.feature_mean) / scale).T), *encoding)
+        if linear == "fitted":
+            return features, _fitted_linear(x, z, data)
         if tree_settings is None:
             return features
         return features, boosted_trees(x, x, data, *tree_settings)
     parts, names = [], layer_names([c.name for c in data.columns])
     raw: list = []  # the trees' input: raw numbers (NaN kept), then each category one-hot
+    plain: list = []  # the linear model's input: standardised numbers (and missing flags), categories one-hot
     numbers = [c for c in data.columns if c.kind == "numeric"]
     if numbers:
         cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numbers]
@@ -100,16 +112,18 @@ def tabular(
         standardized = [(np.asarray(data.x_train[c.name], "float64") - c.mean) / c.std for c in numbers]
         parts.append(encode_numeric(z, standardized, *encoding))
         raw.append(joined)
+        plain.append(z)
     for c in data.columns:
         if c.kind != "categorical":
             continue
         vocabulary = c.vocabulary[: max(1, max_categories)]
         one_hot = None
-        if categorical == "one_hot" or tree_settings is not None:
+        if categorical == "one_hot" or tree_settings is not None or linear == "fitted":
             one_hot = layers.StringLookup(
                 vocabulary=vocabulary, output_mode="one_hot", name=f"{names[c.name]}_one_hot"
             )(x[c.name])
             raw.append(one_hot)
+            plain.append(one_hot)
         if categorical == "one_hot":
             parts.append(one_hot)
         else:
@@ -117,10 +131,22 @@ def tabular(
             size = len(vocabulary) + 1
             parts.append(layers.Embedding(size, min(embedding_dim, size), name=f"{names[c.name]}_embedding")(ids))
     features = layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
+    if linear == "fitted":
+        return features, _fitted_linear(
+            x, layers.Concatenate(name="linear_inputs")(plain) if len(plain) > 1 else plain[0], data
+        )
     if tree_settings is None:
         return features
     tree_inputs = layers.Concatenate(name="tree_inputs")(raw) if len(raw) > 1 else raw[0]
     return features, boosted_trees(x, tree_inputs, data, *tree_settings)
+
+
+def _fitted_linear(model_inputs, linear_inputs, data):
+    """Scores of a linear model of `linear_inputs` (computed from `model_inputs` by the model's own
+    layers), fitted exactly on the training rows (linear.py)."""
+    as_matrix = keras.Model(model_inputs, linear_inputs)
+    rows = lambda split: as_matrix.predict(split, batch_size=1024, verbose=0)  # noqa: E731
+    return fitted_linear(rows, linear_inputs, data, ("tabular", int(linear_inputs.shape[-1])))
 
 
 def layer_names(columns: list[str]) -> dict[str, str]:

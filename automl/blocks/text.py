@@ -5,7 +5,7 @@ import re
 import numpy as np
 from keras import layers
 
-from .linear import LINEAR, fitted_linear
+from .linear import LINEAR, fitted_linear, sparse_rows
 from .registry import register
 
 
@@ -98,4 +98,5 @@ def text_ngrams(
     features = vectorize(x)
     if linear == "none":
         return features
-    return features, fitted_linear(vectorize, features, data, (split, ngrams, max_tokens, output), adaptable)
+    rows = lambda texts: sparse_rows(vectorize, adaptable(texts))  # noqa: E731
+    return features, fitted_linear(rows, features, data, ("text", split, ngrams, max_tokens, output))
