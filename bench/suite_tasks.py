@@ -253,13 +253,13 @@ TASKS: dict[str, Task] = {
 # no kind's task list and no default includes them, so no portfolio or default is chosen on them.
 # They check what a user with a new small table gets (diabetes: 442 patients, a noisy regression
 # where a ridge regression is the practitioner's first try; iris: 150 flowers, 3 classes).
-HELD_OUT = ("diabetes", "iris")
 TASKS.update(
     {
         "diabetes": Task("diabetes", "tabular", "regression", (), _sklearn_table("diabetes", True), held_out=True),
         "iris": Task("iris", "tabular", "classification", (), _sklearn_table("iris"), held_out=True),
     }
 )
+HELD_OUT = tuple(name for name, t in TASKS.items() if t.held_out)
 SUITE = tuple(name for name, t in TASKS.items() if not t.held_out)  # the 18 suite tasks, in order
 KINDS = ("image", "text", "sequence", "tabular")
 

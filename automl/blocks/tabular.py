@@ -143,9 +143,9 @@ def tabular(
 
 def _fitted_linear(model_inputs, linear_inputs, data):
     """Scores of a linear model of `linear_inputs` (computed from `model_inputs` by the model's own
-    layers), fitted exactly on the training rows (linear.py)."""
-    as_matrix = keras.Model(model_inputs, linear_inputs)
-    rows = lambda split: as_matrix.predict(split, batch_size=1024, verbose=0)  # noqa: E731
+    layers), fitted exactly on the training rows (linear.py). The sub-model that computes those
+    inputs is built only when the fit is not cached yet (most trials reuse the search's fit)."""
+    rows = lambda split: keras.Model(model_inputs, linear_inputs).predict(split, batch_size=1024, verbose=0)  # noqa: E731
     return fitted_linear(rows, linear_inputs, data, ("tabular", int(linear_inputs.shape[-1])))
 
 
