@@ -10,11 +10,11 @@ trial running at the deadline is cut off unfinished. So the budget is spent in t
    (slow trials, a slow machine): a search always keeps room to finish its best;
 2. exploit (the rest): the best low-fidelity candidates are continued from
    their saved weights for the remaining epochs, best first, each only if the time it is expected
-   to take (from its epoch times) fits in the time left. When none fits, or all of them are
-   continued, short configurations go on while a typical one fits (one that enters the best
-   candidates is continued in turn); when not even that fits, the best candidate not yet continued
-   trains as many of its remaining epochs as the time left holds (a partial continuation, its
-   fidelity between the two): a search does not end with time it could use.
+   to take (from its epoch times) fits in the time left. When the best candidate not yet continued
+   does not fit, it trains as many of its remaining epochs as the time left holds (a partial
+   continuation, its fidelity between the two). When not one of its epochs fits, or all the
+   candidates are continued, short configurations go on while a typical one fits (one that enters
+   the best candidates is continued in turn): a search does not end with time it could use.
 
 A short trial whose next epoch would eat into the time kept to continue the best candidate is
 pruned after its current one, or mid-epoch once that time is reached (tag `automl.stopped_by` =
@@ -117,8 +117,9 @@ class BudgetSchedule:
             trial.set_user_attr(records.TRIAL_EPOCHS, self.low_epochs)
             trial.set_user_attr(records.FIDELITY, self.low_epochs / self.epochs)
             reserve = self._reserve(trial.study)
-            if reserve is not None:
-                trial.set_user_attr(records.EXPLORE_DEADLINE, self.started + self.timeout - reserve)
+            deadline = None if reserve is None else self.started + self.timeout - reserve
+            if deadline is not None and deadline > time.time():  # a reserve that no longer fits protects nothing
+                trial.set_user_attr(records.EXPLORE_DEADLINE, deadline)
 
     def _reserve(self, study: optuna.Study) -> float | None:
         """Seconds to keep for continuing the best candidate not yet continued (None: no such one).
@@ -148,7 +149,7 @@ class BudgetSchedule:
             needed = self._needed(t, study)
             if needed > left:
                 self.reason = f"continuing trial {t.number} would take ~{needed:.0f} s, {left:.0f} s are left"
-                return self._short_trial_fits(study, left) or self._continue_partly(t, study, left)
+                return self._continue_partly(t, study, left) or self._short_trial_fits(study, left)
             study.enqueue_trial(t.params, user_attrs={records.CONTINUED_FROM: t.number})
             return True
         # all continued, time left (a 240 s search stopped at 191 s): explore on; a new configuration
@@ -157,9 +158,12 @@ class BudgetSchedule:
         return self._short_trial_fits(study, left)
 
     def _continue_partly(self, t: optuna.trial.FrozenTrial, study: optuna.Study, left: float) -> bool:
-        """Neither its whole continuation nor a short trial fits: continue `t` for the epochs that do.
-        A 60 s search on 4000 images ended at 43 s with its best model near chance (validation loss
-        2.07 after 3 epochs; 7 more would take ~48 s, a new trial ~20 s; bench/RESULTS.md "Suite")."""
+        """Its whole continuation does not fit: continue `t` for the epochs that do. A 60 s search on
+        4000 images ended at 43 s with its best model near chance (validation loss 2.07 after 3
+        epochs; 7 more would take ~48 s, a new trial ~20 s; bench/RESULTS.md "Suite"). Before a new
+        short trial: that one was pruned at its first batch to keep the reserve for this
+        continuation, and a 60 s mnist_test search started 17 of them in its last 30 s instead of
+        continuing its best (bench/RESULTS.md "Suite")."""
         epochs = self._epochs_that_fit(t, study, left)
         if epochs < 1:
             return False

@@ -105,8 +105,34 @@ def test_when_no_continuation_fits_a_short_trial_still_uses_the_time_left():
     study.add_trial(low_trial(2, 3.0, optuna.trial.TrialState.PRUNED, saved=False))  # typical: 3 s, fits
     assert schedule.next(study)
     assert not any(records.CONTINUED_FROM in t.user_attrs for t in study.get_trials())  # a new configuration
+    short = study.ask()
+    schedule.before_trial(short)
+    # the candidate's reserve (60 s) no longer fits in the 12 s left: an explore deadline kept for it
+    # would prune the short trial at its first batch
+    assert records.EXPLORE_DEADLINE not in short.user_attrs
     schedule.started = time.time() - 98  # 2 s left: nothing fits
     assert not schedule.next(study)
+
+
+def test_when_the_best_candidates_whole_continuation_does_not_fit_it_continues_before_a_new_short_trial():
+    """A 60 s mnist_test search had two 16 s start trials and 28 s left; continuing the best needed
+    ~35 s. A typical short trial (16 s) fitted, so it started new ones, and each was pruned at its
+    first batch to keep that reserve: 17 of them in 30 s, the best never trained past its 3 epochs
+    (bench/RESULTS.md "Suite"). The epochs of the best that fit now come first."""
+    from automl import records
+    from automl.schedule import CONTINUE_SETUP, BudgetSchedule
+
+    low = {records.FIDELITY: 0.3, records.MODEL_ARTIFACT: "m", records.EPOCH_SECONDS: [6.0, 4.0, 4.0]}
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(finished_trial(0, value=0.107, attrs=low, seconds=16))
+    study.add_trial(finished_trial(1, value=0.075, attrs=low, seconds=16))
+    schedule = BudgetSchedule(timeout=60, epochs=10)  # 7 epochs to continue: 6 + 6 x 4 + 2 = 32 s
+    schedule.started = time.time() - 30  # 30 s left; a typical short trial (16 s, 24 with margin) fits
+    assert schedule._short_trial_fits(study, 30.0)
+    assert schedule.next(study)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    k = 1 + int((30 - 6 - CONTINUE_SETUP) // 4)  # 6 + 4 (k - 1) + 2 <= 30: 6 epochs (28 s)
+    assert [(t.user_attrs[records.CONTINUED_FROM], t.user_attrs[records.CONTINUE_EPOCHS]) for t in waiting] == [(1, k)]
 
 
 def test_when_nothing_else_fits_the_best_candidate_trains_the_epochs_the_time_left_holds():
