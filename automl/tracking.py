@@ -189,11 +189,15 @@ class Tracker:
         return self.client.search_runs([self.experiment_id], filter_string=where, max_results=limit)
 
     def end_run(self, run_id: str, state: str, reason: str):
-        """End a trial's run that its own process could not end (it died); never leave it RUNNING."""
+        """End a trial's run that its own process could not end (it died); never leave it RUNNING.
+        A run its process ended FINISHED in the moment before its result could reach the study
+        (a Ray actor killed just after its trial finished training) is ended again with the
+        trial's fate: a CI run had a FAIL trial whose MLflow run said FINISHED. A run that says
+        FAILED or KILLED already has its own reason."""
         from mlflow.exceptions import MlflowException
 
         try:
-            if self.client.get_run(run_id).info.status != "RUNNING":
+            if self.client.get_run(run_id).info.status not in ("RUNNING", "FINISHED"):
                 return
             self.set_tags(run_id, {records.TAG_STATE: state, records.TAG_FAIL_REASON: reason})
             self.client.set_terminated(run_id, status="KILLED")

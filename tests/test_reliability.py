@@ -282,6 +282,31 @@ def test_a_worker_on_another_host_killed_mid_trial_is_reaped_by_its_heartbeat(tm
     _assert_mlflow_consistent(uri, study)
 
 
+def test_a_trial_failed_after_its_run_finished_ends_its_run_with_the_trials_fate(stores):
+    """A Ray actor killed just after its trial finished training: the trial process had ended its
+    run FINISHED, the study never heard, and the driver failed the trial. CI saw that FAIL trial's
+    MLflow run still FINISHED; it now says KILLED with the reason, as Optuna does. A run its own
+    process ended FAILED keeps its own reason."""
+    from mlflow import MlflowClient
+
+    from automl import records
+    from automl.tracking import Tracker
+
+    tracker = Tracker(stores["tracking_uri"], experiment="ended-twice")
+    study = optuna.create_study(direction="minimize")
+    tracker.start_search(study, {}, {})
+    finished, failed = tracker.start_trial(0, study.study_name, {}), tracker.start_trial(1, study.study_name, {})
+    finished.finish("COMPLETE", {"val_loss": 0.5})
+    failed.finish("FAIL", {}, {records.TAG_FAIL_REASON: "ValueError: its own"})
+    for run in (finished, failed):
+        tracker.end_run(run.run_id, "FAIL", "the search driver was stopped (SystemExit)")
+    client = MlflowClient(stores["tracking_uri"])
+    ended, kept = client.get_run(finished.run_id), client.get_run(failed.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags[records.TAG_STATE] == "FAIL"
+    assert ended.data.tags[records.TAG_FAIL_REASON] == "the search driver was stopped (SystemExit)"
+    assert kept.info.status == "FAILED" and kept.data.tags[records.TAG_FAIL_REASON] == "ValueError: its own"
+
+
 # ---------------------------------------------------------------- the default: a recycled worker process
 
 
