@@ -160,10 +160,10 @@ class BudgetSchedule:
     def _continue_partly(self, t: optuna.trial.FrozenTrial, study: optuna.Study, left: float) -> bool:
         """Its whole continuation does not fit: continue `t` for the epochs that do. A 60 s search on
         4000 images ended at 43 s with its best model near chance (validation loss 2.07 after 3
-        epochs; 7 more would take ~48 s, a new trial ~20 s; bench/RESULTS.md "Suite"). Before a new
-        short trial: that one was pruned at its first batch to keep the reserve for this
-        continuation, and a 60 s mnist_test search started 17 of them in its last 30 s instead of
-        continuing its best (bench/RESULTS.md "Suite")."""
+        epochs; 7 more would take ~48 s, a new trial ~20 s; bench/RESULTS.md "Suite"). This comes
+        before a new short trial: when short trials came first, each was pruned at its first batch
+        to keep this continuation's reserve, and a 60 s mnist_test search ran 17 of them in its
+        last 30 s without ever continuing its best (bench/RESULTS.md "Suite")."""
         epochs = self._epochs_that_fit(t, study, left)
         if epochs < 1:
             return False

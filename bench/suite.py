@@ -254,16 +254,15 @@ def run_reference(task: str, splits: dict) -> dict:
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
         text = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
+        boosting = HistGradientBoostingRegressor if t.task == "regression" else HistGradientBoostingClassifier
 
         def fit(xs, ys):
             kinds = {c: pd.CategoricalDtype(sorted(xs[c].dropna().unique())) for c in text}  # unseen -> missing
             as_frame = lambda df: df.astype(kinds) if kinds else df  # noqa: E731
-            model = (HistGradientBoostingRegressor if t.task == "regression" else HistGradientBoostingClassifier)()
-            model.fit(as_frame(xs), ys)
+            model = boosting().fit(as_frame(xs), ys)
             return lambda rows: model.predict(as_frame(rows))
 
-        chosen = {"model": "HistGradientBoosting" + ("Regressor" if t.task == "regression" else "Classifier") + "()"}
-        chosen["categorical"] = text
+        chosen = {"model": boosting.__name__ + "()", "categorical": text}
     elif t.kind == "text":
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
