@@ -4,8 +4,11 @@ Why: with a fixed wall-clock budget, full-length trials mean few configurations 
 trial running at the deadline is cut off unfinished. So the budget is spent in two parts:
 
 1. explore (at most the first `explore_share` of the time): every trial, the space's start
-   configurations first, then the sampler's, trains at low fidelity (`low_epochs`, about a third of
-   the epochs) under the study's pruner (successive halving by default). Exploring ends earlier
+   configurations first, then the sampler's, trains at low fidelity (`low_epochs`, a third of the
+   epochs, at most 3) under the study's pruner (successive halving by default). At most 3: with 30
+   epochs (the task classes' default on small data), 10-epoch short trials gave successive halving
+   more rungs to prune at, and on 80 ECG200 series it pruned the second start configuration, the
+   best there, at epoch 4 (test accuracy 5 points lower, bench/RESULTS.md "Suite"). Exploring ends earlier
    when one more short trial would leave too little time to continue the best candidate so far
    (slow trials, a slow machine): a search always keeps room to finish its best;
 2. exploit (the rest): the best low-fidelity candidates are continued from
@@ -41,6 +44,7 @@ from .ranking import leaderboard_trials
 
 SCHEDULES = ("full", "budget")
 LOW_FRACTION = 1 / 3  # of the epochs, for explored configurations
+LOW_EPOCHS_MAX = 3  # ... but no more: the rest of a longer search's epochs go to continuing the best
 EXPLORE_SHARE = 0.7  # of the budget
 CONTINUE_TOP = 3  # the most low-fidelity candidates continued (their models are kept)
 CONTINUE_SETUP = 2.0  # seconds a continuation spends outside its epochs (load, save, log) until one is measured
@@ -51,7 +55,7 @@ class BudgetSchedule:
 
     def __init__(self, timeout: float, epochs: int, explore_share: float = EXPLORE_SHARE, top: int = CONTINUE_TOP):
         self.timeout, self.epochs, self.top = timeout, epochs, top
-        self.low_epochs = max(1, round(epochs * LOW_FRACTION))
+        self.low_epochs = max(1, min(LOW_EPOCHS_MAX, round(epochs * LOW_FRACTION)))
         self.explore_share = explore_share
         self.started = time.time()
         self.reason: str | None = None  # why exploitation stopped early
