@@ -58,6 +58,32 @@ def test_exploring_ends_early_when_the_best_candidate_could_no_longer_be_continu
     assert not late.exploring(study_with_a_candidate(1.0))  # past the explore share
 
 
+def test_short_trials_train_at_most_three_epochs_and_the_continuation_trains_the_rest():
+    """With 30 epochs (the task classes' default on small data) 10-epoch short trials gave successive
+    halving more rungs to prune at: on 80 ECG200 series it pruned the best start configuration at
+    epoch 4 (bench/RESULTS.md "Suite"). Short trials keep 3 epochs; the continuation trains 27."""
+    from automl import records
+    from automl.schedule import BudgetSchedule
+
+    assert [BudgetSchedule(60, e).low_epochs for e in (1, 2, 6, 10, 11, 30)] == [1, 1, 2, 3, 3, 3]
+    schedule = BudgetSchedule(timeout=600, epochs=30)
+    study = optuna.create_study(direction="minimize")
+    short = study.ask()
+    schedule.before_trial(short)
+    assert short.user_attrs[records.TRIAL_EPOCHS] == 3
+    assert short.user_attrs[records.FIDELITY] == pytest.approx(0.1)
+    short.set_user_attr(records.MODEL_ARTIFACT, "m")
+    short.set_user_attr(records.EPOCH_SECONDS, [2.0, 1.0, 1.0])
+    study.tell(short, 0.5)
+    schedule.started = time.time() - 500  # past the explore share: continue the candidate
+    assert schedule.next(study)
+    continuation = study.ask()
+    schedule.before_trial(continuation)
+    assert continuation.user_attrs[records.CONTINUED_FROM] == 0
+    assert continuation.user_attrs[records.TRIAL_EPOCHS] == 27
+    assert continuation.user_attrs[records.FIDELITY] == 1.0
+
+
 def test_a_continuation_is_estimated_from_the_candidates_epoch_times_not_its_set_up():
     """The no-start searches' first trial took 15-25 s, mostly set-up (a fresh worker, a trees fit),
     with quick epochs after the first: its continuation must not look like 7/3 of the whole trial."""
