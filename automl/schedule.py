@@ -8,9 +8,9 @@ trial running at the deadline is cut off unfinished. So the budget is spent in t
    epochs, at most 3) under the study's pruner (successive halving by default). At most 3: with 30
    epochs (the task classes' default on small data), 10-epoch short trials gave successive halving
    more rungs to prune at, and on 80 ECG200 series it pruned the second start configuration, the
-   best there, at epoch 4 (test accuracy 5 points lower, bench/RESULTS.md "Suite"). Exploring ends earlier
-   when one more short trial would leave too little time to continue the best candidate so far
-   (slow trials, a slow machine): a search always keeps room to finish its best;
+   best there, at epoch 4 (test accuracy 5 points lower, bench/RESULTS.md "Suite"). Exploring ends
+   earlier when one more short trial would leave too little time to continue the best candidate
+   so far (slow trials, a slow machine): a search always keeps room to finish its best;
 2. exploit (the rest): the best low-fidelity candidates are continued from
    their saved weights for the remaining epochs, best first, each only if the time it is expected
    to take (from its epoch times) fits in the time left. When the best candidate not yet continued

@@ -29,7 +29,9 @@ test split. Score (higher is better): test accuracy for classification, test R²
 - `automl-no-start-tpe-random`, `automl-no-start-tpe` (not in the default set): `start=False` with
   sampler `tpe-random` (TPE with every third trial random) or plain `tpe`, in the same figure.
 - `automl-epochs30` (not in the default set): the task class with `epochs=30`, for choosing a
-  kind's epochs default (bench/RESULTS.md "Suite": text at 30 epochs, not adopted).
+  kind's epochs default (bench/RESULTS.md "Suite": text at 30 epochs, not adopted at 204bc9e).
+  Since c4bfbef the task classes' default follows the training set's size (30 for 1,000 rows or
+  fewer), so on such tasks this method is the default.
 
 Results are cached as JSON, one file per task / method / budget / seed, under bench/results/suite/;
 automl rows also carry the commit in their name (KerasTuner and reference rows do not depend on our
