@@ -25,8 +25,11 @@ def search(
     space: str = typer.Argument(..., help="Space YAML file, or a shipped space name (see `automl spaces`)."),
     data: str = typer.Option(..., "--data", help="digits | breast_cancer | wine | diabetes | PATH.csv | PATH.npz"),
     target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
-    trials: int = typer.Option(
-        10, "--trials", help="Finished trials wanted in the study (a rerun completes the rest)."
+    trials: int | None = typer.Option(
+        None,
+        "--trials",
+        help="Finished trials wanted in the study (a rerun completes the rest). Default 10; with --timeout, "
+        "as many as the time holds.",
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock budget in seconds."),
     epochs: int = typer.Option(10, "--epochs", help="Maximum epochs per trial."),

@@ -55,7 +55,7 @@ class SearchProgress:
 
     def __init__(
         self,
-        max_trials: int,
+        max_trials: int | None,
         objective: str,
         *,
         timeout: float | None = None,
@@ -84,8 +84,8 @@ class SearchProgress:
             )
             self._task = self._bar.add_task(
                 title,
-                total=max_trials,
-                completed=min(done_before, max_trials),
+                total=max_trials,  # None (the timeout ends the search): a bar without an end
+                completed=min(done_before, max_trials or done_before),
                 counts=self._counts_text(),
                 best=self.best,
             )
@@ -96,7 +96,7 @@ class SearchProgress:
     def eta(self) -> float | None:
         """Seconds until `max_trials` are finished at this run's pace, or the budget ends if sooner."""
         left = None
-        if self.finished_here:
+        if self.finished_here and self.max_trials is not None:
             pace = (time.monotonic() - self.started) / self.finished_here
             left = pace * max(0, self.max_trials - self.done)
         budget = self.budget_left()
@@ -132,12 +132,15 @@ class SearchProgress:
         color = COLORS.get(trial.state.name, "white")
         self.console.print(
             f"trial {trial.number:>3} [{color}]{trial.state.name:<8}[/] {value} {reason} {seconds} "
-            f"| {self.done}/{self.max_trials} finished | {self.best}",
+            f"| {self.done}{'' if self.max_trials is None else f'/{self.max_trials}'} finished | {self.best}",
             soft_wrap=True,
         )
         if self._bar is not None:
             self._bar.update(
-                self._task, completed=min(self.done, self.max_trials), counts=self._counts_text(), best=self.best
+                self._task,
+                completed=min(self.done, self.max_trials or self.done),
+                counts=self._counts_text(),
+                best=self.best,
             )
 
     def close(self):

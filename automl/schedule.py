@@ -10,7 +10,9 @@ trial running at the deadline is cut off unfinished. So the budget is spent in t
    more rungs to prune at, and on 80 ECG200 series it pruned the second start configuration, the
    best there, at epoch 4 (test accuracy 5 points lower, bench/RESULTS.md "Suite"). Exploring ends
    earlier when one more short trial would leave too little time to continue the best candidate
-   so far (slow trials, a slow machine): a search always keeps room to finish its best;
+   so far (slow trials, a slow machine): a search always keeps room to finish its best. Under a
+   trial cap (`max_trials` with the timeout) it also ends when the trials left are as many as the
+   candidates to continue, so the cap's last trials continue the best;
 2. exploit (the rest): the best low-fidelity candidates are continued from
    their saved weights for the remaining epochs, best first, each only if the time it is expected
    to take (from its epoch times) fits in the time left. When the best candidate not yet continued
@@ -40,7 +42,7 @@ import optuna
 from optuna.trial import TrialState
 
 from . import records
-from .ranking import leaderboard_trials
+from .ranking import FINISHED, count, leaderboard_trials
 
 SCHEDULES = ("full", "budget")
 LOW_FRACTION = 1 / 3  # of the epochs, for explored configurations
@@ -53,8 +55,16 @@ CONTINUE_SETUP = 2.0  # seconds a continuation spends outside its epochs (load, 
 class BudgetSchedule:
     """Decides, before each trial, what it trains (`before_trial`) and what comes next (`next`)."""
 
-    def __init__(self, timeout: float, epochs: int, explore_share: float = EXPLORE_SHARE, top: int = CONTINUE_TOP):
+    def __init__(
+        self,
+        timeout: float,
+        epochs: int,
+        explore_share: float = EXPLORE_SHARE,
+        top: int = CONTINUE_TOP,
+        max_trials: int | None = None,
+    ):
         self.timeout, self.epochs, self.top = timeout, epochs, top
+        self.max_trials = max_trials  # a cap on finished trials as well: the last ones continue the best
         self.low_epochs = max(1, min(LOW_EPOCHS_MAX, round(epochs * LOW_FRACTION)))
         self.explore_share = explore_share
         self.started = time.time()
@@ -73,8 +83,20 @@ class BudgetSchedule:
             best = self._candidates(study)[:1]
             # another short trial (a typical one) and then the best's continuation
             reserve = _typical_short_trial(study) + self._needed(best[0], study) if best else 0.0
-            self._exploiting = elapsed >= self.explore_share * self.timeout or elapsed + reserve > self.timeout
+            self._exploiting = (
+                elapsed >= self.explore_share * self.timeout
+                or elapsed + reserve > self.timeout
+                or self._trials_left_only_for_continuing(study)
+            )
         return not self._exploiting
+
+    def _trials_left_only_for_continuing(self, study: optuna.Study) -> bool:
+        """Under a trial cap, the trials left are as many as the candidates to continue: they go to
+        continuing, not to more short trials (a 10-trial search with a timeout ran 10 short trials
+        and returned a 3-epoch model)."""
+        if self.max_trials is None:
+            return False
+        return count(study, FINISHED) + len(self._candidates(study)) >= self.max_trials
 
     def _candidates(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         """The best low-fidelity trials with a saved model, best first (at most `top`)."""

@@ -42,6 +42,8 @@ __all__ = ["DEFAULT_SPACES", "Search", "SearchError"]
 
 DEFAULT_SPACES = {"image": "image_cnn", "tabular": "tabular_mlp", "text": "text_cnn_rnn", "sequence": "sequence_rnn"}
 BUDGET_POLL_SECONDS = 1.0
+DEFAULT_TRIALS = 10  # max_trials when neither it nor a timeout is given
+UNCAPPED_TRIALS = 100_000  # max_trials=None with a timeout: the budget, not a count, ends the search
 
 
 class SurplusTrial(TrialFailed):
@@ -53,6 +55,9 @@ class Search:
 
     `max_trials` is the study's target number of finished (complete or pruned) trials, so running
     the same study again after an interruption finishes the rest, and a larger number extends it.
+    Left at None it is 10, or, with a `timeout`, as many as the time holds: a user who gives a
+    budget means it to be used (a 60 s TabularClassifier search on breast_cancer stopped at 10
+    trials after 26 s, its best candidates never continued to full length).
     """
 
     def __init__(
@@ -68,7 +73,7 @@ class Search:
         seed: int | None = None,
         objective: str | None = None,
         direction: str | None = None,
-        max_trials: int = 10,
+        max_trials: int | None = None,
         timeout: float | None = None,
         patience: int | None = 3,
         max_consecutive_failures: int = 10,
@@ -98,7 +103,7 @@ class Search:
         check_data: bool = True,
         diagnostics: bool = True,
     ):
-        if max_trials < 1:
+        if max_trials is not None and max_trials < 1:
             raise SearchError(f"max_trials must be at least 1, not {max_trials}")
         if timeout is not None and timeout <= 0:
             raise SearchError(f"timeout must be positive seconds, not {timeout}")
@@ -113,7 +118,10 @@ class Search:
         pruner = pruner or ("successive-halving" if schedule == "budget" else "median")
         self.experiment, self.sampler, self.pruner, self.seed = experiment, sampler, pruner, seed
         self.objective, self.direction = objective, direction
-        self.max_trials, self.timeout, self.patience = max_trials, timeout, patience
+        # the trial count the loop stops at; `trials_capped` False: the timeout alone ends the search
+        self.trials_capped = max_trials is not None or timeout is None
+        self.max_trials = max_trials or (UNCAPPED_TRIALS if timeout is not None else DEFAULT_TRIALS)
+        self.timeout, self.patience = timeout, patience
         self.max_consecutive_failures = max_consecutive_failures
         self.verbose, self.on_trial = verbose, on_trial
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
@@ -289,7 +297,7 @@ class Search:
             "patience": self.patience,
             "objectives": ",".join(f"{n}:{d[:3]}" for n, d in zip(objs.names, objs.directions)),
             "constraints": ",".join(f"{k}<={v:g}" for k, v in objs.constraints.items()) or None,
-            "max_trials": self.max_trials,
+            "max_trials": self.max_trials if self.trials_capped else None,
             "timeout": self.timeout,
             "max_epochs_total": self.max_epochs_total,
             "schedule": self.schedule,
@@ -312,7 +320,11 @@ class Search:
             keep_top=KEEP_TOP if self.ensemble and not objs.multi else 1,
             diagnostics=self.diagnostics,
         )
-        schedule = BudgetSchedule(self.timeout, epochs) if self.schedule == "budget" and self.timeout else None
+        schedule = (
+            BudgetSchedule(self.timeout, epochs, max_trials=self.max_trials if self.trials_capped else None)
+            if self.schedule == "budget" and self.timeout
+            else None
+        )
         if schedule is not None and schedule.active and not objs.multi and not self.hypermodel:
             settings.keep_top = max(settings.keep_top, schedule.top)  # the candidates it may continue
         else:
@@ -343,8 +355,9 @@ class Search:
         self._schedule = schedule
         done = count(study, FINISHED)
         goal = ", ".join(f"{n} ({d})" for n, d in zip(objs.names, objs.directions))
+        wanted = f"of {self.max_trials} " if self.trials_capped else ""
         self._say(
-            f"[bold]study[/] {study_name}: {done} of {self.max_trials} trials finished before this run; "
+            f"[bold]study[/] {study_name}: {done} {wanted}trials finished before this run; "
             f"{data.summary()}; objective {goal}"
             + (f"; constraints {settings_params['constraints']}" if objs.constraints else "")
         )
@@ -538,7 +551,7 @@ class Search:
         prewarm()  # the end-of-search plots' imports load while trials train
         self._bar = (
             SearchProgress(
-                self.max_trials,
+                self.max_trials if self.trials_capped else None,
                 objective,
                 timeout=self.timeout,
                 title=study.study_name,

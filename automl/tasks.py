@@ -42,7 +42,7 @@ class _Task:
 
     def __init__(
         self,
-        max_trials: int = 10,
+        max_trials: int | None = None,
         timeout: float | None = None,
         seed: int | None = None,
         study_name: str | None = None,
@@ -55,7 +55,8 @@ class _Task:
         schedule: str = "budget",
         **search_options: Any,
     ):
-        """`space`: a space file, shipped space name or `SearchSpace` (default: the kind's shipped
+        """`max_trials`: default 10, or, with a `timeout`, as many as the time holds (automl.Search).
+        `space`: a space file, shipped space name or `SearchSpace` (default: the kind's shipped
         space); `epochs`: the most epochs per trial (default: by the training set's size, 10 for
         3000 samples and more, up to 30 for small ones; `default_epochs`); other keywords go to `automl.Search`
         (storage, tracking_uri, experiment, sampler, pruner, objective, patience, verbose...).

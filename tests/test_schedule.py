@@ -455,3 +455,27 @@ def test_a_continuation_whose_epochs_all_do_worse_keeps_the_weights_it_loaded(st
     # at the source's own rate the epochs improve on it: trained on, not kept
     assert trained.value < source.value and records.KEPT_SAVED_WEIGHTS not in trained.user_attrs
     assert trained.user_attrs[records.BEST_EPOCHS] > offset
+
+
+def test_under_a_trial_cap_the_last_trials_continue_the_best(stores, tiny_space, digits_small):
+    """max_trials and a timeout: exploring ends when the trials left are as many as the candidates,
+    so the cap's last trials are continuations and the result is a full-length model, not a short one."""
+    from automl import Search, records
+
+    result = Search(
+        tiny_space,
+        study_name="capped",
+        max_trials=6,
+        timeout=300,  # far more than 6 trials need: the cap ends this search
+        seed=0,
+        verbose=False,
+        isolate=False,
+        schedule="budget",
+        **stores,
+    ).fit(data=digits_small, epochs=6)
+    trials = [t for t in result.study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(trials) == 6
+    continued = [t for t in trials if records.CONTINUED_FROM in t.user_attrs]
+    assert continued and trials[-1] in continued, [t.user_attrs.get(records.FIDELITY) for t in trials]
+    assert result.best_trial.user_attrs[records.FIDELITY] == 1.0
+    assert result.best_trial.user_attrs[records.EPOCH_OFFSET] + result.best_trial.user_attrs[records.EPOCHS_RUN] > 2

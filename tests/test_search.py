@@ -1,6 +1,7 @@
 """The search loop end to end on real Keras, a real Optuna journal and a real MLflow SQLite store."""
 
 import gc
+import time
 import weakref
 
 import numpy as np
@@ -141,6 +142,23 @@ def test_timeout_stops_the_search(digits_small, stores, tiny_space):
     finished = [t for t in result.study.trials if t.state.is_finished()]
     assert 1 <= len(finished) < 500
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in result.study.trials)
+
+
+def test_a_timeout_without_max_trials_searches_until_the_time_is_used(digits_small, stores, tiny_space, capsys):
+    """A budget alone: the search goes past the 10 trials it runs without one, to the timeout, and
+    says so without a trial target; neither given, 10 trials."""
+    assert Search(tiny_space).max_trials == 10
+    timeout = 20.0
+    started = time.time()
+    result = Search(
+        tiny_space, study_name="time", timeout=timeout, pruner="none", patience=None, isolate=False, **stores
+    ).fit(data=digits_small, epochs=1)
+    finished = [t for t in result.study.trials if t.state.is_finished()]
+    assert len(finished) > 10, f"{len(finished)} trials in {time.time() - started:.0f} s"
+    assert time.time() - started >= timeout  # it stopped at the timeout, not at a trial count
+    err = capsys.readouterr().err
+    assert "timeout of 20 s is reached" in err and f"| {len(finished)} finished |" in err
+    assert "0 trials finished before this run" in err
 
 
 def test_trials_collect_garbage_on_a_frozen_heap_and_the_search_unfreezes_it(digits_small, stores, tiny_space):
