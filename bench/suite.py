@@ -7,8 +7,9 @@ test split. Score (higher is better): test accuracy for classification, test R²
 (RMSE recorded too).
 
 - `automl`: the task class (ImageClassifier, TextClassifier, SequenceClassifier, TabularClassifier,
-  TabularRegressor) with its defaults and `timeout=budget` (max_trials high enough that the budget
-  ends the search); its stores in a temporary folder. `predict` is what is scored, as a user gets it.
+  TabularRegressor) with its defaults and `timeout=budget` (since 9b661af a timeout alone lets the
+  budget end the search; before, the suite passed max_trials=100000 for that, which is the same
+  search); its stores in a temporary folder. `predict` is what is scored, as a user gets it.
   Since 787c9c0 its rows also score that model refit on training + validation rows (`refit_test`,
   `refit_seconds`: what `refit=True` gives, paired with the same search).
 - `automl-no-start`: the same with `start=False` (the search alone, without the spaces' start list;
@@ -28,6 +29,8 @@ test split. Score (higher is better): test accuracy for classification, test R²
   bench/search_alone.py), printed under the table when both no-start methods are asked for.
 - `automl-no-start-tpe-random`, `automl-no-start-tpe` (not in the default set): `start=False` with
   sampler `tpe-random` (TPE with every third trial random) or plain `tpe`, in the same figure.
+- `automl-10-trials` (not in the default set): `max_trials=10` with the timeout, what the task
+  classes' defaults gave before 9b661af (at most 10 trials, whatever the budget).
 - `automl-epochs30` (not in the default set): the task class with `epochs=30`, for choosing a
   kind's epochs default (bench/RESULTS.md "Suite": text at 30 epochs, not adopted at 204bc9e).
   Since c4bfbef the task classes' default follows the training set's size (30 for 1,000 rows or
@@ -83,6 +86,7 @@ AUTOML = {  # method -> task-class options beyond its defaults
     "automl-no-start-tpe-random": {"start": False, "sampler": "tpe-random"},
     "automl-no-start-tpe": {"start": False, "sampler": "tpe"},
     "automl-epochs30": {"epochs": 30},  # for choosing a kind's epochs default
+    "automl-10-trials": {"max_trials": 10},  # the task classes' default before 9b661af
 }
 METHODS = ("automl", "automl-no-start", "automl-kt-hyperband", "kt-random", "kt-hyperband", "reference")
 ALL_METHODS = (
@@ -91,6 +95,7 @@ ALL_METHODS = (
     "automl-no-start-tpe-random",
     "automl-no-start-tpe",
     "automl-epochs30",
+    "automl-10-trials",
 )
 MARK = "SUITE-RESULT "
 
@@ -181,8 +186,7 @@ def run_automl(task: str, method: str, splits: dict, budget: float, seed: int) -
 
     with tempfile.TemporaryDirectory(prefix="automl-suite-") as tmp:
         clf = cls(
-            max_trials=100_000,  # the budget ends the search
-            timeout=budget,
+            timeout=budget,  # without max_trials the budget ends the search
             seed=seed,
             verbose=False,
             storage=str(Path(tmp) / "optuna.journal"),
