@@ -29,8 +29,10 @@ test split. Score (higher is better): test accuracy for classification, test R²
   bench/search_alone.py), printed under the table when both no-start methods are asked for.
 - `automl-no-start-tpe-random`, `automl-no-start-tpe` (not in the default set): `start=False` with
   sampler `tpe-random` (TPE with every third trial random) or plain `tpe`, in the same figure.
-- `automl-10-trials` (not in the default set): `max_trials=10` with the timeout, what the task
-  classes' defaults gave before 9b661af (at most 10 trials, whatever the budget).
+- `automl-10-trials` (not in the default set): `max_trials=10` with the timeout, a 10-trial cap.
+  Up to 81e1d50 that was the task classes' default, and its 10 trials were all short ones, none
+  continued (rows `__81e1d50`: that code); since 9b661af a capped search's last trials continue
+  the best (rows `__3e7d070`).
 - `automl-epochs30` (not in the default set): the task class with `epochs=30`, for choosing a
   kind's epochs default (bench/RESULTS.md "Suite": text at 30 epochs, not adopted at 204bc9e).
   Since c4bfbef the task classes' default follows the training set's size (30 for 1,000 rows or
@@ -86,7 +88,7 @@ AUTOML = {  # method -> task-class options beyond its defaults
     "automl-no-start-tpe-random": {"start": False, "sampler": "tpe-random"},
     "automl-no-start-tpe": {"start": False, "sampler": "tpe"},
     "automl-epochs30": {"epochs": 30},  # for choosing a kind's epochs default
-    "automl-10-trials": {"max_trials": 10},  # the task classes' default before 9b661af
+    "automl-10-trials": {"max_trials": 10},  # the task classes' default up to 81e1d50
 }
 METHODS = ("automl", "automl-no-start", "automl-kt-hyperband", "kt-random", "kt-hyperband", "reference")
 ALL_METHODS = (
