@@ -26,10 +26,7 @@ def search(
     data: str = typer.Option(..., "--data", help="digits | breast_cancer | wine | diabetes | PATH.csv | PATH.npz"),
     target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
     trials: int | None = typer.Option(
-        None,
-        "--trials",
-        help="Finished trials wanted in the study (a rerun completes the rest). Default 10; with --timeout, "
-        "as many as the time holds.",
+        None, "--trials", help="Finished trials wanted (a rerun completes the rest); 10, or with --timeout no cap."
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock budget in seconds."),
     epochs: int = typer.Option(10, "--epochs", help="Maximum epochs per trial."),

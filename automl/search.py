@@ -55,9 +55,8 @@ class Search:
 
     `max_trials` is the study's target number of finished (complete or pruned) trials, so running
     the same study again after an interruption finishes the rest, and a larger number extends it.
-    Left at None it is 10, or, with a `timeout`, as many as the time holds: a user who gives a
-    budget means it to be used (a 60 s TabularClassifier search on breast_cancer stopped at 10
-    trials after 26 s, its best candidates never continued to full length).
+    None: 10, or with a `timeout` no cap, the time ends the search (a 10-trial cap stopped a 60 s
+    breast_cancer search at 26 s, before any candidate was continued to full length).
     """
 
     def __init__(
@@ -118,9 +117,8 @@ class Search:
         pruner = pruner or ("successive-halving" if schedule == "budget" else "median")
         self.experiment, self.sampler, self.pruner, self.seed = experiment, sampler, pruner, seed
         self.objective, self.direction = objective, direction
-        # the trial count the loop stops at; `trials_capped` False: the timeout alone ends the search
-        self.trials_capped = max_trials is not None or timeout is None
-        self.max_trials = max_trials or (UNCAPPED_TRIALS if timeout is not None else DEFAULT_TRIALS)
+        self.trial_cap = max_trials or (None if timeout is not None else DEFAULT_TRIALS)  # None: the time ends it
+        self.max_trials = self.trial_cap or UNCAPPED_TRIALS  # where the trial loop stops
         self.timeout, self.patience = timeout, patience
         self.max_consecutive_failures = max_consecutive_failures
         self.verbose, self.on_trial = verbose, on_trial
@@ -297,7 +295,7 @@ class Search:
             "patience": self.patience,
             "objectives": ",".join(f"{n}:{d[:3]}" for n, d in zip(objs.names, objs.directions)),
             "constraints": ",".join(f"{k}<={v:g}" for k, v in objs.constraints.items()) or None,
-            "max_trials": self.max_trials if self.trials_capped else None,
+            "max_trials": self.trial_cap,
             "timeout": self.timeout,
             "max_epochs_total": self.max_epochs_total,
             "schedule": self.schedule,
@@ -320,11 +318,8 @@ class Search:
             keep_top=KEEP_TOP if self.ensemble and not objs.multi else 1,
             diagnostics=self.diagnostics,
         )
-        schedule = (
-            BudgetSchedule(self.timeout, epochs, max_trials=self.max_trials if self.trials_capped else None)
-            if self.schedule == "budget" and self.timeout
-            else None
-        )
+        budget = self.timeout if self.schedule == "budget" else None
+        schedule = BudgetSchedule(budget, epochs, max_trials=self.trial_cap) if budget else None
         if schedule is not None and schedule.active and not objs.multi and not self.hypermodel:
             settings.keep_top = max(settings.keep_top, schedule.top)  # the candidates it may continue
         else:
@@ -355,7 +350,7 @@ class Search:
         self._schedule = schedule
         done = count(study, FINISHED)
         goal = ", ".join(f"{n} ({d})" for n, d in zip(objs.names, objs.directions))
-        wanted = f"of {self.max_trials} " if self.trials_capped else ""
+        wanted = f"of {self.trial_cap} " if self.trial_cap else ""
         self._say(
             f"[bold]study[/] {study_name}: {done} {wanted}trials finished before this run; "
             f"{data.summary()}; objective {goal}"
@@ -551,7 +546,7 @@ class Search:
         prewarm()  # the end-of-search plots' imports load while trials train
         self._bar = (
             SearchProgress(
-                self.max_trials if self.trials_capped else None,
+                self.trial_cap,
                 objective,
                 timeout=self.timeout,
                 title=study.study_name,

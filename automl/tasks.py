@@ -112,9 +112,10 @@ class _Task:
 
         Without `validation_data`, `validation_split` of the samples are held out (stratified for
         classes). `read_options` go to `make_dataset` (e.g. `image_size=(h, w)` for a folder).
-        Fitting the same data again resumes its study up to `max_trials`. `unlabeled`: images or
-        series without labels (arrays, an `.npz` with `x`, a folder of images) that the space's
-        `pretrain:` stage pretrains on (self-supervised, automl.pretraining) before fine-tuning.
+        Fitting the same data again resumes its study up to `max_trials` (with only a timeout: for
+        another timeout). `unlabeled`: images or series without labels (arrays, an `.npz` with
+        `x`, a folder of images) that the space's `pretrain:` stage pretrains on (self-supervised,
+        automl.pretraining) before fine-tuning.
         """
         named = isinstance(x, (str, Path))
         self.data = make_dataset(
