@@ -55,8 +55,7 @@ class Search:
 
     `max_trials` is the study's target number of finished (complete or pruned) trials, so running
     the same study again after an interruption finishes the rest, and a larger number extends it.
-    None: 10, or with a `timeout` no cap, the time ends the search (a 10-trial cap stopped a 60 s
-    breast_cancer search at 26 s, before any candidate was continued to full length).
+    None: 10, or with a `timeout` no cap, the time ends the search (bench/RESULTS.md "Suite").
     """
 
     def __init__(
@@ -102,8 +101,6 @@ class Search:
         check_data: bool = True,
         diagnostics: bool = True,
     ):
-        if max_trials is not None and max_trials < 1:
-            raise SearchError(f"max_trials must be at least 1, not {max_trials}")
         if timeout is not None and timeout <= 0:
             raise SearchError(f"timeout must be positive seconds, not {timeout}")
         if direction not in (None, "maximize", "minimize"):
@@ -117,9 +114,8 @@ class Search:
         pruner = pruner or ("successive-halving" if schedule == "budget" else "median")
         self.experiment, self.sampler, self.pruner, self.seed = experiment, sampler, pruner, seed
         self.objective, self.direction = objective, direction
-        self.trial_cap = max_trials or (None if timeout is not None else DEFAULT_TRIALS)  # None: the time ends it
-        self.max_trials = self.trial_cap or UNCAPPED_TRIALS  # where the trial loop stops
         self.timeout, self.patience = timeout, patience
+        self.max_trials = max_trials  # after the timeout, which decides what None means
         self.max_consecutive_failures = max_consecutive_failures
         self.verbose, self.on_trial = verbose, on_trial
         self.enqueue = list(enqueue or [])  # known-good configurations, tried before sampling
@@ -169,6 +165,17 @@ class Search:
         self._bar: SearchProgress | None = None  # while trials run and verbose (see _progress)
         self._stopping: str | None = None  # why the trial loop stops, set by its callbacks
         self._schedule: BudgetSchedule | None = None  # while a budget-scheduled search runs
+
+    @property
+    def max_trials(self) -> int:
+        """Where the trial loop stops; `trial_cap` None (only a timeout given): the time ends it first."""
+        return self.trial_cap or UNCAPPED_TRIALS
+
+    @max_trials.setter
+    def max_trials(self, value: int | None):
+        if value is not None and value < 1:
+            raise SearchError(f"max_trials must be at least 1, not {value}")
+        self.trial_cap = value or (None if self.timeout is not None else DEFAULT_TRIALS)
 
     def fit(
         self,
@@ -544,17 +551,10 @@ class Search:
         from .progress import SearchProgress
 
         prewarm()  # the end-of-search plots' imports load while trials train
-        self._bar = (
-            SearchProgress(
-                self.trial_cap,
-                objective,
-                timeout=self.timeout,
-                title=study.study_name,
-                done_before=count(study, FINISHED),
-            )
-            if self.verbose
-            else None
-        )
+        self._bar = None
+        if self.verbose:
+            done, title = count(study, FINISHED), study.study_name
+            self._bar = SearchProgress(self.trial_cap, objective, timeout=self.timeout, title=title, done_before=done)
 
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial):
             if self.on_trial:

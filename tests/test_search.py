@@ -148,6 +148,9 @@ def test_a_timeout_without_max_trials_searches_until_the_time_is_used(digits_sma
     """A budget alone: the search goes past the 10 trials it runs without one, to the timeout, and
     says so without a trial target; neither given, 10 trials."""
     assert Search(tiny_space).max_trials == 10
+    later = Search(tiny_space, timeout=5)
+    later.max_trials = 3  # set later (to resume a study for more trials): shown, recorded and obeyed alike
+    assert later.trial_cap == later.max_trials == 3
     timeout = 20.0
     started = time.time()
     result = Search(
