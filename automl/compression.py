@@ -14,15 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .pruning import MagnitudePruning, hold_zeros, shrink, sparsity, strip
 from .qat import quantize_aware
 from .space import compression_settings
-from .training import (
-    class_weights,
-    epoch_rows,
-    fit_model,
-    loss_and_metrics,
-    make_optimizer,
-    objective_names,
-    steps_per_epoch,
-)
+from .training import class_weights, fit_model, loss_and_metrics, make_optimizer, objective_names
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -93,10 +85,9 @@ def compress(
         classes = data.num_classes if data.task == "classification" else None
         loss, metrics = loss_and_metrics(data.task, tune, objective_names(settings), classes, data.target_std)
         twin.compile(optimizer=make_optimizer(tune, total), loss=loss, metrics=metrics)
-        x_train, y_train = epoch_rows(data.x_train, data.y_train, int(tune["batch_size"]))
         history = twin.fit(
-            x_train,
-            y_train,
+            data.x_train,
+            data.y_train,
             validation_data=(data.x_val, data.y_val),
             epochs=int(c["epochs"]),
             batch_size=int(tune["batch_size"]),
@@ -113,7 +104,7 @@ def compress(
 
 
 def _steps(data: Dataset, training: dict) -> int:
-    return steps_per_epoch(len(data.y_train), int(training["batch_size"]))
+    return max(1, -(-len(data.y_train) // int(training["batch_size"])))
 
 
 def _logs(history, phase: str) -> list[dict[str, Any]]:

@@ -281,55 +281,11 @@ def starts_fitted(model) -> bool:
     return any(name in names for name in PRIOR_LAYERS)
 
 
-MIN_STEPS_PER_EPOCH = 16  # an epoch over fewer rows than 16 batches passes over them again
-
-
-def epoch_passes(rows: int, batch_size: int) -> int:
-    """How many times one epoch passes over `rows` training rows: enough for MIN_STEPS_PER_EPOCH
-    optimiser steps.
-
-    Why: on tiny sets an epoch is one or two steps (28 UCR series at batch 64: one), so a 3-epoch
-    short trial of the budget schedule took 3 steps and every configuration that does not learn in
-    3 steps looked like chance. A search without start configurations on ucr_ArrowHead then pruned
-    or ranked near-chance models only and ended at 0.39 test accuracy. Rows of 16 batches or more
-    are untouched.
-    """
-    return max(1, math.ceil(MIN_STEPS_PER_EPOCH * int(batch_size) / max(1, int(rows))))
-
-
-def steps_per_epoch(rows: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch of `rows` training rows (epoch_passes included)."""
-    return max(1, math.ceil(rows * epoch_passes(rows, batch_size) / int(batch_size)))
-
-
-def epoch_rows(x, y, batch_size: int) -> tuple:
-    """The training inputs and targets one epoch passes over: the rows repeated epoch_passes times
-    (arrays, text arrays, a table's {column: array}, or a list of input arrays)."""
-    import numpy as np
-
-    passes = epoch_passes(len(y), batch_size)
-    if passes == 1:
-        return x, y
-
-    def tiled(a):
-        a = np.asarray(a)
-        return np.concatenate([a] * passes, axis=0)
-
-    if isinstance(x, dict):
-        x = {k: tiled(v) for k, v in x.items()}
-    elif isinstance(x, (list, tuple)):
-        x = type(x)(tiled(v) for v in x)
-    else:
-        x = tiled(x)
-    return x, tiled(y)
-
-
 def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: list, features=None):
     """Compile and fit; shared by trials and by the bare-Keras baseline in bench/overhead.py. With a
     `FeatureCache`, the layers after the model's fixed preprocessing train on its cached outputs
-    (the same weights: `model` is trained, compiled as usual and computes what was trained).
-    An epoch is at least MIN_STEPS_PER_EPOCH steps (epoch_passes)."""
-    steps = settings.epochs * steps_per_epoch(len(data.y_train), int(training["batch_size"]))
+    (the same weights: `model` is trained, compiled as usual and computes what was trained)."""
+    steps = settings.epochs * math.ceil(len(data.y_train) / int(training["batch_size"]))
     classes = data.num_classes if data.task == "classification" else None
     loss, metrics = loss_and_metrics(data.task, training, objective_names(settings), classes, data.target_std)
     optimizer = make_optimizer(training, steps, model)
@@ -352,10 +308,9 @@ def fit_model(model, data, training: dict, settings: TrialSettings, callbacks: l
         for callback in callbacks:
             if hasattr(callback, "start_logs"):
                 callback.start_logs = start
-    x_train, y_train = epoch_rows(x_train, data.y_train, int(training["batch_size"]))
     return trainable.fit(
         x_train,
-        y_train,
+        data.y_train,
         validation_data=(x_val, data.y_val),
         epochs=settings.epochs,
         batch_size=int(training["batch_size"]),
