@@ -2,6 +2,7 @@
 
 from keras import layers
 
+from .common import batch_norm_layer
 from .registry import register
 
 POOLING = ("max", "avg", "none", "strided")
@@ -31,7 +32,7 @@ def conv(
         strides = 2 if (pooling == "strided" and can_pool and i == depth - 1) else 1
         x = Conv(filters, kernel_size, strides=strides, padding="same", use_bias=not batch_norm)(x)
         if batch_norm:
-            x = layers.BatchNormalization()(x)
+            x = batch_norm_layer()(x)
         x = layers.Activation(activation)(x)
     if can_pool and pooling == "max":
         x = layers.MaxPooling2D(2, padding="same")(x)

@@ -2,6 +2,7 @@
 
 from keras import layers, regularizers
 
+from .common import batch_norm_layer
 from .registry import register
 
 NORMS = ("none", "batch", "layer")
@@ -28,7 +29,7 @@ def dense(
     for _ in range(depth):
         x = layers.Dense(units, use_bias=norm == "none", kernel_regularizer=regularizers.L2(l2) if l2 else None)(x)
         if norm == "batch":
-            x = layers.BatchNormalization()(x)
+            x = batch_norm_layer()(x)
         elif norm == "layer":
             x = layers.LayerNormalization()(x)
         x = layers.Activation(activation)(x)

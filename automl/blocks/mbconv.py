@@ -2,6 +2,7 @@
 
 from keras import layers
 
+from .common import batch_norm_layer
 from .registry import register
 from .residual import can_downsample, check_strides, feature_map
 
@@ -41,13 +42,13 @@ def mbconv(
         y = x
         if expand_ratio > 1:
             y = layers.Conv2D(channels * expand_ratio, 1, use_bias=False)(y)
-            y = layers.Activation(activation)(layers.BatchNormalization()(y))
+            y = layers.Activation(activation)(batch_norm_layer()(y))
         y = layers.DepthwiseConv2D(kernel_size, strides=s, padding="same", use_bias=False)(y)
-        y = layers.Activation(activation)(layers.BatchNormalization()(y))
+        y = layers.Activation(activation)(batch_norm_layer()(y))
         if se_ratio > 0:
             y = _squeeze_excite(y, max(1, int(channels * se_ratio)), activation)
         y = layers.Conv2D(filters, 1, use_bias=False)(y)
-        y = layers.BatchNormalization()(y)
+        y = batch_norm_layer()(y)
         if s == 1 and channels == filters:
             if stochastic_depth > 0:  # one draw per sample: the whole branch is kept or dropped
                 y = layers.Dropout(stochastic_depth, noise_shape=(None, 1, 1, 1))(y)

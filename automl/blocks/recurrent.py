@@ -4,6 +4,7 @@ import warnings
 
 from keras import layers
 
+from .common import batch_norm_layer
 from .registry import register
 
 POOLING = ("max", "avg", "none")
@@ -79,7 +80,7 @@ def conv1d(
     for _ in range(depth):
         x = layers.Conv1D(filters, kernel_size, padding="same", use_bias=not batch_norm)(x)
         if batch_norm:
-            x = layers.BatchNormalization()(x)
+            x = batch_norm_layer()(x)
         x = layers.Activation(activation)(x)
     if (x.shape[1] or 2) >= 2 and pooling != "none":
         x = (layers.MaxPooling1D if pooling == "max" else layers.AveragePooling1D)(2, padding="same")(x)

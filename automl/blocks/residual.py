@@ -2,6 +2,7 @@
 
 from keras import layers
 
+from .common import batch_norm_layer
 from .registry import register
 
 
@@ -50,7 +51,7 @@ def residual(
         shortcut = x
         if s != 1 or x.shape[-1] != filters:
             shortcut = layers.Conv2D(filters, 1, strides=s, use_bias=False)(x)
-            shortcut = layers.BatchNormalization()(shortcut)
+            shortcut = batch_norm_layer()(shortcut)
         if bottleneck:
             inner = max(1, filters // 4)
             y = _conv_bn(x, inner, 1, 1, activation)
@@ -67,5 +68,5 @@ def residual(
 
 def _conv_bn(x, filters, kernel_size, strides, activation):
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = batch_norm_layer()(x)
     return layers.Activation(activation)(x) if activation else x
