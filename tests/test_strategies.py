@@ -11,7 +11,7 @@ import pytest
 from conftest import mlflow_runs, require
 
 from automl import Search
-from automl.ranking import dominates
+from automl.ranking import dominates, leaderboard_trials
 from automl.records import COPIED_FROM as COPIED_ATTR
 from automl.space import Categorical, Int, SearchSpace
 from automl.strategies import StrategyError, make_pruner, make_sampler
@@ -187,9 +187,10 @@ def test_each_pruner_stops_hopeless_trials_and_mlflow_shows_where(pruner, goods,
     trials = result.study.trials
     assert [t.params["learning_rate"] for t in trials] == [p["learning_rate"] for p in plan]
     hopeless = trials[goods:]
-    # Optuna's PatientPruner tolerates a plateau: it defers to the median only once scores fall
-    expected = "COMPLETE" if pruner == "patient" else "PRUNED"
-    assert [t.state.name for t in hopeless] == [expected, expected]
+    if pruner == "patient":  # PatientPruner defers to the median only after 2 epochs without progress:
+        assert all(t.user_attrs["epochs_run"] >= 3 for t in hopeless)  # the median alone stops these at 2
+    else:
+        assert [t.state.name for t in hopeless] == ["PRUNED", "PRUNED"]
     assert trials[0].state.name == "COMPLETE"
     assert result.best_trial.params["learning_rate"] in (0.02, 0.005)
     _, runs = mlflow_runs(stores["tracking_uri"])
@@ -198,7 +199,8 @@ def test_each_pruner_stops_hopeless_trials_and_mlflow_shows_where(pruner, goods,
         run = by_trial[t.number]
         assert run.data.tags["automl.state"] == t.state.name
         if t.state.name == "PRUNED":  # the epoch it stopped at, as trained
-            assert int(run.data.tags["automl.pruned_at_epoch"]) == t.user_attrs["epochs_run"] < 5
+            assert int(run.data.tags["automl.pruned_at_epoch"]) == t.user_attrs["epochs_run"]
+            assert t.user_attrs["epochs_run"] < 5 or pruner == "patient"  # patient may stop at the last epoch
     parent = next(r for r in runs if r.data.tags.get("automl.role") == "search")
     assert parent.data.params["pruner"] == pruner
 
@@ -347,7 +349,8 @@ def test_warm_start_enqueues_another_studys_best_and_continue_from_copies_its_tr
     first = Search(tiny_space, study_name="first", max_trials=3, seed=4, pruner="none", verbose=False, **stores).fit(
         data=digits_small, epochs=1
     )
-    ranked = sorted(first.study.trials, key=lambda t: -t.value)
+    ranked = leaderboard_trials(first.study)  # by value, equal values by the lower val_loss
+    assert ranked[0].value == max(t.value for t in first.study.trials)
     warm = Search(
         tiny_space,
         study_name="warm",
