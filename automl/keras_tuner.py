@@ -310,10 +310,25 @@ class _TunerTrial:
         self.hp, self.json_names = hp, json_names if json_names is not None else set()
 
     def suggest_int(self, name, low, high, step=1, log=False):
-        return self.hp.Int(name, low, high, step=None if step == 1 else step, sampling="log" if log else "linear")
+        value = self.hp.Int(name, low, high, step=None if step == 1 else step, sampling="log" if log else "linear")
+        return round(self._onto(name, value, low, high, log))
 
     def suggest_float(self, name, low, high, step=None, log=False):
-        return self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear")
+        return self._onto(
+            name, self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear"), low, high, log
+        )
+
+    def _onto(self, name, value, low, high, log):
+        """A one_of is declared once, over the union of its ranges (KerasTuner then returns that
+        name's value whatever range is asked): map the value onto the range this trial's conditions
+        pick, proportionally (on the log scale if `log`), so the tuner's draws cover it evenly."""
+        declared = next((p for p in self.hp.space if p.name == name), None)
+        if declared is None or (declared.min_value, declared.max_value) == (low, high):
+            return value
+        scale, unscale = (math.log, math.exp) if log else (float, float)
+        lo, hi = scale(declared.min_value), scale(declared.max_value)
+        share = (scale(value) - lo) / (hi - lo) if hi > lo else 0.0
+        return min(max(unscale(scale(low) + share * (scale(high) - scale(low))), low), high)
 
     def suggest_categorical(self, name, choices):
         if set(map(repr, choices)) == {"False", "True"}:

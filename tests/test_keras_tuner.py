@@ -351,3 +351,26 @@ def _check_runs_and_model(result, stores, data, sampler, pruner):
     model = result.best_model()
     accuracy = float(np.mean(model.predict(data.x_val, verbose=0).argmax(1) == data.y_val))
     assert accuracy == pytest.approx(result.best_value, abs=1e-6)
+
+
+def test_keras_tuner_keeps_a_one_of_value_in_the_range_its_conditions_pick():
+    """KerasTuner declares each name once (over every alternative's range); building a trial keeps the
+    value within the alternative that the trial's optimiser picks, as Optuna's sampling does."""
+    from automl.keras_tuner import SpaceHyperModel
+    from automl.space import load_space
+
+    model = SpaceHyperModel(load_space("image_cnn"))
+    declared = kt.HyperParameters()
+    model.declare_hyperparameters(declared)
+    assert declared.get("learning_rate") == pytest.approx(1e-4)  # the union's low end
+    seen = {"sgd": [], "other": []}
+    for seed in range(60):  # what KerasTuner's random oracle does: a random value for every declared name
+        hp = kt.HyperParameters()
+        model.declare_hyperparameters(hp)
+        for j, param in enumerate(hp.space):
+            hp.values[param.name] = param.random_sample(seed * 1000 + j)
+        training = model.build(hp).training
+        seen["sgd" if training["optimizer"] == "sgd" else "other"].append(training["learning_rate"])
+    assert 1e-3 <= min(seen["sgd"]) < 3e-3 and 3e-2 < max(seen["sgd"]) <= 1e-1  # SGD's range, covered
+    assert 1e-4 <= min(seen["other"]) < 3e-4 and 3e-3 < max(seen["other"]) <= 1e-2  # Adam's
+    assert len(set(seen["sgd"])) == len(seen["sgd"])  # spread over the range, not piled on its edges

@@ -2,7 +2,7 @@
 
 from .compression import COMPRESSION_DEFAULTS, compression_settings
 from .loader import load_space, resolve_space_path, shipped_spaces
-from .params import Bool, Categorical, Fixed, Float, Int
+from .params import Bool, Categorical, Fixed, Float, Int, OneOf
 from .space import Configuration, Group, Repeat, SearchSpace, SpaceError
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Float",
     "Group",
     "Int",
+    "OneOf",
     "Repeat",
     "SearchSpace",
     "SpaceError",

@@ -134,6 +134,54 @@ class Fixed(_Param):
         return self.value
 
 
+class OneOf(_Param):
+    """One name, a range per condition: the first alternative whose `when` holds is sampled.
+
+    Why: some ranges depend on another choice (plain SGD needs learning rates about ten times
+    Adam's), and a single range wide enough for both wastes most trials on rates that cannot learn.
+    The name stays one Optuna parameter (Optuna allows a float's range to change between trials, not
+    its kind or log scale), so start configurations, warm starts and MLflow see `learning_rate`.
+    Multivariate TPE models the name over the first range it saw: its joint proposals for another
+    alternative are used where they fall inside that alternative's range, else the value is drawn
+    over that range on its own (Optuna's fallback).
+    """
+
+    type: Literal["one_of"] = "one_of"
+    one_of: list[Annotated[Int | Float, Field(discriminator="type")]] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _check(self):
+        for i, problem in one_of_problems(self.one_of):
+            raise ValueError(f"one_of[{i}]: {problem}")
+        return self
+
+    def pick(self, holds) -> Int | Float | None:
+        """The first alternative whose condition `holds(when)` accepts (None: the parameter is absent)."""
+        return next((alt for alt in self.one_of if alt.when is None or holds(alt.when)), None)
+
+    def union(self) -> Int | Float:
+        """One range over every alternative (KerasTuner declares each name once, up front)."""
+        first = self.one_of[0]
+        low, high = min(a.low for a in self.one_of), max(a.high for a in self.one_of)
+        return first.model_copy(update={"low": low, "high": high, "when": None})
+
+    def suggest(self, trial, name: str):
+        return self.union().suggest(trial, name)
+
+
+def one_of_problems(alternatives: list) -> list[tuple[int, str]]:
+    """(index, problem) for each alternative a one_of cannot take."""
+    problems, first = [], alternatives[0]
+    for i, alt in enumerate(alternatives):
+        if not isinstance(alt, (Int, Float)):
+            problems.append((i, "an alternative must be an int or float parameter"))
+        elif isinstance(first, (Int, Float)) and (alt.type, alt.log, alt.step) != (first.type, first.log, first.step):
+            problems.append((i, "differs from the first in type, log or step (Optuna keeps one kind per name)"))
+        elif alt.when is None and i < len(alternatives) - 1:
+            problems.append((i, "has no 'when': only the last alternative may go without one"))
+    return problems
+
+
 Param = Annotated[Int | Float | Categorical | Bool | Fixed, Field(discriminator="type")]
 PARAM_TYPES = ("int", "float", "categorical", "bool", "fixed")
 param_adapter: TypeAdapter = TypeAdapter(Param)

@@ -8,7 +8,8 @@ pretrain.py) hold flat keys whose sampled names carry the prefix `compression.` 
 Values are parameters (`{type: int, low: 1, high: 3}`), plain constants, or lists (shorthand
 for a categorical). Any parameter or group may carry `when:` to exist only when other
 parameters take given values (on a repeat's count, `when:` switches the whole repeat); a repeated
-group's items exist only while `num_<key> > i`.
+group's items exist only while `num_<key> > i`. `one_of:` gives one parameter a range per
+condition (params.OneOf).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from .params import (
     Fixed,
     Float,
     Int,
+    OneOf,
     _Param,
     check_condition,
     condition_holds,
+    one_of_problems,
     param_adapter,
 )
 from .pretrain import check_pretrain
@@ -100,6 +103,12 @@ class _Parser:
         if isinstance(raw, _Param):
             node = raw
             self._check_when(raw.when, path, siblings, in_repeat)
+            for i, alt in enumerate(raw.one_of if isinstance(raw, OneOf) else []):
+                self._check_when(alt.when, f"{path}.one_of[{i}]", siblings, in_repeat)
+        elif isinstance(raw, dict) and "one_of" in raw and "block" not in raw:
+            node = self.one_of(raw, path, siblings, in_repeat)
+            if node is None:
+                return None
         elif isinstance(raw, dict) and set(raw) >= {"repeat", "each"}:
             node = self.repeat(raw, path, flat, in_repeat)
         elif isinstance(raw, dict) and raw.get("type") in PARAM_TYPES:
@@ -127,6 +136,30 @@ class _Parser:
             node = Fixed(value=raw)
         if not in_repeat and not isinstance(node, (Group, Repeat)):
             self.known.add(flat)
+        return node
+
+    def one_of(self, raw: dict, path: str, siblings: set[str], in_repeat: bool) -> OneOf | None:
+        extra = set(raw) - {"one_of", "when", "type"}
+        if extra:
+            self.error(f"{path}.{sorted(extra)[0]}", "a one_of takes only 'one_of' (a list of parameters) and 'when'")
+            return None
+        alternatives = raw["one_of"]
+        if not isinstance(alternatives, list) or len(alternatives) < 2:
+            self.error(f"{path}.one_of", "must be a list of at least 2 int or float parameters, each with its 'when'")
+            return None
+        parsed, before = [], len(self.problems)
+        for i, alt in enumerate(alternatives):
+            # in_repeat=True: an alternative is not a name of its own that later conditions may read
+            parsed.append(self.node(alt, f"{path}.one_of[{i}]", "", siblings, in_repeat=True))
+        if len(self.problems) > before:
+            return None
+        problems = one_of_problems(parsed)
+        for i, problem in problems:
+            self.error(f"{path}.one_of[{i}]", problem)
+        if problems:
+            return None
+        node = OneOf(one_of=parsed, when=raw.get("when"))
+        self._check_when(node.when, path, siblings, in_repeat)
         return node
 
     def group(self, raw: dict, path: str, flat: str, in_repeat: bool) -> Group:
@@ -225,6 +258,10 @@ def _sample(node, trial, flat: str, scope: dict, out: dict):
         return [v for i in range(count) if (v := _sample(node.each, trial, f"{flat}.{i}", {}, out)) is not _ABSENT]
     if node.when and not _holds(node.when, scope, out):
         return _ABSENT
+    if isinstance(node, OneOf):  # the range that this trial's other choices call for
+        node = node.pick(lambda when: _holds(when, scope, out))
+        if node is None:
+            return _ABSENT
     value = node.suggest(trial, flat)
     out[flat] = value
     return value
@@ -330,7 +367,7 @@ class SearchSpace:
                     problems.append(
                         (f"start[{i}].{name}", f"not a parameter of this space (parameters: {', '.join(params)})")
                     )
-                elif not _allows(params[name], value):
+                elif not _allows(_range_for(params[name], entry), value):
                     problems.append((f"start[{i}].{name}", f"{value!r} is outside the parameter's range"))
         if problems:
             raise SpaceError(problems, source)
@@ -454,8 +491,21 @@ def _values(param) -> list:
     return []
 
 
+def _range_for(param, entry: dict):
+    """A one_of's alternative that a start configuration selects (when it names every parameter the
+    conditions read); otherwise the parameter itself."""
+    if not isinstance(param, OneOf):
+        return param
+    names = {n for alt in param.one_of for n in (alt.when or {})}
+    if not names <= set(entry):
+        return param
+    return param.pick(lambda when: all(condition_holds(e, entry[n]) for n, e in when.items())) or param
+
+
 def _allows(param, value) -> bool:
     """Whether a start configuration's value is one the parameter can take."""
+    if isinstance(param, OneOf):  # some alternative's range (the conditions are checked by the sampling)
+        return any(_allows(alt, value) for alt in param.one_of)
     if isinstance(param, Categorical):
         return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in param.choices)
     if isinstance(param, Bool):
