@@ -139,7 +139,7 @@ class _Parser:
         return node
 
     def one_of(self, raw: dict, path: str, siblings: set[str], in_repeat: bool) -> OneOf | None:
-        extra = set(raw) - {"one_of", "when", "type"}
+        extra = set(raw) - {"one_of", "when"} - ({"type"} if raw.get("type") == "one_of" else set())
         if extra:
             self.error(f"{path}.{sorted(extra)[0]}", "a one_of takes only 'one_of' (a list of parameters) and 'when'")
             return None
