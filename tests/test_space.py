@@ -301,7 +301,11 @@ def test_start_configurations_are_checked_against_the_range_they_select(tmp_path
             "not defined",
         ),
         ("[{type: float, low: 1, high: 2, when: {o: x}}]", "one_of", "at least 2"),
-        ("[{type: float, low: 1, high: 2, when: {o: x}}, {type: float, low: 2, high: 3}]\n    type: float", "type", "only"),
+        (
+            "[{type: float, low: 1, high: 2, when: {o: x}}, {type: float, low: 2, high: 3}]\n    type: float",
+            "type",
+            "only",
+        ),
         ("[{type: categorical, choices: [1], when: {o: x}}, {type: float, low: 2, high: 3}]", "one_of[0]", ""),
     ],
 )
