@@ -122,16 +122,52 @@ def importances(study: optuna.Study) -> dict[str, float]:
     _need(study, 2, "importances")
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=16, max_depth=8, seed=0)
     target = _first_objective(study).get("target")
-    return optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
+    return optuna.importance.get_param_importances(_static_ranges(study), evaluator=evaluator, target=target)
 
 
 def param_importances(study: optuna.Study):
     """How much each parameter explains the objective (every objective when there are several)."""
     _need(study, 2, "importances")
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=16, max_depth=8, seed=0)
+    study = _static_ranges(study)
     if len(study.directions) > 1:
         return _figure(_ovm().plot_param_importances(study, evaluator=evaluator))
     return _figure(_ovm().plot_param_importances(study, evaluator=evaluator, **_first_objective(study)))
+
+
+def _static_ranges(study: optuna.Study) -> optuna.Study:
+    """The study as Optuna's importances need it: a parameter whose range changes between trials (a
+    space's `one_of`, e.g. SGD's learning rates beside Adam's) read over the union of its ranges, in
+    an in-memory copy. Optuna leaves such a parameter out of the importances otherwise."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    seen: dict[str, set] = {}
+    for t in trials:
+        for name, dist in t.distributions.items():
+            seen.setdefault(name, set()).add(dist)
+    union = {}
+    for name, dists in seen.items():
+        if len(dists) > 1 and all(isinstance(d, (FloatDistribution, IntDistribution)) for d in dists):
+            first = next(iter(dists))
+            low, high = min(d.low for d in dists), max(d.high for d in dists)
+            union[name] = type(first)(low, high, log=first.log, step=first.step)
+    if not union:
+        return study
+    widened = []
+    for t in trials:
+        t = optuna.trial.create_trial(
+            state=t.state,
+            values=t.values,
+            params=t.params,
+            distributions={n: union.get(n, d) for n, d in t.distributions.items()},
+            user_attrs=t.user_attrs,
+            intermediate_values=t.intermediate_values,
+        )
+        widened.append(t)
+    copy = optuna.create_study(directions=study.directions)
+    copy.add_trials(widened)
+    return copy
 
 
 def parallel_coordinate(study: optuna.Study, params: list[str] | None = None):

@@ -387,3 +387,20 @@ def test_quickstart_notebook_runs_a_small_search_end_to_end(tmp_path):
     assert (tmp_path / "mlruns" / "optuna.journal").is_file() and (tmp_path / "mlruns" / "mlflow.db").is_file()
     plots = list((tmp_path / "mlruns" / "artifacts").rglob("plots/optimization_history.png"))
     assert len(plots) == 1
+
+
+def test_importances_keep_a_parameter_whose_range_depends_on_another():
+    """image_cnn's learning rate has SGD's range beside Adam's (`one_of`); Optuna leaves a parameter
+    with changing ranges out of its importances, so the plots read it over the union of its ranges."""
+    import optuna
+
+    from automl import plots
+    from automl.space import load_space
+
+    space = load_space("image_cnn")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: 10 * space.sample(t).training["learning_rate"], n_trials=30)
+    assert len({str(t.distributions["learning_rate"]) for t in study.trials}) == 2  # both ranges were sampled
+    ranked = list(plots.importances(study))
+    assert ranked[0] == "learning_rate"
+    assert plots.param_importances(study) is not None
