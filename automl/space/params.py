@@ -143,8 +143,9 @@ class OneOf(_Param):
     its kind or log scale), so start configurations, warm starts and MLflow see `learning_rate`.
     Multivariate TPE models the name over the first range it saw: its joint proposals for another
     alternative are used where they fall inside that alternative's range, else the value is drawn
-    over that range on its own (Optuna's fallback). Samplers that model only what every trial shares
-    (`gp`, `cmaes`, `qmc`) draw it on its own, at random, as they draw conditional parameters.
+    over that range on its own (Optuna's fallback); `qmc` does the same over its first trial's space.
+    `gp` and `cmaes` model only what every trial shares and draw it at random, as they draw
+    conditional parameters.
     """
 
     type: Literal["one_of"] = "one_of"
