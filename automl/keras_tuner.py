@@ -311,7 +311,8 @@ class _TunerTrial:
 
     def suggest_int(self, name, low, high, step=1, log=False):
         value = self.hp.Int(name, low, high, step=None if step == 1 else step, sampling="log" if log else "linear")
-        return round(self._onto(name, value, low, high, log))
+        mapped = self._onto(name, value, low, high, log)
+        return min(low + round((mapped - low) / step) * step, high)  # on the range's own steps
 
     def suggest_float(self, name, low, high, step=None, log=False):
         return self._onto(
