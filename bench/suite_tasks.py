@@ -196,6 +196,21 @@ def _california() -> dict:
     return split(df, y, n_train=4000, n_val=1000, n_test=2000, stratify=False)
 
 
+def _california_full() -> dict:
+    """Every one of the 20,640 districts, 60/20/20: what a user with a larger table gets."""
+    import tarfile
+
+    import pandas as pd
+
+    with tarfile.open(DATA_DIR / "california_housing" / "housing.tgz") as archive:
+        member = archive.extractfile("housing.csv")
+        if member is None:
+            raise ValueError("housing.tgz holds no housing.csv file")
+        df = pd.read_csv(member)
+    y = df.pop("median_house_value").to_numpy().astype("float32")
+    return _sixty_twenty_twenty(df, y, stratify=False)
+
+
 def _quality(name: str) -> Callable[[], dict]:
     return lambda: quality.load_task(name)  # the very splits of bench/quality.py
 
@@ -252,11 +267,23 @@ TASKS: dict[str, Task] = {
 # Held-out checks: scikit-learn's other bundled tables, run by name only (`--tasks diabetes,iris`):
 # no kind's task list and no default includes them, so no portfolio or default is chosen on them.
 # They check what a user with a new small table gets (diabetes: 442 patients, a noisy regression
-# where a ridge regression is the practitioner's first try; iris: 150 flowers, 3 classes).
+# where a ridge regression is the practitioner's first try; iris: 150 flowers, 3 classes), what a
+# user with a larger table gets (california_housing_full: all 20,640 districts), and a sequence of
+# several features per step (digits_rows: each 8x8 digit read as 8 steps of 8 pixels).
 TASKS.update(
     {
         "diabetes": Task("diabetes", "tabular", "regression", (), _sklearn_table("diabetes", True), held_out=True),
         "iris": Task("iris", "tabular", "classification", (), _sklearn_table("iris"), held_out=True),
+        "digits_rows": Task("digits_rows", "sequence", "classification", (), _digits, held_out=True),
+        "california_housing_full": Task(
+            "california_housing_full",
+            "tabular",
+            "regression",
+            ("housing.tgz",),
+            _california_full,
+            "california_housing",
+            held_out=True,
+        ),
     }
 )
 HELD_OUT = tuple(name for name, t in TASKS.items() if t.held_out)
