@@ -129,7 +129,8 @@ class SearchResult:
         return leaderboard(self.study, k)
 
     def best_model_path(self, dst: str | Path | None = None, select=None) -> Path:
-        """Download the best (or `select`ed) trial's `.keras` file from MLflow."""
+        """Download the best (or `select`ed) trial's `.keras` file from MLflow into `dst` (default: a
+        new temporary folder, which the caller owns and removes)."""
         t = self.select(select)
         artifact = t.user_attrs.get(records.MODEL_ARTIFACT)
         if not artifact:
@@ -142,7 +143,8 @@ class SearchResult:
         loaded with Keras `safe_mode`."""
         import keras
 
-        return keras.saving.load_model(self.best_model_path(select=select), safe_mode=True)
+        with tempfile.TemporaryDirectory(prefix="automl-model-") as tmp:  # loaded into memory, then gone
+            return keras.saving.load_model(self.best_model_path(tmp, select=select), safe_mode=True)
 
     def ensemble(self, data=None, size: int = 20):
         """One Keras model: the weighted mean of the top trials' outputs, weights chosen greedily on

@@ -273,9 +273,9 @@ class TrialModels:
             return self._cache[t.number]
         artifact, run_id = t.user_attrs.get(records.MODEL_ARTIFACT), t.user_attrs.get(records.MLFLOW_RUN_ID)
         if artifact and run_id:
-            dst = tempfile.mkdtemp(prefix="automl-model-")
-            path = tracking.download_artifact(self.result.tracking_uri, run_id, artifact, dst)
-            model = keras.saving.load_model(path, safe_mode=True)
+            with tempfile.TemporaryDirectory(prefix="automl-model-") as dst:  # loaded into memory, then gone
+                path = tracking.download_artifact(self.result.tracking_uri, run_id, artifact, dst)
+                model = keras.saving.load_model(path, safe_mode=True)
             self.origin[t.number] = "stored"
         else:
             model = self.retrain(t)
