@@ -398,7 +398,7 @@ def model_inputs(ds: Dataset, x):
         if not isinstance(x, pd.DataFrame):
             taken = ", ".join(c.name for c in ds.columns)
             raise DataError(f"{what}: the model takes table columns ({taken}); pass a DataFrame or a dict of columns")
-        df = read_table(x, what)
+        df = read_table(x, what, predicting=True)
         for c in ds.columns:
             if c.kind == "categorical" and _numeric(df[c.name]):
                 df[c.name] = np.array([MISSING if v != v else _category(v) for v in df[c.name]], dtype=object)

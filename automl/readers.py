@@ -401,8 +401,10 @@ def _unpad(seq: np.ndarray) -> np.ndarray:
     return seq[: keep[-1] + 1] if len(keep) else seq[:1]
 
 
-def read_table(df, what: str):
-    """Check a DataFrame's columns; numeric -> float32 (NaN = missing), others -> str ('' = missing)."""
+def read_table(df, what: str, predicting: bool = False):
+    """Check a DataFrame's columns; numeric -> float32 (NaN = missing), others -> str ('' = missing).
+    `predicting`: new rows for a trained model, where a column may be all missing (one row with a
+    hole): it comes back as NaN, which the model's columns read as missing, whatever their kind."""
     import pandas as pd
 
     if df.shape[1] == 0:
@@ -417,6 +419,9 @@ def read_table(df, what: str):
     for col, name in zip(df.columns, names):
         s = df[col]
         if s.isna().all():
+            if predicting:
+                out[name] = np.full(len(s), np.nan, dtype="float32")
+                continue
             raise DataError(f"{what}: column {name!r} has no values (all missing)")
         if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
             if pd.api.types.is_complex_dtype(s.dtype):

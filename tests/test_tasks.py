@@ -46,6 +46,13 @@ def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(st
     proba = clf.predict_proba(df.head(50))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     assert list(np.asarray(clf.classes_)[proba.argmax(axis=1)]) == list(predicted)
+    # new rows with holes where training had none (x, colour) are predicted, one at a time as in a
+    # batch: a column of one row, or of a whole batch, may be all missing (it was refused)
+    holes = df.head(4).assign(x=np.nan)
+    holes.loc[holes.index[0], "colour"] = None
+    batch = clf.predict_proba(holes)
+    assert np.isfinite(batch).all()
+    np.testing.assert_allclose(np.concatenate([clf.predict_proba(holes.iloc[[i]]) for i in range(4)]), batch, atol=1e-5)
     scores = clf.evaluate(df, y)
     assert scores["accuracy"] > 0.75  # the rule is simple: the model learnt it, not the majority class
     with pytest.raises(automl.DataError, match="x has 240 samples but y has 10"):
