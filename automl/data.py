@@ -407,7 +407,7 @@ def model_inputs(ds: Dataset, x):
         return _as_columns(df, ds.columns)
     if isinstance(x, pd.DataFrame):
         x = x.to_numpy()
-    xs, _, _ = read_input(x, np.zeros(len(x)), ds.kind, what)
+    xs, _, _ = read_input(x, np.zeros(len(x)), ds.kind, what, predicting=True)
     if ds.kind == "text":
         return xs
     steps = ds.input_shape[0]

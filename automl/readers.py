@@ -186,8 +186,10 @@ def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:
     return read_input(x, np.zeros(n, dtype="int64"), kind, what)[0]
 
 
-def read_input(x, y, kind: str | None, what: str, image_size=None):
-    """Any supported input -> (x, y, kind): x an ndarray (float32, or object str for text) or a DataFrame."""
+def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: bool = False):
+    """Any supported input -> (x, y, kind): x an ndarray (float32, or object str for text) or a DataFrame.
+    `predicting`: new samples for a trained model; checks meant for training data (every text empty,
+    a table column all missing) do not apply to them."""
     import pandas as pd
 
     if _is_tf_dataset(x):
@@ -200,7 +202,7 @@ def read_input(x, y, kind: str | None, what: str, image_size=None):
             if y is not None:
                 raise DataError(f"{what}: the labels of {path} are its class folder names; do not pass y")
             x, y, found = load_folder(path, image_size)
-            return read_input(x, y, kind or found, what)
+            return read_input(x, y, kind or found, what, predicting=predicting)
         if path.is_file() and path.suffix != ".npz":
             x, y = load_csv(path, y if isinstance(y, str) else None)
         else:
@@ -215,13 +217,13 @@ def read_input(x, y, kind: str | None, what: str, image_size=None):
                 raise DataError(f"{what}: no column {y!r} (columns: {', '.join(map(str, x.columns))})")
             x, y = x.drop(columns=[y]), _target_column(x[y], f"{what}: target column {y!r}")
         _expect(kind, "tabular", what, "a DataFrame")
-        return read_table(x, what), read_labels(y, what), "tabular"
+        return read_table(x, what, predicting), read_labels(y, what), "tabular"
     if isinstance(x, pd.Series):
         x = x.to_numpy()
     y = read_labels(y, what)
     if _is_text(x):
         _expect(kind, "text", what, "strings")
-        return _texts(x, what), y, "text"
+        return _texts(x, what, predicting), y, "text"
     if kind == "text":
         raise DataError(f"{what}: expected text (a list or 1-D array of strings), got {_describe(x)}")
     if _is_ragged(x):
@@ -285,7 +287,7 @@ def _is_text(x) -> bool:
     return isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], (str, bytes))
 
 
-def _texts(x, what: str) -> np.ndarray:
+def _texts(x, what: str, predicting: bool = False) -> np.ndarray:
     x = np.asarray(x, dtype=object)
     if x.ndim == 2 and x.shape[1] == 1:
         x = x[:, 0]
@@ -301,7 +303,7 @@ def _texts(x, what: str) -> np.ndarray:
         if not isinstance(t, str):
             raise DataError(f"{what}: text sample {i} is {t!r} ({type(t).__name__}), not a string")
         out[i] = t
-    if not any(t.strip() for t in out):
+    if not predicting and not any(t.strip() for t in out):
         raise DataError(f"{what}: every text is empty")
     return out
 

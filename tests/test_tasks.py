@@ -112,6 +112,11 @@ def test_text_classifier_takes_raw_strings_and_exports(stores, tmp_path):
     clf = automl.TextClassifier(**_options(stores, max_trials=1, epochs=10))
     clf.fit(texts, labels, validation_split=0.25)
     assert list(clf.predict(["claim your free prize", "lunch with the team"])) == ["spam", "ham"]
+    # an empty message is a sample to predict like any other (refused as "every text is empty" before),
+    # alone as beside others; training data of empty texts only is still refused
+    assert clf.predict([""])[0] == clf.predict(["claim your free prize", ""])[1]
+    with pytest.raises(automl.DataError, match="every text is empty"):
+        automl.TextClassifier(**_options(stores, max_trials=1)).fit(["", " "] * 10, ["a", "b"] * 10)
     report = clf.export(tmp_path / "out", formats="keras,float32", latency_runs=2, register=False)
     assert set(report.variants) == {"keras", "float32"}
     assert (tmp_path / "out" / "model.keras").exists() and (tmp_path / "out" / "model_float32.tflite").exists()
