@@ -53,6 +53,14 @@ def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(st
     batch = clf.predict_proba(holes)
     assert np.isfinite(batch).all()
     np.testing.assert_allclose(np.concatenate([clf.predict_proba(holes.iloc[[i]]) for i in range(4)]), batch, atol=1e-5)
+    # the model itself takes one raw input per column, by name, as README's Export section says
+    raw = {
+        "x": np.array([0.3, np.nan], "float32"),
+        "noise": np.array([np.nan, 1.0], "float32"),
+        "colour": np.array(["red", ""], dtype=object),
+    }
+    frame = pd.DataFrame({"x": [0.3, np.nan], "noise": [np.nan, 1.0], "colour": ["red", None]})
+    np.testing.assert_allclose(clf.model().predict(raw, verbose=0), clf.predict_proba(frame), atol=1e-6)
     scores = clf.evaluate(df, y)
     assert scores["accuracy"] > 0.75  # the rule is simple: the model learnt it, not the majority class
     with pytest.raises(automl.DataError, match="x has 240 samples but y has 10"):
@@ -122,6 +130,14 @@ def test_text_classifier_takes_raw_strings_and_exports(stores, tmp_path):
     assert (tmp_path / "out" / "model.keras").exists() and (tmp_path / "out" / "model_float32.tflite").exists()
     assert report.variants["keras"]["accuracy"] >= 0.9
     assert report.variants["float32"]["accuracy"] == pytest.approx(report.variants["keras"]["accuracy"])
+    # labels.txt names each output of the exported files: the .keras file read with it predicts as clf does
+    import keras
+
+    labels = (tmp_path / "out" / "labels.txt").read_text().splitlines()
+    assert labels == clf.classes_ == ["ham", "spam"] and report.meta["labels"] == labels
+    exported = keras.saving.load_model(tmp_path / "out" / "model.keras", safe_mode=True)
+    some = np.array(["claim your free prize", "lunch with the team", "free cash now"], dtype=object)
+    assert [labels[i] for i in exported.predict(some, verbose=0).argmax(axis=1)] == list(clf.predict(some))
 
 
 def _default_space_and_better_than_constant(clf, x_test, y_test, space_name, stores):

@@ -26,6 +26,8 @@ from .evaluate import Evaluator, keras_call_latency, note_int8_loss, recommend
 from .report import ExportReport
 from .runners import KerasRunner, SavedModelRunner, n_samples, predict_keras, rows
 
+LABELS_FILE = "labels.txt"  # classifiers: the class of output i on line i + 1
+
 
 def export_model(
     model,
@@ -114,6 +116,7 @@ def export_model(
         meta=dict(meta or {}),
     )
     report.meta.setdefault("param_count", int(model.count_params()))
+    _write_labels(out, data if task == "classification" else None, report)
     reference = predict_keras(model, x_eval, batch_size)
     ev = Evaluator(task, y_eval, reference, x_eval, batch_size, latency_runs)
     say = _printer(verbose)
@@ -181,6 +184,20 @@ def export_model(
     report.recommended = recommend(report.variants, report.metric)
     report.write()
     return report
+
+
+def _write_labels(out: Path, data, report: ExportReport) -> None:
+    """`labels.txt`: the class of each output, one per line, as TFLite apps read it (the files
+    output class indices; without it a phone app cannot tell 'spam' from 'ham'). Removed when the
+    export has no class names, so a rerun into the same folder leaves none stale."""
+    path = out / LABELS_FILE
+    names = getattr(data, "class_names", None)
+    if not names:
+        path.unlink(missing_ok=True)
+        return
+    path.write_text("".join(f"{name}\n" for name in names))
+    report.meta["labels_file"] = LABELS_FILE
+    report.meta["labels"] = [str(name) for name in names]
 
 
 def check_inputs(model, x, what: str):
