@@ -182,7 +182,8 @@ def _wine_quality(regression: bool) -> Callable[[], dict]:
     return load
 
 
-def _california() -> dict:
+def _california_rows():
+    """The 20,640 districts and their median house values."""
     import tarfile
 
     import pandas as pd
@@ -192,23 +193,16 @@ def _california() -> dict:
         if member is None:
             raise ValueError("housing.tgz holds no housing.csv file")
         df = pd.read_csv(member)
-    y = df.pop("median_house_value").to_numpy().astype("float32")
-    return split(df, y, n_train=4000, n_val=1000, n_test=2000, stratify=False)
+    return df, df.pop("median_house_value").to_numpy().astype("float32")
+
+
+def _california() -> dict:
+    return split(*_california_rows(), n_train=4000, n_val=1000, n_test=2000, stratify=False)
 
 
 def _california_full() -> dict:
-    """Every one of the 20,640 districts, 60/20/20: what a user with a larger table gets."""
-    import tarfile
-
-    import pandas as pd
-
-    with tarfile.open(DATA_DIR / "california_housing" / "housing.tgz") as archive:
-        member = archive.extractfile("housing.csv")
-        if member is None:
-            raise ValueError("housing.tgz holds no housing.csv file")
-        df = pd.read_csv(member)
-    y = df.pop("median_house_value").to_numpy().astype("float32")
-    return _sixty_twenty_twenty(df, y, stratify=False)
+    """Every district, 60/20/20: what a user with a larger table gets."""
+    return _sixty_twenty_twenty(*_california_rows(), stratify=False)
 
 
 def _quality(name: str) -> Callable[[], dict]:
