@@ -413,7 +413,10 @@ def model_inputs(ds: Dataset, x):
     steps = ds.input_shape[0]
     if ds.kind == "sequence" and xs.shape[2:] == ds.input_shape[1:] and xs.shape[1] != steps:
         if xs.shape[1] > steps:
-            raise DataError(f"{what}: sequences have {xs.shape[1]} steps; the model takes at most {steps}")
+            raise DataError(
+                f"{what}: sequences have {xs.shape[1]} steps; the model takes at most {steps} (its training "
+                "length; to predict longer ones, pad the training sequences with all-zero steps to that length)"
+            )
         xs = pad_to(xs, steps)
     if xs.shape[1:] != ds.input_shape:
         raise DataError(f"{what}: samples have shape {xs.shape[1:]}; the model takes {ds.input_shape}")
