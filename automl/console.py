@@ -3,7 +3,6 @@ kept off the terminal (they come from absl before its log level applies, in ever
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from rich.console import Console
@@ -109,10 +108,9 @@ import re, sys
 level = int(sys.argv[1])
 line_format = re.compile(rb"([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")  # seconds: since 1970 before init
 banner = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-retracing = re.compile(rb"WARNING:tensorflow:\d+ out of the last \d+ calls to .* triggered tf\.function retracing")
 for line in sys.stdin.buffer:
     found = line_format.match(line)
-    if line.startswith(banner) or (found and b"IWEF".index(found[1]) < level) or retracing.match(line):
+    if line.startswith(banner) or (found and b"IWEF".index(found[1]) < level):
         continue
     sys.stdout.buffer.write(line)
     sys.stdout.buffer.flush()
@@ -120,23 +118,11 @@ for line in sys.stdin.buffer:
 _filters: list = []  # the filter process, kept referenced while this process runs
 
 
-class _NoRetracingAdvice(logging.Filter):
-    """TensorFlow's "N out of the last N calls to <function> triggered tf.function retracing" warning: every
-    trial builds new models, and predicting with each traces its function anew; the advice (define the
-    function outside the loop) is for the code that loops, which here is automl's, not the user's."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
 def hide_tensorflow_startup_log():
     """Route file descriptor 2 of this process and of every process it starts (the trials' forkserver and
-    workers) through `_ABSL_FILTER`; Python's own stderr (progress, errors) keeps the terminal. TensorFlow's
-    retracing advice is dropped too (`_NoRetracingAdvice`), here and in those processes."""
+    workers) through `_ABSL_FILTER`; Python's own stderr (progress, errors) keeps the terminal."""
     import os
     import subprocess
-
-    logging.getLogger("tensorflow").addFilter(_NoRetracingAdvice())
 
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
     if not level.isdigit() or level == "0":

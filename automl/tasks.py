@@ -276,3 +276,21 @@ class TabularRegressor(TabularClassifier):
     """Like `TabularClassifier`, predicting a number (trained on the standardised target)."""
 
     task = "regression"
+
+
+class ImageRegressor(ImageClassifier):
+    """Like `ImageClassifier`, predicting a number (an age, a count, a score)."""
+
+    task = "regression"
+
+
+class TextRegressor(TextClassifier):
+    """Like `TextClassifier`, predicting a number (a rating, a price)."""
+
+    task = "regression"
+
+
+class SequenceRegressor(SequenceClassifier):
+    """Like `SequenceClassifier`, predicting a number per sequence (not the next steps: no forecasting)."""
+
+    task = "regression"

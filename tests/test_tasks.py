@@ -183,3 +183,41 @@ def test_sequence_classifier_searches_sequence_rnn_and_tells_wave_shapes_apart(s
     clf.fit(x, kinds, validation_split=0.2)
     assert len(clf.result.study.trials) == 1 and set(clf.classes_) == {"sine", "square", "noise"}
     _default_space_and_better_than_constant(clf, x_test, kinds_test, "sequence_rnn", stores)  # measured 0.94
+
+
+def _beats_the_mean(reg, x_test, y_test, y_train, space_name) -> None:
+    """The regressor searched its kind's shipped space, predicts one number per sample in the target's
+    units, and errs by less than half of what predicting the training mean does."""
+    from automl.space import load_space
+
+    assert reg.result.study.user_attrs["space_fingerprint"] == load_space(space_name).fingerprint()
+    predicted = reg.predict(x_test)
+    assert predicted.shape == (len(y_test),) and predicted.dtype.kind == "f"
+    mae, constant = np.mean(np.abs(predicted - y_test)), np.mean(np.abs(y_test - np.mean(y_train)))
+    assert mae < 0.5 * constant, (mae, constant)
+    with pytest.raises(TypeError, match="for classifiers"):
+        reg.predict_proba(x_test[:2])
+
+
+def test_image_text_and_sequence_regressors_predict_numbers(stores, rng):
+    """AutoKeras's ImageRegressor and TextRegressor, and the sequence one: the kind's space, a number out."""
+    from automl.data import load_builtin
+
+    images, _, _ = load_builtin("digits")
+    ink = images.reshape(len(images), -1).mean(axis=1) * 10  # how much ink: a number to read off the picture
+    reg = automl.ImageRegressor(**_options(stores, max_trials=1, epochs=10), study_name="ink")
+    reg.fit(images[:800], ink[:800], validation_split=0.2)
+    _beats_the_mean(reg, images[1500:1700], ink[1500:1700], ink[:800], "image_cnn")
+
+    words = np.array(["good", "great", "bad", "the", "plot", "film"])
+    texts = [" ".join(rng.choice(words, size=rng.integers(3, 10))) for _ in range(300)]
+    stars = np.array([t.split().count("good") + 2 * t.split().count("great") for t in texts], dtype="float32")
+    reg = automl.TextRegressor(**_options(stores, max_trials=3, epochs=8), study_name="stars")  # the third: ridge
+    reg.fit(texts[:200], stars[:200], validation_split=0.2)
+    _beats_the_mean(reg, np.array(texts[200:], dtype=object), stars[200:], stars[:200], "text_cnn_rnn")
+
+    level = rng.uniform(-2, 2, 240).astype("float32")
+    series = level[:, None, None] + 0.3 * rng.normal(size=(240, 32, 1)).astype("float32")
+    reg = automl.SequenceRegressor(**_options(stores, max_trials=1, epochs=8), study_name="level")
+    reg.fit(series[:160], level[:160], validation_split=0.2)
+    _beats_the_mean(reg, series[160:], level[160:], level[:160], "sequence_rnn")
