@@ -31,11 +31,13 @@ from .readers import (
     KINDS,
     MISSING,
     check_task_labels,
+    image_files,
     load_builtin,
     load_csv,
     load_folder,
     load_npz,
     pad_to,
+    read_image_files,
     read_input,
     read_labels,
     read_table,
@@ -381,10 +383,15 @@ def _encode_labels(ds: Dataset) -> None:
 
 
 def model_inputs(ds: Dataset, x):
-    """New samples in the form the model built for `ds` takes (same checks as for training)."""
+    """New samples in the form the model built for `ds` takes (same checks as for training). An image
+    model also takes image files: a folder (sub-folders included, in sorted path order), one file or a
+    list of files, each resized to the model's height and width and given its channels."""
     import pandas as pd
 
     what = "x"
+    files = image_files(x) if ds.kind == "image" else None
+    if files is not None:
+        return read_image_files(files, what, ds.input_shape)
     if isinstance(x, dict) and ds.kind == "tabular":
         x = pd.DataFrame(x)
     names = [c.name for c in ds.columns] if ds.columns is not None else ds.extra.get("feature_names")
@@ -421,6 +428,16 @@ def model_inputs(ds: Dataset, x):
     if xs.shape[1:] != ds.input_shape:
         raise DataError(f"{what}: samples have shape {xs.shape[1:]}; the model takes {ds.input_shape}")
     return xs
+
+
+def labelled_folder(ds: Dataset, x) -> tuple[Any, np.ndarray]:
+    """A folder with one sub-folder (or `.txt` file) per class, read as `fit` reads one: its samples in
+    the form the model built for `ds` takes (images resized to its input) and their labels."""
+    if not isinstance(x, (str, Path)) or not Path(x).is_dir():
+        raise DataError("y: labels are required, unless x is a folder with one sub-folder per class")
+    size, channels = (tuple(ds.input_shape[:2]), ds.input_shape[2]) if ds.kind == "image" else (None, None)
+    xs, y, _ = load_folder(x, size, channels)
+    return xs, y
 
 
 def _category(v) -> str:

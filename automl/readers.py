@@ -78,8 +78,11 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_folder(path: str | Path, image_size: tuple[int, int] | None = None) -> tuple[Any, np.ndarray, str]:
-    """A folder per class of images or of `.txt` files, or a `.txt` file per class: returns x, y, kind."""
+def load_folder(
+    path: str | Path, image_size: tuple[int, int] | None = None, channels: int | None = None
+) -> tuple[Any, np.ndarray, str]:
+    """A folder per class of images or of `.txt` files, or a `.txt` file per class: returns x, y, kind.
+    Images: resized to `image_size` and given `channels` when those are set."""
     path = Path(path)
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subdirs:
@@ -96,7 +99,7 @@ def load_folder(path: str | Path, image_size: tuple[int, int] | None = None) -> 
             raise DataError(f"{path / name}: class folder is empty")
     suffixes = {f.suffix.lower() for files in per_class.values() for f in files}
     if suffixes <= set(IMAGE_SUFFIXES):
-        return _image_folder(path, per_class, image_size)
+        return _image_folder(path, per_class, image_size, channels)
     if suffixes == {".txt"}:
         texts, labels = [], []
         for name, files in per_class.items():
@@ -128,16 +131,15 @@ def _text_files_per_class(path: Path, files: list[Path]):
     return np.array(texts, dtype=object), np.array(labels), "text"
 
 
-def _image_folder(path: Path, per_class: dict[str, list[Path]], image_size):
+def _image_folder(path: Path, per_class: dict[str, list[Path]], image_size, channels: int | None = None):
+    """Images of the class folders, one size (`image_size`, or all alike) and one number of channels
+    (`channels`, or 3 when any image has colour, else 1), float32 in 0-255; their labels."""
     import tensorflow as tf
 
     images, labels, first = [], [], None
     for name, files in per_class.items():
         for f in files:
-            try:
-                img = tf.io.decode_image(f.read_bytes(), expand_animations=False).numpy()
-            except Exception as exc:
-                raise DataError(f"{f}: cannot decode as an image ({type(exc).__name__})") from None
+            img = _decode_image(f)
             if image_size is not None:
                 img = tf.image.resize(img, image_size).numpy()
             elif first is None:
@@ -149,9 +151,63 @@ def _image_folder(path: Path, per_class: dict[str, list[Path]], image_size):
                 )
             images.append(img)
             labels.append(name)
-    channels = 3 if any(i.shape[-1] >= 3 for i in images) else 1
-    images = [np.repeat(i, 3, axis=-1) if i.shape[-1] == 1 and channels == 3 else i[..., :channels] for i in images]
-    return np.stack(images).astype("float32"), np.array(labels), "image"
+    channels = channels or (3 if any(i.shape[-1] >= 3 for i in images) else 1)
+    return np.stack([_with_channels(i, channels) for i in images]).astype("float32"), np.array(labels), "image"
+
+
+def _decode_image(f: Path) -> np.ndarray:
+    import tensorflow as tf
+
+    try:
+        return tf.io.decode_image(f.read_bytes(), expand_animations=False).numpy()
+    except Exception as exc:
+        raise DataError(f"{f}: cannot decode as an image ({type(exc).__name__})") from None
+
+
+def _with_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """Grey (with or without alpha) or colour (with or without alpha) -> `channels` 1 or 3, alpha dropped."""
+    colour = img.shape[-1] >= 3
+    if channels == 3:
+        return img[..., :3] if colour else np.repeat(img[..., :1], 3, axis=-1)
+    if colour:  # ITU-R 601 luma, as tf.image.rgb_to_grayscale
+        return (img[..., :3].astype("float32") @ np.array([0.2989, 0.587, 0.114], dtype="float32"))[..., None]
+    return img[..., :1]
+
+
+def image_files(x) -> list[Path] | None:
+    """The image files `x` names: a folder (sub-folders included, sorted by path), one file, or a list of
+    files; None when `x` is not a path or a list of paths."""
+    if isinstance(x, (str, Path)):
+        path = Path(x)
+        if path.is_dir():
+            return sorted(
+                f
+                for f in path.rglob("*")
+                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
+            )
+        return [path]
+    if isinstance(x, (list, tuple)) and len(x) and all(isinstance(v, (str, Path)) for v in x):
+        return [Path(v) for v in x]
+    return None
+
+
+def read_image_files(files: list[Path], what: str, shape: tuple) -> np.ndarray:
+    """New images for a model that takes `shape` (height, width, channels): each file decoded, resized
+    to that height and width as an `image_size` folder is, and given its channels."""
+    import tensorflow as tf
+
+    if not files:
+        raise DataError(f"{what}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    images = []
+    for f in files:
+        if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
+            problem = "not an image file" if f.is_file() else "no such file"
+            raise DataError(f"{what}: {f}: {problem} ({', '.join(IMAGE_SUFFIXES)})")
+        img = _decode_image(f)
+        if img.shape[:2] != tuple(shape[:2]):
+            img = tf.image.resize(img, shape[:2]).numpy()
+        images.append(_with_channels(img, shape[2]))
+    return np.stack(images).astype("float32")
 
 
 def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, Dataset, attach_unlabeled, encode_targets, make_dataset, model_inputs
+from .data import DataError, Dataset, attach_unlabeled, encode_targets, labelled_folder, make_dataset, model_inputs
 from .results import SearchResult
 from .search import DEFAULT_SPACES, Search
 
@@ -179,7 +179,8 @@ class _Task:
         return model
 
     def predict(self, x) -> np.ndarray:
-        """Class labels (the values `y` held) or regression targets, one per sample."""
+        """Class labels (the values `y` held) or regression targets, one per sample. `x` as `fit` took
+        it; an image model also takes image files (a folder, in sorted path order; a file; a list)."""
         out = self.model().predict(self._inputs(x), verbose=0)
         if self.task == "regression":
             return out[:, 0]
@@ -197,13 +198,16 @@ class _Task:
         _, data = self._fitted()
         return data.class_names
 
-    def evaluate(self, x, y) -> dict[str, float]:
+    def evaluate(self, x, y=None) -> dict[str, float]:
         """Loss and metrics (accuracy, or mae for regression) of `model()` on (x, y); the loss as the
-        search's trials measure it (for regression: squared error over the training target's variance)."""
+        search's trials measure it (for regression: squared error over the training target's variance).
+        Without `y`, `x` is a folder with one sub-folder (or `.txt` file) per class, as `fit` takes."""
         from .training import loss_and_metrics
 
         model = self.model()
         _, data = self._fitted()
+        if y is None:
+            x, y = labelled_folder(data, x)
         targets = encode_targets(data, y)
         inputs = self._inputs(x)
         if len(targets) != _length(inputs):

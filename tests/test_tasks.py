@@ -221,3 +221,43 @@ def test_image_text_and_sequence_regressors_predict_numbers(stores, rng):
     reg = automl.SequenceRegressor(**_options(stores, max_trials=1, epochs=8), study_name="level")
     reg.fit(series[:160], level[:160], validation_split=0.2)
     _beats_the_mean(reg, series[160:], level[160:], level[:160], "sequence_rnn")
+
+
+def _picture(path, rng, bright: bool, h: int, w: int, channels: int = 3):
+    import tensorflow as tf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = rng.integers(150, 256, (h, w, channels)) if bright else rng.integers(0, 90, (h, w, channels))
+    if channels == 4:
+        pixels[..., 3] = 255  # opaque
+    path.write_bytes(tf.io.encode_png(pixels.astype(np.uint8)).numpy())
+
+
+def test_an_image_model_trained_on_a_folder_reads_new_image_files(stores, rng, tmp_path):
+    """Trained on a folder of files, a model predicts files as a user has them: a folder, a list, one
+    file, of other sizes, grey or with alpha (each resized and given the model's channels); `evaluate`
+    takes a labelled folder as `fit` does."""
+    for i in range(80):
+        _picture(tmp_path / "train" / "day" / f"{i}.png", rng, True, *rng.integers(12, 20, 2))
+        _picture(tmp_path / "train" / "night" / f"{i}.png", rng, False, *rng.integers(12, 20, 2))
+    clf = automl.ImageClassifier(**_options(stores, max_trials=1, epochs=30), study_name="day-night")
+    clf.fit(tmp_path / "train", image_size=(16, 16))
+    assert clf.data.input_shape == (16, 16, 3)
+    new = tmp_path / "new"
+    _picture(new / "a.png", rng, True, 40, 25)
+    _picture(new / "b.png", rng, False, 9, 11, channels=1)  # grey
+    _picture(new / "c" / "c.png", rng, True, 16, 16, channels=4)  # with alpha, in a sub-folder
+    _picture(new / "d.png", rng, False, 30, 30, channels=4)
+    (new / "notes.txt").write_text("not an image")  # skipped in a folder
+    expected = ["day", "night", "day", "night"]
+    assert list(clf.predict(new)) == expected  # sorted by path: a.png, b.png, c/c.png, d.png
+    assert list(clf.predict([new / "d.png", str(new / "a.png")])) == ["night", "day"]
+    assert list(clf.predict(new / "b.png")) == ["night"]
+    with pytest.raises(automl.DataError, match="notes.txt: not an image file"):
+        clf.predict([new / "notes.txt"])
+    for i in range(5):
+        _picture(tmp_path / "test" / "day" / f"{i}.png", rng, True, 20, 14, channels=1)
+        _picture(tmp_path / "test" / "night" / f"{i}.png", rng, False, 14, 20)
+    assert clf.evaluate(tmp_path / "test")["accuracy"] == 1.0
+    with pytest.raises(automl.DataError, match="labels are required"):
+        clf.evaluate(new / "a.png")
