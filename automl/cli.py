@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from .cli_check import check
+from .cli_check import check, parse_image_size
+from .cli_predict import predict
 from .console import USAGE_ERROR, err, fail, hide_tensorflow_startup_log, out, print_export, print_leaderboard
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 
 app.command()(check)  # automl check: cli_check.py
+app.command()(predict)  # automl predict: cli_predict.py
 
 
 @app.command()
@@ -84,6 +86,9 @@ def search(
     ),
     validation_split: float = typer.Option(
         0.2, "--validation-split", help="Share of the data held out for validation."
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="HEIGHTxWIDTH: resize a folder's images to it (needed when their sizes differ)."
     ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress bar or trial lines: print only the leaderboard (scripts)."
@@ -155,7 +160,7 @@ def search(
         os.environ["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device
     from .data import DataError, load_data
     from .errors import NoCompleteTrial
-    from .space import SpaceError, load_space
+    from .space import SpaceError, load_configurations, load_space
     from .stores import StoreError
 
     if isolate and in_process:
@@ -166,7 +171,8 @@ def search(
         fail("--device and --ray contradict each other: Ray assigns GPUs (--gpus-per-trial)")
     try:
         space_obj = load_space(space)  # before TensorFlow loads: a bad file fails in a blink
-        dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0)
+        size = parse_image_size(image_size)
+        dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0, image_size=size)
         from .search import Search
 
         result = Search(
@@ -181,7 +187,7 @@ def search(
             objectives=list(objective) if objective else None,
             constraints=constraint,
             max_epochs_total=max_epochs_total,
-            enqueue=_read_enqueue(enqueue),
+            enqueue=load_configurations(enqueue) if enqueue else None,
             start=start,
             warm_start=warm_start,
             warm_start_top_k=top_k,
@@ -281,6 +287,7 @@ def export(
     validation_split: float | None = typer.Option(
         None, "--validation-split", help="As in the search (default: the recorded split)."
     ),
+    image_size: str | None = typer.Option(None, "--image-size", help="HEIGHTxWIDTH: as in the search."),
     seed: int | None = typer.Option(None, "--seed", help="As in the search (default: the recorded seed)."),
     space: str | None = typer.Option(
         None, "--space", help="The search's space, to rebuild trials without a stored model."
@@ -341,6 +348,7 @@ def export(
                 target,
                 validation_split=validation_split or recorded.validation_split,
                 seed=(recorded.seed or 0) if seed is None else seed,
+                image_size=parse_image_size(image_size),
             )
         report = result.export(
             out_dir,
@@ -547,23 +555,6 @@ def _no_study(study: str, storage: str | None):
     fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
 
 
-def _read_enqueue(path: Path | None) -> list[dict] | None:
-    """Configurations to try first, from YAML or JSON: a list of {flat_name: value} mappings."""
-    if path is None:
-        return None
-    import yaml
-
-    from .space import SpaceError
-
-    try:
-        items = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SpaceError([("", f"cannot read configurations to enqueue: {exc}")], str(path)) from None
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise SpaceError([("", "must hold a list of mappings of parameter names to values")], str(path))
-    return items
-
-
 def _where(study: str, tracking_uri: str, storage: str | None):
     from .stores import default_storage_url, default_tracking_uri
 
@@ -588,9 +579,6 @@ def _where(study: str, tracking_uri: str, storage: str | None):
         )
 
 
-# TensorFlow 2.21 logs INFO lines through absl while its libraries load ("oneDNN custom operations are
-# on ...", twice per process), before its log honours TF_CPP_MIN_LOG_LEVEL; no setting turns them off
-# except TF_ENABLE_ONEDNN_OPTS=0, which changes the numerics. This filter drops absl lines below that level.
 def main():
     app()
 

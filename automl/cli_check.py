@@ -13,6 +13,7 @@ def check(
     data: str = typer.Option(..., "--data", help="A built-in set, a CSV file (+ --target), an .npz file or a folder."),
     target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
     validation_split: float = typer.Option(0.2, "--validation-split", help="As the search will split."),
+    image_size: str | None = typer.Option(None, "--image-size", help="HEIGHTxWIDTH: resize a folder's images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Also write data_report.json and data_report.md into this folder."
@@ -26,7 +27,9 @@ def check(
     from .data import DataError, load_data
 
     try:
-        dataset = load_data(data, target, validation_split=validation_split, seed=seed)
+        dataset = load_data(
+            data, target, validation_split=validation_split, seed=seed, image_size=parse_image_size(image_size)
+        )
     except DataError as exc:
         fail(str(exc))
     report = check_dataset(dataset)
@@ -35,3 +38,16 @@ def check(
     if out_dir is not None:
         paths = report.write(out_dir)
         out.print(f"written: {', '.join(str(p) for p in paths)}", soft_wrap=True)
+
+
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+    """`--image-size 64x48` -> (64, 48): height and width a folder's images are resized to."""
+    if text is None:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        fail(f"--image-size {text!r}: expected HEIGHTxWIDTH, e.g. 64x64")
+    if height < 1 or width < 1:
+        fail(f"--image-size {text!r}: height and width must be at least 1")
+    return height, width

@@ -4,6 +4,7 @@ kept off the terminal (they come from absl before its log level applies, in ever
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -12,7 +13,7 @@ out = Console(highlight=False, emoji=False)
 USAGE_ERROR = 2  # the exit code of bad input
 
 
-def fail(message: str, code: int = USAGE_ERROR):
+def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     """One `error:` line on stderr, then exit (bad input: 2, before anything is written)."""
     from rich.markup import escape  # a message may hold brackets: automl[ray], a shape [None, 8]
 
@@ -103,6 +104,9 @@ def _fmt(v) -> str:
     return str(v)
 
 
+# TensorFlow 2.21 logs INFO lines through absl while its libraries load ("oneDNN custom operations are
+# on ...", twice per process), before its log honours TF_CPP_MIN_LOG_LEVEL; no setting turns them off
+# except TF_ENABLE_ONEDNN_OPTS=0, which changes the numerics. This filter drops absl lines below that level.
 _ABSL_FILTER = r"""
 import re, sys
 level = int(sys.argv[1])

@@ -121,6 +121,32 @@ class Dataset:
     def num_val(self) -> int:
         return len(self.y_val)
 
+    def schema(self) -> dict[str, Any]:
+        """What reading new samples for its models needs, in JSON types; recorded on a study so that
+        `automl predict` needs the study alone (`from_schema`)."""
+        names = self.extra.get("feature_names")
+        return {
+            "kind": self.kind,
+            "task": self.task,
+            "class_names": None if self.class_names is None else [_plain(c) for c in self.class_names],
+            "input_shape": [int(d) for d in self.input_shape],
+            "columns": None if self.columns is None else [[c.name, c.kind] for c in self.columns],
+            "feature_names": None if not names else [str(n) for n in names],
+            "masked": bool(self.masked),
+        }
+
+    @classmethod
+    def from_schema(cls, schema: dict[str, Any], name: str = "new samples") -> Dataset:
+        """A Dataset without samples that `model_inputs` reads new samples for (`schema()`'s inverse)."""
+        empty = np.zeros((0, *schema["input_shape"]), dtype="float32")
+        ds = cls(empty, np.zeros(0), empty, np.zeros(0), schema["task"], schema["kind"], name, schema["class_names"])
+        if schema["columns"] is not None:
+            ds.columns = [Column(n, kind) for n, kind in schema["columns"]]
+        if schema["feature_names"]:
+            ds.extra["feature_names"] = schema["feature_names"]
+        ds.masked = schema["masked"]
+        return ds
+
     def describe(self) -> dict[str, Any]:
         d = {
             "data": self.name,
@@ -438,6 +464,11 @@ def labelled_folder(ds: Dataset, x) -> tuple[Any, np.ndarray]:
     size, channels = (tuple(ds.input_shape[:2]), ds.input_shape[2]) if ds.kind == "image" else (None, None)
     xs, y, _ = load_folder(x, size, channels)
     return xs, y
+
+
+def _plain(v):
+    """A label as JSON holds it: numpy scalars as Python numbers or booleans."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _category(v) -> str:

@@ -45,11 +45,19 @@ def load_csv(path: str | Path, target: str | None):
 
     Text columns are categorical, empty cells are missing values; `make_dataset` checks the rest.
     """
-    import pandas as pd
-
     path = Path(path)
     if not target:
         raise DataError(f"{path}: --target COLUMN is required for a CSV file")
+    df = read_csv_frame(path)
+    if target not in df.columns:
+        raise DataError(f"{path}: no column {target!r} (columns: {', '.join(map(str, df.columns))})")
+    return df.drop(columns=[target]), _target_column(df[target], f"{path}: target column {target!r}")
+
+
+def read_csv_frame(path: Path):
+    """A CSV file with a header and at least one row, as a DataFrame (separator sniffed)."""
+    import pandas as pd
+
     try:
         with path.open("rb") as f:  # the first bytes only: pandas reads the file once
             if not f.read(EMPTY_PROBE_BYTES).strip() and path.stat().st_size <= EMPTY_PROBE_BYTES:
@@ -57,11 +65,9 @@ def load_csv(path: str | Path, target: str | None):
         df = pd.read_csv(path, sep=None, engine="python")
     except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as CSV: {exc}") from None
-    if target not in df.columns:
-        raise DataError(f"{path}: no column {target!r} (columns: {', '.join(map(str, df.columns))})")
     if df.empty:
         raise DataError(f"{path}: the file has a header but no rows")
-    return df.drop(columns=[target]), _target_column(df[target], f"{path}: target column {target!r}")
+    return df
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -146,8 +152,8 @@ def _image_folder(path: Path, per_class: dict[str, list[Path]], image_size, chan
                 first = (f, img.shape[:2])
             elif img.shape[:2] != first[1]:
                 raise DataError(
-                    f"{f}: image is {img.shape[1]}x{img.shape[0]} but {first[0]} is "
-                    f"{first[1][1]}x{first[1][0]}; pass image_size=(height, width) to resize all"
+                    f"{f}: image is {img.shape[1]}x{img.shape[0]} but {first[0]} is {first[1][1]}x{first[1][0]}; "
+                    "pass image_size=(height, width) (CLI: --image-size HxW) to resize all"
                 )
             images.append(img)
             labels.append(name)

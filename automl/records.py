@@ -63,6 +63,7 @@ PARENT_RUN = "mlflow_parent_run_id"
 TRACKING_URI = "tracking_uri"
 SPACE_FINGERPRINT = "space_fingerprint"
 DATA_FINGERPRINT = "data_fingerprint"
+DATA_SCHEMA = "data_schema"  # Dataset.schema(): what reading new samples needs (`automl predict`)
 OBJECTIVE = "objective"  # the primary objective's name
 OBJECTIVE_NAMES = "objectives"  # every objective's name, in order
 STUDY_CONSTRAINTS = "constraints"  # {name: upper bound}

@@ -143,6 +143,8 @@ class SearchResult:
         loaded with Keras `safe_mode`."""
         import keras
 
+        from . import blocks  # noqa: F401 - registers the custom layers the file names (a fresh process has none)
+
         with tempfile.TemporaryDirectory(prefix="automl-model-") as tmp:  # loaded into memory, then gone
             return keras.saving.load_model(self.best_model_path(tmp, select=select), safe_mode=True)
 

@@ -459,7 +459,7 @@ class Search:
                     f"study {study.study_name!r} was run with a different {what} "
                     f"({attrs[key]} != {value}); use another --study name to start a new study"
                 )
-        for key, value in expected.items():
+        for key, value in {**expected, records.DATA_SCHEMA: data.schema()}.items():  # the schema is not compared
             if key not in attrs:
                 study.set_user_attr(key, value)
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 AUTOML = [sys.executable, "-m", "automl.cli"]
@@ -80,6 +81,108 @@ def test_search_then_trials_on_the_embedded_store(searched):
     )
     assert again.returncode == 0 and again.stdout.count("COMPLETE") == 2
     assert ABSL_LINE.search(again.stderr), "--verbose shows what the default hides"
+
+
+def test_predict_reads_new_rows_with_the_study_alone(searched):
+    """`automl predict` needs only the study: a new process reads the recorded schema, loads the best
+    trial's model (its custom layers registered) and writes one row per sample, labels as trained."""
+    import pandas as pd
+    from sklearn.datasets import load_wine
+
+    tmp_path, _, result = searched
+    assert result.returncode == 0, result.stderr
+    x, _ = load_wine(return_X_y=True)
+    rows = x[[0, 60, 150, 177]]
+    pd.DataFrame(rows, columns=[f"f{i}" for i in range(13)]).to_csv(tmp_path / "new.csv", index=False)
+    done = run(["predict", "--study", "cli", "--data", "new.csv", "--out", "predicted.csv"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "predicting 4 samples with trial" in done.stderr
+    predicted = pd.read_csv(tmp_path / "predicted.csv")
+    assert list(predicted.columns) == ["prediction", "p_0", "p_1", "p_2"]
+    # the same model in this process, through the Python API
+    import automl
+
+    stored = automl.load_result(
+        "cli",
+        storage=str(tmp_path / "mlruns" / "optuna.journal"),
+        tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+    )
+    expected = stored.best_model().predict(rows.astype("float32"), verbose=0)
+    assert np.allclose(predicted[["p_0", "p_1", "p_2"]].to_numpy(), expected, atol=1e-5)
+    assert list(predicted.prediction) == list(expected.argmax(axis=1))
+    missing = run(["predict", "--study", "cli", "--data", "nothing.csv"], tmp_path)
+    assert missing.returncode == 2 and "error: nothing.csv: no such file or folder" in missing.stderr
+
+
+def test_predict_a_text_model_with_its_ensemble(tmp_path):
+    """A task class's study: `automl predict` uses the ensemble recorded on it, as `clf.predict` does."""
+    import automl
+
+    spam = [f"win a free prize now {i} claim cash" for i in range(30)]
+    ham = [f"see you at lunch on day {i} with the team" for i in range(30)]
+    home = tmp_path / "mlruns"
+    clf = automl.TextClassifier(
+        max_trials=3,
+        epochs=5,
+        seed=0,
+        verbose=False,
+        study_name="texts",
+        storage=str(home / "optuna.journal"),
+        tracking_uri=f"sqlite:///{home}/mlflow.db",
+    )
+    clf.fit(spam + ham, ["spam"] * 30 + ["ham"] * 30, validation_split=0.25)
+    clf.model()  # chooses and records the ensemble, as predict does
+    new = ["claim your free prize", "lunch with the team tomorrow", "free cash"]
+    (tmp_path / "new.txt").write_text("\n".join(new) + "\n\n")
+    done = run(["predict", "--study", "texts", "--data", "new.txt"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    chosen = clf.model_info["members"]
+    members = ", ".join(f"{n} x{w:.2f}" for n, w in zip(chosen, clf.model_info["weights"]))
+    assert (f"the ensemble of trials {members}" if len(chosen) > 1 else f"trial {chosen[0]} (the ensemble's") in (
+        done.stderr
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "prediction,p_ham,p_spam" and len(lines) == 4
+    assert [line.split(",")[0] for line in lines[1:]] == list(clf.predict(new))
+    probabilities = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    assert np.allclose(probabilities, clf.predict_proba(new), atol=1e-5)
+
+
+def _pictures(folder: Path, rng, bright: bool, n: int, prefix: str = ""):
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        h, w = rng.integers(10, 20, 2)
+        pixels = rng.integers(170, 256, (h, w, 3)) if bright else rng.integers(0, 80, (h, w, 3))
+        (folder / f"{prefix}{i}.png").write_bytes(tf.io.encode_png(pixels.astype(np.uint8)).numpy())
+
+
+def test_a_folder_of_images_of_many_sizes_searched_and_predicted_from_the_command_line(tmp_path):
+    """`--image-size` resizes a folder whose images differ in size (the error says so), and `automl
+    predict` reads new image files of any size, one row per file, sorted by path."""
+    rng = np.random.default_rng(0)
+    _pictures(tmp_path / "train" / "day", rng, True, 40)
+    _pictures(tmp_path / "train" / "night", rng, False, 40)
+    _pictures(tmp_path / "new", rng, True, 2, "day")
+    _pictures(tmp_path / "new", rng, False, 2, "night")
+    search = ["search", "image_cnn", "--data", "train", "--trials", "1", "--epochs", "20", "--seed", "0"]
+    refused = run(search, tmp_path)
+    assert refused.returncode == 2 and "--image-size HxW" in refused.stderr
+    bad = run([*search, "--image-size", "16"], tmp_path)
+    assert bad.returncode == 2 and "error: --image-size '16': expected HEIGHTxWIDTH" in bad.stderr
+    done = run([*search, "--image-size", "16x16", "--quiet"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    predicted = run(["predict", "--study", "image_cnn-train", "--data", "new"], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    rows = [line.split(",") for line in predicted.stdout.splitlines()]
+    assert rows[0] == ["file", "prediction", "p_day", "p_night"]
+    assert [(Path(r[0]).name, r[1]) for r in rows[1:]] == [
+        ("day0.png", "day"),
+        ("day1.png", "day"),
+        ("night0.png", "night"),
+        ("night1.png", "night"),
+    ]
 
 
 def test_tensorflow_retracing_advice_is_kept_off_the_terminal():

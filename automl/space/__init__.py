@@ -1,7 +1,7 @@
 """Search-space language: typed, conditional parameters loaded from YAML or built in Python."""
 
 from .compression import COMPRESSION_DEFAULTS, compression_settings
-from .loader import load_space, resolve_space_path, shipped_spaces
+from .loader import load_configurations, load_space, resolve_space_path, shipped_spaces
 from .params import Bool, Categorical, Fixed, Float, Int, OneOf
 from .space import Configuration, Group, Repeat, SearchSpace, SpaceError
 
@@ -19,6 +19,7 @@ __all__ = [
     "SearchSpace",
     "SpaceError",
     "compression_settings",
+    "load_configurations",
     "load_space",
     "resolve_space_path",
     "shipped_spaces",

@@ -48,3 +48,14 @@ def load_space(spec: str | Path | SearchSpace) -> SearchSpace:
     if space.name == "custom":
         space.name = path.stem
     return space
+
+
+def load_configurations(path: str | Path) -> list[dict]:
+    """Configurations to try first (`--enqueue`), from YAML or JSON: a list of {flat_name: value} mappings."""
+    try:
+        items = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpaceError([("", f"cannot read configurations to enqueue: {exc}")], str(path)) from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise SpaceError([("", "must hold a list of mappings of parameter names to values")], str(path))
+    return items

@@ -1,0 +1,108 @@
+"""`automl predict`: new samples through a finished search's model, from its study alone.
+
+The search records what reading new samples needs (`Dataset.schema()`: kind, task, class names,
+table columns) on its study, so predicting needs neither the training data nor Python: the model
+`predict` of the task classes uses (the recorded ensemble, else the best trial) reads the file and a
+CSV comes out, one row per sample, in the input's order."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from .console import err, fail, hide_tensorflow_startup_log
+
+
+def predict(
+    study: str = typer.Option(..., "--study", help="The search whose model predicts."),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="New samples: a CSV file (tables; text with --column), a .txt file (one text per line), "
+        "an .npz file (array x), or image files (a folder, sorted by path, or one file).",
+    ),
+    column: str | None = typer.Option(None, "--column", help="A text model's column of a CSV file."),
+    out_file: Path | None = typer.Option(None, "--out", help="Write the CSV here (default: standard output)."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage of the study."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI of the study."),
+):
+    """Predict new samples with a search's model: a `prediction` column (labels as the training data held
+    them, or numbers) and, for classifiers, a probability column per class (`p_LABEL`)."""
+    import pandas as pd
+
+    from . import records
+    from .data import DataError, Dataset, model_inputs
+    from .results import load_result
+
+    hide_tensorflow_startup_log()
+    try:
+        result = load_result(study, storage, tracking_uri)
+    except KeyError:
+        fail(f"no study {study!r} in {storage or 'the local store (mlruns/)'}")
+    schema = result.study.user_attrs.get(records.DATA_SCHEMA)
+    if schema is None:
+        fail(f"study {study!r} did not record how to read new samples (run before automl predict existed)")
+    ds = Dataset.from_schema(schema)
+    try:
+        x, files = _read(data, ds.kind, column)
+        inputs = model_inputs(ds, x)
+    except DataError as exc:
+        fail(str(exc))
+    model, which = _model(result)
+    err.print(f"predicting {len(files) if files else _count(inputs)} samples with {which}", soft_wrap=True)
+    outputs = model.predict(inputs, verbose=0)
+    table = pd.DataFrame({"file": [str(f) for f in files]}) if files else pd.DataFrame(index=range(len(outputs)))
+    if ds.task == "regression":
+        table["prediction"] = outputs[:, 0]
+    else:
+        names = ds.class_names or []
+        table["prediction"] = np.asarray(names, dtype=object)[outputs.argmax(axis=1)]
+        for i, name in enumerate(names):
+            table[f"p_{name}"] = outputs[:, i]
+    table.to_csv(out_file if out_file is not None else sys.stdout, index=False)
+    if out_file is not None:
+        err.print(f"written: {out_file}", soft_wrap=True)
+
+
+def _read(path: Path, kind: str, column: str | None):
+    """(samples as `model_inputs` takes them, the image files they came from or None)."""
+    from .data import DataError
+    from .readers import IMAGE_SUFFIXES, image_files, load_npz, read_csv_frame
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if kind == "image" and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES):
+        return path, image_files(path)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path)["x"], None
+    if path.suffix.lower() == ".txt" and kind == "text":
+        return np.array([line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], object), None
+    if path.suffix.lower() == ".csv":
+        df = read_csv_frame(path)
+        if kind != "text":
+            return df, None
+        if column is None or column not in df.columns:
+            raise DataError(f"{path}: name the text column with --column (columns: {', '.join(map(str, df.columns))})")
+        return df[column].fillna("").astype(str).to_numpy(dtype=object), None
+    raise DataError(f"{path}: expected a .csv, .txt or .npz file, or image files, for a {kind} model")
+
+
+def _model(result):
+    """The model the task classes' `predict` uses: the ensemble recorded on the study, else the best trial."""
+    from . import ensemble
+
+    found = ensemble.load(result)
+    if found is not None:
+        model, choice = found
+        if len(choice.members) == 1:
+            return model, f"trial {choice.members[0]} (the ensemble's choice: no mix beat it)"
+        weights = ", ".join(f"{n} x{w:.2f}" for n, w in zip(choice.members, choice.weights))
+        return model, f"the ensemble of trials {weights}"
+    return result.best_model(), f"trial {result.best_trial.number}, the best"
+
+
+def _count(inputs) -> int:
+    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
