@@ -70,14 +70,14 @@ def predict(
 def _read(path: Path, kind: str, column: str | None):
     """(samples as `model_inputs` takes them, the image files they came from or None)."""
     from .data import DataError
-    from .readers import IMAGE_SUFFIXES, image_files, load_npz, read_csv_frame
+    from .readers import IMAGE_SUFFIXES, image_files, read_csv_frame, read_unlabeled
 
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if kind == "image" and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES):
         return path, image_files(path)
-    if path.suffix.lower() == ".npz":
-        return load_npz(path)["x"], None
+    if path.suffix.lower() == ".npz":  # an array x; no y
+        return read_unlabeled(path, kind, "x"), None
     if path.suffix.lower() == ".txt" and kind == "text":
         return np.array([line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], object), None
     if path.suffix.lower() == ".csv":

@@ -110,6 +110,10 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
     expected = stored.best_model().predict(rows.astype("float32"), verbose=0)
     assert np.allclose(predicted[["p_0", "p_1", "p_2"]].to_numpy(), expected, atol=1e-5)
     assert list(predicted.prediction) == list(expected.argmax(axis=1))
+    np.savez(tmp_path / "new.npz", x=rows)  # an array x alone, no y
+    from_npz = run(["predict", "--study", "cli", "--data", "new.npz"], tmp_path)
+    assert from_npz.returncode == 0, from_npz.stderr
+    assert [line.split(",")[0] for line in from_npz.stdout.splitlines()[1:]] == [str(p) for p in predicted.prediction]
     missing = run(["predict", "--study", "cli", "--data", "nothing.csv"], tmp_path)
     assert missing.returncode == 2 and "error: nothing.csv: no such file or folder" in missing.stderr
 
