@@ -51,7 +51,10 @@ def predict(
         inputs = model_inputs(ds, x)
     except DataError as exc:
         fail(str(exc))
-    model, which = _model(result)
+    try:
+        model, which = _model(result)
+    except (ValueError, FileNotFoundError) as exc:  # no complete trial, or its model was not kept
+        fail(f"study {study!r} has no model to predict with: {exc}", code=1)
     err.print(f"predicting {len(files) if files else _count(inputs)} samples with {which}", soft_wrap=True)
     outputs = model.predict(inputs, verbose=0)
     table = pd.DataFrame({"file": [str(f) for f in files]}) if files else pd.DataFrame(index=range(len(outputs)))
