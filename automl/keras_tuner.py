@@ -224,6 +224,9 @@ class HyperModelRunner(TrialRunner):
         self.space.hypermodel.declare_hyperparameters(self.hp)
         model = self.space.hypermodel.build(self.hp)
         _check_compiled(model, self.space.name)
+        if not model.built:  # a Sequential without keras.Input builds on its first batch: build it now,
+            # as KerasTuner's own fit would, so its weights can be counted before training
+            model(keras.tree.map_structure(lambda a: a[:1], self.data.x_train))
         return model
 
     def train(self, model, training: dict, monitor: EpochMonitor):

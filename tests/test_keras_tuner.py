@@ -374,3 +374,23 @@ def test_keras_tuner_keeps_a_one_of_value_in_the_range_its_conditions_pick():
     assert 1e-3 <= min(seen["sgd"]) < 3e-3 and 3e-2 < max(seen["sgd"]) <= 1e-1  # SGD's range, covered
     assert 1e-4 <= min(seen["other"]) < 3e-4 and 3e-3 < max(seen["other"]) <= 1e-2  # Adam's
     assert len(set(seen["sgd"])) == len(seen["sgd"])  # spread over the range, not piled on its edges
+
+
+def test_the_readme_build_function_runs_as_written(digits_arrays, stores):
+    """README's KerasTuner example, copied from the file: KerasTuner's own `sampling="log"`, and a
+    Sequential without `keras.Input` (built on its first batch, as KerasTuner's fit builds it)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("### KerasTuner, both ways", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    definition, call = block.split("\n\n\nresult = ", 1)
+    assert "hypermodel=build_model" in call
+    namespace: dict = {"keras": keras}
+    exec(definition, namespace)
+    x, y, x_val, y_val = digits_arrays
+    result = Search(
+        hypermodel=namespace["build_model"], study_name="readme-kt", max_trials=2, seed=0, verbose=False, **stores
+    ).fit(x, y, validation_data=(x_val, y_val), epochs=3)
+    assert [t.state.name for t in result.study.trials] == ["COMPLETE", "COMPLETE"]
+    accuracy = float(np.mean(result.best_model().predict(x_val, verbose=0).argmax(axis=1) == y_val))
+    assert accuracy > 0.5, accuracy  # ten classes: it learned
