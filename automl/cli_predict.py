@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from .console import err, fail, hide_tensorflow_startup_log
@@ -31,6 +30,7 @@ def predict(
 ):
     """Predict new samples with a search's model: a `prediction` column (labels as the training data held
     them, or numbers) and, for classifiers, a probability column per class (`p_LABEL`)."""
+    import numpy as np
     import pandas as pd
 
     from . import records
@@ -55,8 +55,8 @@ def predict(
         model, which = _model(result)
     except (ValueError, FileNotFoundError) as exc:  # no complete trial, or its model was not kept
         fail(f"study {study!r} has no model to predict with: {exc}", code=1)
-    err.print(f"predicting {len(files) if files else _count(inputs)} samples with {which}", soft_wrap=True)
     outputs = model.predict(inputs, verbose=0)
+    err.print(f"predicted {len(outputs)} samples with {which}", soft_wrap=True)
     table = pd.DataFrame({"file": [str(f) for f in files]}) if files else pd.DataFrame(index=range(len(outputs)))
     if ds.task == "regression":
         table["prediction"] = outputs[:, 0]
@@ -72,8 +72,10 @@ def predict(
 
 def _read(path: Path, kind: str, column: str | None):
     """(samples as `model_inputs` takes them, the image files they came from or None)."""
+    import numpy as np
+
     from .data import DataError
-    from .readers import IMAGE_SUFFIXES, image_files, read_csv_frame, read_unlabeled
+    from .readers import IMAGE_SUFFIXES, image_files, read_csv_frame, read_unlabeled, text_lines
 
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -82,7 +84,7 @@ def _read(path: Path, kind: str, column: str | None):
     if path.suffix.lower() == ".npz":  # an array x; no y
         return read_unlabeled(path, kind, "x"), None
     if path.suffix.lower() == ".txt" and kind == "text":
-        return np.array([line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], object), None
+        return np.array(text_lines(path), dtype=object), None
     if path.suffix.lower() == ".csv":
         df = read_csv_frame(path)
         if kind != "text":
@@ -105,7 +107,3 @@ def _model(result):
         weights = ", ".join(f"{n} x{w:.2f}" for n, w in zip(choice.members, choice.weights))
         return model, f"the ensemble of trials {weights}"
     return result.best_model(), f"trial {result.best_trial.number}, the best"
-
-
-def _count(inputs) -> int:
-    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)

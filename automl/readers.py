@@ -105,7 +105,7 @@ def load_folder(
             raise DataError(f"{path / name}: class folder is empty")
     suffixes = {f.suffix.lower() for files in per_class.values() for f in files}
     if suffixes <= set(IMAGE_SUFFIXES):
-        return _image_folder(path, per_class, image_size, channels)
+        return _image_folder(per_class, image_size, channels)
     if suffixes == {".txt"}:
         texts, labels = [], []
         for name, files in per_class.items():
@@ -126,10 +126,15 @@ def _read_text(file: Path) -> str:
         raise DataError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+def text_lines(file: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, stripped: one sample per line."""
+    return [line.strip() for line in _read_text(file).splitlines() if line.strip()]
+
+
 def _text_files_per_class(path: Path, files: list[Path]):
     texts, labels = [], []
     for f in files:
-        lines = [line.strip() for line in _read_text(f).splitlines() if line.strip()]
+        lines = text_lines(f)
         if not lines:
             raise DataError(f"{f}: no non-empty lines (one sample per line)")
         texts += lines
@@ -137,7 +142,7 @@ def _text_files_per_class(path: Path, files: list[Path]):
     return np.array(texts, dtype=object), np.array(labels), "text"
 
 
-def _image_folder(path: Path, per_class: dict[str, list[Path]], image_size, channels: int | None = None):
+def _image_folder(per_class: dict[str, list[Path]], image_size, channels: int | None = None):
     """Images of the class folders, one size (`image_size`, or all alike) and one number of channels
     (`channels`, or 3 when any image has colour, else 1), float32 in 0-255; their labels."""
     import tensorflow as tf
@@ -199,21 +204,14 @@ def image_files(x) -> list[Path] | None:
 
 def read_image_files(files: list[Path], what: str, shape: tuple) -> np.ndarray:
     """New images for a model that takes `shape` (height, width, channels): each file decoded, resized
-    to that height and width as an `image_size` folder is, and given its channels."""
-    import tensorflow as tf
-
+    to that height and width and given its channels, as an `image_size` folder is read."""
     if not files:
         raise DataError(f"{what}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    images = []
     for f in files:
         if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
             problem = "not an image file" if f.is_file() else "no such file"
             raise DataError(f"{what}: {f}: {problem} ({', '.join(IMAGE_SUFFIXES)})")
-        img = _decode_image(f)
-        if img.shape[:2] != tuple(shape[:2]):
-            img = tf.image.resize(img, shape[:2]).numpy()
-        images.append(_with_channels(img, shape[2]))
-    return np.stack(images).astype("float32")
+    return _image_folder({"": files}, tuple(shape[:2]), shape[2])[0]
 
 
 def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:
@@ -222,11 +220,10 @@ def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:
     if isinstance(x, (str, Path)):
         path = Path(x)
         if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith("."))
-            images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            images = image_files(path) or []
             if not images:
                 raise DataError(f"{what}: {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            x = _image_folder(path, {"": images}, image_size)[0]
+            x = _image_folder({"": images}, image_size)[0]
         elif path.is_file() and path.suffix == ".npz":
             try:
                 with np.load(path, allow_pickle=False) as f:

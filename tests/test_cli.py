@@ -96,7 +96,7 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
     pd.DataFrame(rows, columns=[f"f{i}" for i in range(13)]).to_csv(tmp_path / "new.csv", index=False)
     done = run(["predict", "--study", "cli", "--data", "new.csv", "--out", "predicted.csv"], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "predicting 4 samples with trial" in done.stderr
+    assert "predicted 4 samples with trial" in done.stderr
     predicted = pd.read_csv(tmp_path / "predicted.csv")
     assert list(predicted.columns) == ["prediction", "p_0", "p_1", "p_2"]
     # the same model in this process, through the Python API
