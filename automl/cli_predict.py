@@ -24,6 +24,9 @@ def predict(
         "an .npz file (array x), or image files (a folder, sorted by path, or one file).",
     ),
     column: str | None = typer.Option(None, "--column", help="A text model's column of a CSV file."),
+    trial: int | None = typer.Option(
+        None, "--trial", help="Predict with this trial's model (default: the ensemble, else the best trial)."
+    ),
     out_file: Path | None = typer.Option(None, "--out", help="Write the CSV here (default: standard output)."),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage of the study."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI of the study."),
@@ -51,10 +54,16 @@ def predict(
         inputs = model_inputs(ds, x)
     except DataError as exc:
         fail(str(exc))
-    try:
-        model, which = _model(result)
-    except (ValueError, FileNotFoundError) as exc:  # no complete trial, or its model was not kept
-        fail(f"study {study!r} has no model to predict with: {exc}", code=1)
+    if trial is not None:
+        try:
+            model, which = result.trial_model(trial), f"trial {trial}"
+        except (KeyError, ValueError, FileNotFoundError) as exc:  # no such trial, not complete, model not kept
+            fail(f"--trial {trial}: {exc.args[0]}")
+    else:
+        try:
+            model, which = _model(result)
+        except (ValueError, FileNotFoundError) as exc:  # no complete trial, or its model was not kept
+            fail(f"study {study!r} has no model to predict with: {exc}", code=1)
     outputs = model.predict(inputs, verbose=0)
     err.print(f"predicted {len(outputs)} samples with {which}", soft_wrap=True)
     table = pd.DataFrame({"file": [str(f) for f in files]}) if files else pd.DataFrame(index=range(len(outputs)))

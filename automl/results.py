@@ -131,22 +131,43 @@ class SearchResult:
     def best_model_path(self, dst: str | Path | None = None, select=None) -> Path:
         """Download the best (or `select`ed) trial's `.keras` file from MLflow into `dst` (default: a
         new temporary folder, which the caller owns and removes)."""
-        t = self.select(select)
-        artifact = t.user_attrs.get(records.MODEL_ARTIFACT)
-        if not artifact:
-            raise FileNotFoundError(f"trial {t.number} has no saved model")
-        dst = Path(dst or tempfile.mkdtemp(prefix="automl-model-"))
-        return Path(tracking.download_artifact(self.tracking_uri, t.user_attrs[records.MLFLOW_RUN_ID], artifact, dst))
+        return self._model_path(self.select(select), dst)
 
     def best_model(self, select=None):
         """The best trial's trained model (with several objectives: the `select`ed Pareto member),
         loaded with Keras `safe_mode`."""
+        return self._load_model(self.select(select))
+
+    def trial_model(self, number: int):
+        """Trial `number`'s trained model (a complete trial whose model the search kept), loaded with
+        Keras `safe_mode`: to compare or use a trial other than the best."""
+        trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        if number not in trials:
+            raise KeyError(
+                f"study {self.study.study_name!r} has no trial {number} (trials 0-{max(trials, default=-1)})"
+            )
+        t = trials[number]
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            raise ValueError(f"trial {number} is {t.state.name}, not COMPLETE: it has no trained model")
+        return self._load_model(t)
+
+    def _model_path(self, t: optuna.trial.FrozenTrial, dst: str | Path | None) -> Path:
+        artifact = t.user_attrs.get(records.MODEL_ARTIFACT)
+        if not artifact:
+            raise FileNotFoundError(
+                f"trial {t.number} has no saved model (the search keeps the top trials' models); "
+                f"automl export --trial {t.number} --data ... retrains it"
+            )
+        dst = Path(dst or tempfile.mkdtemp(prefix="automl-model-"))
+        return Path(tracking.download_artifact(self.tracking_uri, t.user_attrs[records.MLFLOW_RUN_ID], artifact, dst))
+
+    def _load_model(self, t: optuna.trial.FrozenTrial):
         import keras
 
         from . import blocks  # noqa: F401 - registers the custom layers the file names (a fresh process has none)
 
         with tempfile.TemporaryDirectory(prefix="automl-model-") as tmp:  # loaded into memory, then gone
-            return keras.saving.load_model(self.best_model_path(tmp, select=select), safe_mode=True)
+            return keras.saving.load_model(self._model_path(t, tmp), safe_mode=True)
 
     def ensemble(self, data=None, size: int = 20):
         """One Keras model: the weighted mean of the top trials' outputs, weights chosen greedily on

@@ -116,6 +116,21 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
     assert [line.split(",")[0] for line in from_npz.stdout.splitlines()[1:]] == [str(p) for p in predicted.prediction]
     missing = run(["predict", "--study", "cli", "--data", "nothing.csv"], tmp_path)
     assert missing.returncode == 2 and "error: nothing.csv: no such file or folder" in missing.stderr
+    # --trial N: that trial's model (trial 0's is always kept; a later one only while it was the best)
+    for number in (0, 1):
+        chosen = run(["predict", "--study", "cli", "--data", "new.csv", "--trial", str(number)], tmp_path)
+        if not stored.study.trials[number].user_attrs.get("model_artifact"):
+            assert chosen.returncode == 2 and "error: --trial 1: trial 1 has no saved model" in chosen.stderr
+            continue
+        assert chosen.returncode == 0, chosen.stderr
+        assert f"predicted 4 samples with trial {number}" in chosen.stderr
+        lines = chosen.stdout.splitlines()[1:]
+        probabilities = np.array([[float(v) for v in line.split(",")[1:]] for line in lines])
+        mine = stored.trial_model(number).predict(rows.astype("float32"), verbose=0)
+        assert np.allclose(probabilities, mine, atol=1e-5)
+        assert np.allclose(mine, expected, atol=1e-3) == (number == stored.best_trial.number)
+    absent = run(["predict", "--study", "cli", "--data", "new.csv", "--trial", "7"], tmp_path)
+    assert absent.returncode == 2 and "error: --trial 7: study 'cli' has no trial 7 (trials 0-1)" in absent.stderr
 
 
 def test_predict_a_text_model_with_its_ensemble(tmp_path):
