@@ -24,25 +24,34 @@ app.command()(predict)  # automl predict: cli_predict.py
 
 @app.command()
 def search(
-    space: str = typer.Argument(..., help="Space YAML file, or a shipped space name (see `automl spaces`)."),
+    space: str | None = typer.Argument(
+        None,
+        help="Space YAML file, or a shipped space name (see `automl spaces`). Left out: the task classes' "
+        "defaults for the data's kind (its space, val_loss, tpe-random, epochs by data size, ensemble).",
+    ),
     data: str = typer.Option(..., "--data", help="digits | breast_cancer | wine | diabetes | PATH.csv | PATH.npz"),
     target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
     trials: int | None = typer.Option(
         None, "--trials", help="Finished trials wanted (a rerun completes the rest); 10, or with --timeout no cap."
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock budget in seconds."),
-    epochs: int = typer.Option(10, "--epochs", help="Maximum epochs per trial."),
-    study: str | None = typer.Option(None, "--study", help="Study name (default: SPACE-DATA); same name resumes."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Maximum epochs per trial (10; without SPACE: by training-set size, 10-30)."
+    ),
+    study: str | None = typer.Option(
+        None, "--study", help="Study name (default: SPACE-DATA, or KIND-DATA without SPACE); same name resumes."
+    ),
     storage: str | None = typer.Option(
         None, "--storage", help="Optuna storage: journal file path or sqlite:// / postgresql:// URL."
     ),
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)."
     ),
-    sampler: str = typer.Option(
-        "tpe",
+    sampler: str | None = typer.Option(
+        None,
         "--sampler",
-        help="tpe | random | grid | cmaes | qmc | nsga2 | gp | kt-random | kt-bayesian | kt-hyperband",
+        help="tpe (default; tpe-random without SPACE) | tpe-random | random | grid | cmaes | qmc | nsga2 | gp | "
+        "kt-random | kt-bayesian | kt-hyperband",
     ),
     pruner: str | None = typer.Option(
         None,
@@ -120,14 +129,17 @@ def search(
         "--worker",
         help="Index of this worker when several share a study and a --seed: each samples its own sequence.",
     ),
-    ensemble: bool = typer.Option(
-        False, "--ensemble", help="At the end, choose an ensemble of the top trials (for export --ensemble)."
+    ensemble: bool | None = typer.Option(
+        None,
+        "--ensemble/--no-ensemble",
+        help="At the end, choose an ensemble of the top trials (for export --ensemble; default without SPACE).",
     ),
     ensemble_size: int = typer.Option(20, "--ensemble-size", help="Rounds of greedy ensemble selection."),
-    schedule: str = typer.Option(
-        "full",
+    schedule: str | None = typer.Option(
+        None,
         "--schedule",
-        help="full, or budget (with --timeout): explore at low fidelity, then continue the best to full length.",
+        help="full (default), or budget (with --timeout; default without SPACE): explore at low fidelity, "
+        "then continue the best to full length.",
     ),
     diagnostics: bool = typer.Option(
         True, "--diagnostics/--no-diagnostics", help="Gradients, activations and a diagnosis per trial."
@@ -170,17 +182,20 @@ def search(
     if ray and device is not None:
         fail("--device and --ray contradict each other: Ray assigns GPUs (--gpus-per-trial)")
     try:
-        space_obj = load_space(space)  # before TensorFlow loads: a bad file fails in a blink
+        space_obj = load_space(space) if space else None  # before TensorFlow loads: a bad file fails in a blink
         size = parse_image_size(image_size)
         dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0, image_size=size)
         from .search import Search
+        from .tasks import task_settings
 
+        auto = task_settings(dataset.kind, dataset.num_train) if space_obj is None else {}
         result = Search(
-            space_obj,
-            study_name=study,
+            space_obj or load_space(auto["space"]),
+            study_name=study or (f"{dataset.kind}-{dataset.name}".replace(":", "-") if auto else None),
+            objective=None if objective else auto.get("objective"),
             storage=storage,
             tracking_uri=tracking_uri,
-            sampler=sampler,
+            sampler=sampler or auto.get("sampler", "tpe"),
             pruner=pruner,
             seed=seed,
             direction=direction,
@@ -200,15 +215,15 @@ def search(
             memory_limit_mb=memory_limit,
             retry_dead=retry_dead,
             worker=worker,
-            ensemble=ensemble,
+            ensemble=auto.get("ensemble", False) if ensemble is None else ensemble,
             ensemble_size=ensemble_size,
-            schedule=schedule,
+            schedule=schedule or auto.get("schedule", "full"),
             diagnostics=diagnostics,
             check_data=check_data,
             ray=ray,
             workers=workers,
             resources_per_trial={"CPU": cpus_per_trial, "GPU": gpus_per_trial},
-        ).fit(data=dataset, epochs=epochs, unlabeled=unlabeled)
+        ).fit(data=dataset, epochs=epochs or auto.get("epochs", 10), unlabeled=unlabeled)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:
             print_leaderboard(exc.result.study, k=10)
@@ -243,8 +258,7 @@ def trials(
     except StoreError as exc:
         fail(str(exc))
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
-        fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+        _no_study(study, storage)
     if csv:
         leaderboard(st, None).to_csv(csv, index=False)
     print_leaderboard(st, k=top or None)
@@ -579,9 +593,5 @@ def _where(study: str, tracking_uri: str, storage: str | None):
         )
 
 
-def main():
+if __name__ == "__main__":  # python -m automl.cli (the console script calls `app`)
     app()
-
-
-if __name__ == "__main__":
-    main()

@@ -22,6 +22,9 @@ from .data import DataError, Dataset, attach_unlabeled, encode_targets, labelled
 from .results import SearchResult
 from .search import DEFAULT_SPACES, Search
 
+OBJECTIVE = "val_loss"  # the task classes' defaults (bench/suite.py measures them); why: _Task.__init__
+SAMPLER = "tpe-random"
+SCHEDULE = "budget"
 SAMPLES_SEEN = 30_000  # training samples a full-length trial sees at least, when the user sets no epochs
 EPOCHS = (10, 30)  # the least and most of that default
 
@@ -34,6 +37,20 @@ def default_epochs(num_train: int) -> int:
     more keeps 10 (bench/RESULTS.md "Suite")."""
     low, high = EPOCHS
     return max(low, min(high, math.ceil(SAMPLES_SEEN / max(1, num_train))))
+
+
+def task_settings(kind: str, num_train: int) -> dict[str, Any]:
+    """The settings a task class searches with unless told otherwise, for data of `kind` with
+    `num_train` training samples: what `automl search` without a SPACE uses too, so a command-line
+    user gets the defaults bench/suite.py measured (`Search`'s own stay plain: tpe, 10 epochs)."""
+    return {
+        "space": DEFAULT_SPACES[kind],
+        "objective": OBJECTIVE,
+        "sampler": SAMPLER,
+        "epochs": default_epochs(num_train),
+        "ensemble": True,
+        "schedule": SCHEDULE,
+    }
 
 
 class _Task:
@@ -52,7 +69,7 @@ class _Task:
         ensemble: bool = True,
         ensemble_size: int = 20,
         refit: bool = False,
-        schedule: str = "budget",
+        schedule: str = SCHEDULE,
         **search_options: Any,
     ):
         """`max_trials`: default 10, or, with a `timeout`, as many as the time holds (automl.Search).
@@ -78,8 +95,8 @@ class _Task:
         `schedule="budget"` (the default; it acts only with a `timeout`): explore at low fidelity,
         then continue the best candidates to full length (automl.schedule); `"full"` for plain trials."""
         if "objective" not in search_options and not search_options.get("objectives"):
-            search_options["objective"] = "val_loss"
-        search_options.setdefault("sampler", "tpe-random")
+            search_options["objective"] = OBJECTIVE
+        search_options.setdefault("sampler", SAMPLER)
         self.search = Search(
             space if space is not None else DEFAULT_SPACES[self.kind],
             study_name=study_name,

@@ -133,6 +133,35 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
     assert absent.returncode == 2 and "error: --trial 7: study 'cli' has no trial 7 (trials 0-1)" in absent.stderr
 
 
+def test_search_without_a_space_takes_the_task_classes_defaults(tmp_path):
+    """`automl search --data X` with no SPACE searches as the task classes do (what bench/suite.py
+    measures): the kind's space, val_loss, epochs by training-set size, the budget schedule (its
+    low-fidelity trials) and an ensemble that `automl predict` then uses."""
+    import optuna
+    from sklearn.datasets import load_wine
+
+    from automl import records
+    from automl.stores import open_storage
+    from automl.tasks import default_epochs
+
+    done = run(["search", "--data", "wine", "--timeout", "25", "--seed", "0"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "tabular-wine: val_loss (minimize)" in done.stdout
+    journal = str(tmp_path / "mlruns" / "optuna.journal")
+    study = optuna.load_study(study_name="tabular-wine", storage=open_storage(journal))
+    settings = records.SearchSettings.of(study)
+    assert settings.space_name == "tabular_mlp" and settings.epochs == default_epochs(settings.train_samples) > 10
+    assert any(t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 for t in study.trials), "no low-fidelity trial"
+    assert "ensemble" in done.stderr
+    x, _ = load_wine(return_X_y=True)
+    np.savez(tmp_path / "new.npz", x=x[:5])
+    predicted = run(["predict", "--study", "tabular-wine", "--data", "new.npz"], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert re.search(
+        r"predicted 5 samples with (the ensemble of trials|trial \d+ \(the ensemble's choice)", predicted.stderr
+    )
+
+
 def test_predict_a_text_model_with_its_ensemble(tmp_path):
     """A task class's study: `automl predict` uses the ensemble recorded on it, as `clf.predict` does."""
     import automl
