@@ -184,7 +184,8 @@ def search(
     try:
         space_obj = load_space(space) if space else None  # before TensorFlow loads: a bad file fails in a blink
         size = parse_image_size(image_size)
-        dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0, image_size=size)
+        kind = space_obj.input if space_obj else None  # a text space reads a CSV's column as texts
+        dataset = load_data(data, target, validation_split=validation_split, seed=seed or 0, image_size=size, kind=kind)
         from .search import Search
         from .tasks import task_settings
 
@@ -223,7 +224,7 @@ def search(
             ray=ray,
             workers=workers,
             resources_per_trial={"CPU": cpus_per_trial, "GPU": gpus_per_trial},
-        ).fit(data=dataset, epochs=epochs or auto.get("epochs", 10), unlabeled=unlabeled)
+        ).fit(data=dataset, epochs=auto.get("epochs", 10) if epochs is None else epochs, unlabeled=unlabeled)
     except NoCompleteTrial as exc:  # the search ran, but its result is no answer
         if exc.result is not None:
             print_leaderboard(exc.result.study, k=10)
@@ -331,14 +332,12 @@ def export(
     """Export a trial to .keras, SavedModel and TFLite (float32/float16/int8) and measure every file."""
     if not verbose:
         hide_tensorflow_startup_log()
-    import optuna
-
     from .data import DataError, load_data
     from .export import ExportError, ExportReport, parse_formats
-    from .records import SearchSettings
+    from .records import DATA_SCHEMA, SearchSettings
     from .results import load_result
     from .space import SpaceError
-    from .stores import StoreError, open_storage
+    from .stores import StoreError
 
     if trial is not None and (pareto or select_int8):
         fail("--trial cannot be combined with --pareto or --select-int8")
@@ -349,8 +348,7 @@ def export(
         parse_formats(formats)  # a typo fails before anything loads
         result = load_result(study, storage, tracking_uri)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
-        fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+        _no_study(study, storage)
     except (ExportError, StoreError) as exc:
         fail(str(exc))
     try:
@@ -363,6 +361,7 @@ def export(
                 validation_split=validation_split or recorded.validation_split,
                 seed=(recorded.seed or 0) if seed is None else seed,
                 image_size=parse_image_size(image_size),
+                kind=result.study.user_attrs.get(DATA_SCHEMA, {}).get("kind"),  # read as the search did
             )
         report = result.export(
             out_dir,

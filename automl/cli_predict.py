@@ -98,6 +98,8 @@ def _read(path: Path, kind: str, column: str | None):
         df = read_csv_frame(path)
         if kind != "text":
             return df, None
+        if column is None and len(df.columns) == 1:
+            column = df.columns[0]
         if column is None or column not in df.columns:
             raise DataError(f"{path}: name the text column with --column (columns: {', '.join(map(str, df.columns))})")
         return df[column].fillna("").astype(str).to_numpy(dtype=object), None

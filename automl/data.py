@@ -190,10 +190,11 @@ class Dataset:
 
 
 def load_data(spec: str, target: str | None = None, **kwargs) -> Dataset:
-    """What the CLI's `--data` names: a built-in set, a CSV file (+ target), an `.npz` file or a folder."""
+    """What the CLI's `--data` names: a built-in set, a CSV file (+ target), an `.npz` file or a folder.
+    `kind` (a space's input) reads a CSV's one column as texts, or 2-D arrays as sequences."""
     if spec in BUILTIN:
         x, y, kind = load_builtin(spec)
-        return make_dataset(x, y, kind=kind, name=spec, **kwargs)
+        return make_dataset(x, y, name=spec, **{**kwargs, "kind": kind})
     path = Path(spec)
     if path.is_dir():
         return make_dataset(path, None, name=path.name, **kwargs)

@@ -18,6 +18,7 @@ from .errors import DataError
 BUILTIN = ("digits", "breast_cancer", "wine", "diabetes")
 KINDS = ("image", "tabular", "text", "sequence")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SEPARATORS = ",;\t|"  # what a CSV file's columns may be separated by (sniffed)
 EMPTY_PROBE_BYTES = 1 << 16  # a CSV whose first 64 KB are blank and that is no longer is empty
 MISSING = ""  # what a missing categorical value becomes (its own category when training had any)
 
@@ -43,7 +44,8 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, str]:
 def load_csv(path: str | Path, target: str | None):
     """A CSV (separator sniffed: `,` or `;` ...) with a header; returns (feature DataFrame, target array).
 
-    Text columns are categorical, empty cells are missing values; `make_dataset` checks the rest.
+    Text columns are categorical (a lone column of sentences is a text task: `read_input`), empty cells
+    are missing values; `make_dataset` checks the rest.
     """
     path = Path(path)
     if not target:
@@ -60,14 +62,27 @@ def read_csv_frame(path: Path):
 
     try:
         with path.open("rb") as f:  # the first bytes only: pandas reads the file once
-            if not f.read(EMPTY_PROBE_BYTES).strip() and path.stat().st_size <= EMPTY_PROBE_BYTES:
-                raise DataError(f"{path}: the file is empty")
-        df = pd.read_csv(path, sep=None, engine="python")
+            head = f.read(EMPTY_PROBE_BYTES)
+        if not head.strip() and path.stat().st_size <= EMPTY_PROBE_BYTES:
+            raise DataError(f"{path}: the file is empty")
+        df = pd.read_csv(path, sep=_separator(head))
     except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as CSV: {exc}") from None
     if df.empty:
         raise DataError(f"{path}: the file has a header but no rows")
     return df
+
+
+def _separator(head: bytes) -> str:
+    """The separator of a CSV from its first bytes: one of SEPARATORS, `,` when there is one column.
+    Why not pandas' own sniffing (`sep=None`): on one column of sentences it picks a letter."""
+    sample = head.decode("utf-8", errors="replace")
+    if len(head) == EMPTY_PROBE_BYTES and "\n" in sample:
+        sample = sample[: sample.rfind("\n")]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
+    except csv.Error:  # no separator is consistent: one column
+        return ","
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -275,6 +290,8 @@ def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: b
             if y not in x.columns:
                 raise DataError(f"{what}: no column {y!r} (columns: {', '.join(map(str, x.columns))})")
             x, y = x.drop(columns=[y]), _target_column(x[y], f"{what}: target column {y!r}")
+        if kind == "text" or (kind is None and _free_text(x)):
+            return _texts(_text_column(x, what), what, predicting), read_labels(y, what), "text"
         _expect(kind, "tabular", what, "a DataFrame")
         return read_table(x, what, predicting), read_labels(y, what), "tabular"
     if isinstance(x, pd.Series):
@@ -316,6 +333,30 @@ def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: b
             f"use a pandas DataFrame to have missing table values handled"
         )
     return x, y, x_kind
+
+
+TEXT_WORDS = 3  # a table's only column with a median of this many words per value holds texts
+
+
+def _free_text(df) -> bool:
+    """One column of sentences (a CSV of `text,label`): a text task, not a one-column table whose
+    category would be memorised per row."""
+    import pandas as pd
+
+    if df.shape[1] != 1 or pd.api.types.is_numeric_dtype(df.iloc[:, 0].dtype):
+        return False
+    words = df.iloc[:, 0].dropna().astype(str).str.split().str.len()
+    return len(words) > 0 and float(words.median()) >= TEXT_WORDS
+
+
+def _text_column(df, what: str):
+    """A table's one column as texts (an empty cell is an empty text)."""
+    if df.shape[1] != 1:
+        raise DataError(
+            f"{what}: a text model reads one column of text; the table has {df.shape[1]} "
+            f"({', '.join(map(str, df.columns))}): keep the text column and the target only"
+        )
+    return df.iloc[:, 0].astype(object).where(df.iloc[:, 0].notna(), "").to_numpy(dtype=object)
 
 
 def _expect(kind, found: str, what: str, got: str):

@@ -162,6 +162,33 @@ def test_search_without_a_space_takes_the_task_classes_defaults(tmp_path):
     )
 
 
+def test_a_csv_of_texts_searched_and_predicted_from_the_command_line(tmp_path):
+    """A `review,label` CSV trains a text space from the command line, and a CSV of new reviews (one
+    column, no --column needed) predicts as the best model does in Python."""
+    import pandas as pd
+
+    import automl
+
+    reviews = [f"win a free prize now {i} claim cash" for i in range(20)]
+    reviews += [f"see you at lunch, day {i}, with the team" for i in range(20)]
+    labels = ["spam"] * 20 + ["ham"] * 20
+    pd.DataFrame({"review": reviews, "label": labels}).to_csv(tmp_path / "reviews.csv", index=False)
+    args = ["search", "text_cnn_rnn", "--data", "reviews.csv", "--target", "label", "--trials", "2", "--epochs", "3"]
+    done = run([*args, "--seed", "0", "--study", "reviews"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "text input" in done.stderr and "2 classes" in done.stderr
+    new = ["claim your free prize, win cash", "lunch with the team"]
+    pd.DataFrame({"review": new}).to_csv(tmp_path / "new.csv", index=False)
+    predicted = run(["predict", "--study", "reviews", "--data", "new.csv"], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    lines = predicted.stdout.splitlines()
+    assert lines[0] == "prediction,p_ham,p_spam" and len(lines) == 3
+    home = tmp_path / "mlruns"
+    stored = automl.load_result("reviews", str(home / "optuna.journal"), f"sqlite:///{home}/mlflow.db")
+    expected = stored.best_model().predict(np.array(new, dtype=object), verbose=0)
+    assert np.allclose([[float(v) for v in line.split(",")[1:]] for line in lines[1:]], expected, atol=1e-5)
+
+
 def test_predict_a_text_model_with_its_ensemble(tmp_path):
     """A task class's study: `automl predict` uses the ensemble recorded on it, as `clf.predict` does."""
     import automl

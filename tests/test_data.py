@@ -296,6 +296,30 @@ def test_texts_from_lists_arrays_bytes_and_folders(tmp_path):
     )
 
 
+def test_a_csv_of_sentences_and_labels_is_a_text_task(tmp_path):
+    """A CSV of `text,label` (how text data sets usually ship) is read as texts, its one column not a
+    category per row; a short one-column category stays a table; a text space reads a one-column CSV."""
+    sentences = ["great product, works well", "broke at once; awful", "", "love it, very happy"] * 5
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": sentences, "label": ["pos", "neg", "neg", "pos"] * 5}).to_csv(path, index=False)
+    ds = load_data(str(path), target="label", seed=0)
+    assert ds.kind == "text" and ds.class_names == ["neg", "pos"]
+    assert sorted(ds.x_train.tolist() + ds.x_val.tolist()) == sorted(sentences)  # "" for the empty cell
+    assert list(model_inputs(ds, pd.DataFrame({"review": ["works well"]}))) == ["works well"]
+    # one column of sentences without a separator in the header: still one column, not split on a letter
+    lone = tmp_path / "lone.csv"
+    pd.DataFrame({"review": sentences}).to_csv(lone, index=False)
+    from automl.readers import read_csv_frame
+
+    assert list(read_csv_frame(lone).columns) == ["review"]
+    colours = tmp_path / "colours.csv"
+    pd.DataFrame({"colour": ["red", "blue"] * 10, "label": [0, 1] * 10}).to_csv(colours, index=False)
+    assert load_data(str(colours), target="label").kind == "tabular"
+    assert load_data(str(colours), target="label", kind="text").kind == "text"  # what a text space asks for
+    with pytest.raises(DataError, match=r"a text model reads one column of text; the table has 2 \(review, stars\)"):
+        make_dataset(pd.DataFrame({"review": sentences, "stars": [1] * 20}), ["pos"] * 20, kind="text")
+
+
 def test_bad_texts_get_clear_errors(tmp_path):
     with pytest.raises(DataError, match="text sample 1 is None"):
         make_dataset(["good", None, "bad", "ok"], [0, 1, 0, 1])
