@@ -84,7 +84,8 @@ def _read(path: Path, kind: str, column: str | None):
     import numpy as np
 
     from .data import DataError
-    from .readers import IMAGE_SUFFIXES, image_files, read_csv_frame, read_unlabeled, text_lines
+    from .images import IMAGE_SUFFIXES, image_files
+    from .readers import read_csv_frame, read_unlabeled, text_lines
 
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")

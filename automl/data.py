@@ -26,18 +26,17 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .images import image_files, read_image_files
 from .readers import (
     BUILTIN,
     KINDS,
     MISSING,
     check_task_labels,
-    image_files,
     load_builtin,
     load_csv,
     load_folder,
     load_npz,
     pad_to,
-    read_image_files,
     read_input,
     read_labels,
     read_table,
@@ -439,7 +438,7 @@ def model_inputs(ds: Dataset, x):
             elif c.kind == "numeric" and not _numeric(df[c.name]):
                 raise DataError(f"{what}: column {c.name!r} is numeric in the training data but holds text here")
         return _as_columns(df, ds.columns)
-    if isinstance(x, pd.DataFrame):
+    if isinstance(x, pd.DataFrame) and ds.kind not in ("text", "sequence"):  # those read a table's rows themselves
         x = x.to_numpy()
     xs, _, _ = read_input(x, np.zeros(len(x)), ds.kind, what, predicting=True)
     if ds.kind == "text":

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .images import IMAGE_SUFFIXES, image_files, image_folder
 
 BUILTIN = ("digits", "breast_cancer", "wine", "diabetes")
 KINDS = ("image", "tabular", "text", "sequence")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SEPARATORS = ",;\t|"  # what a CSV file's columns may be separated by (sniffed)
 EMPTY_PROBE_BYTES = 1 << 16  # a CSV whose first 64 KB are blank and that is no longer is empty
 MISSING = ""  # what a missing categorical value becomes (its own category when training had any)
@@ -120,7 +120,7 @@ def load_folder(
             raise DataError(f"{path / name}: class folder is empty")
     suffixes = {f.suffix.lower() for files in per_class.values() for f in files}
     if suffixes <= set(IMAGE_SUFFIXES):
-        return _image_folder(per_class, image_size, channels)
+        return image_folder(per_class, image_size, channels)
     if suffixes == {".txt"}:
         texts, labels = [], []
         for name, files in per_class.items():
@@ -157,78 +157,6 @@ def _text_files_per_class(path: Path, files: list[Path]):
     return np.array(texts, dtype=object), np.array(labels), "text"
 
 
-def _image_folder(per_class: dict[str, list[Path]], image_size, channels: int | None = None):
-    """Images of the class folders, one size (`image_size`, or all alike) and one number of channels
-    (`channels`, or 3 when any image has colour, else 1), float32 in 0-255; their labels."""
-    import tensorflow as tf
-
-    images, labels, first = [], [], None
-    for name, files in per_class.items():
-        for f in files:
-            img = _decode_image(f)
-            if image_size is not None:
-                img = tf.image.resize(img, image_size).numpy()
-            elif first is None:
-                first = (f, img.shape[:2])
-            elif img.shape[:2] != first[1]:
-                raise DataError(
-                    f"{f}: image is {img.shape[1]}x{img.shape[0]} but {first[0]} is {first[1][1]}x{first[1][0]}; "
-                    "pass image_size=(height, width) (CLI: --image-size HxW) to resize all"
-                )
-            images.append(img)
-            labels.append(name)
-    channels = channels or (3 if any(i.shape[-1] >= 3 for i in images) else 1)
-    return np.stack([_with_channels(i, channels) for i in images]).astype("float32"), np.array(labels), "image"
-
-
-def _decode_image(f: Path) -> np.ndarray:
-    import tensorflow as tf
-
-    try:
-        return tf.io.decode_image(f.read_bytes(), expand_animations=False).numpy()
-    except Exception as exc:
-        raise DataError(f"{f}: cannot decode as an image ({type(exc).__name__})") from None
-
-
-def _with_channels(img: np.ndarray, channels: int) -> np.ndarray:
-    """Grey (with or without alpha) or colour (with or without alpha) -> `channels` 1 or 3, alpha dropped."""
-    colour = img.shape[-1] >= 3
-    if channels == 3:
-        return img[..., :3] if colour else np.repeat(img[..., :1], 3, axis=-1)
-    if colour:  # ITU-R 601 luma, as tf.image.rgb_to_grayscale
-        return (img[..., :3].astype("float32") @ np.array([0.2989, 0.587, 0.114], dtype="float32"))[..., None]
-    return img[..., :1]
-
-
-def image_files(x) -> list[Path] | None:
-    """The image files `x` names: a folder (sub-folders included, sorted by path), one file, or a list of
-    files; None when `x` is not a path or a list of paths."""
-    if isinstance(x, (str, Path)):
-        path = Path(x)
-        if path.is_dir():
-            return sorted(
-                f
-                for f in path.rglob("*")
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-        return [path]
-    if isinstance(x, (list, tuple)) and len(x) and all(isinstance(v, (str, Path)) for v in x):
-        return [Path(v) for v in x]
-    return None
-
-
-def read_image_files(files: list[Path], what: str, shape: tuple) -> np.ndarray:
-    """New images for a model that takes `shape` (height, width, channels): each file decoded, resized
-    to that height and width and given its channels, as an `image_size` folder is read."""
-    if not files:
-        raise DataError(f"{what}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    for f in files:
-        if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
-            problem = "not an image file" if f.is_file() else "no such file"
-            raise DataError(f"{what}: {f}: {problem} ({', '.join(IMAGE_SUFFIXES)})")
-    return _image_folder({"": files}, tuple(shape[:2]), shape[2])[0]
-
-
 def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:
     """Samples without labels, as `read_input` reads `x`: arrays, a list of variable-length series, an
     `.npz` file with an array `x`, or a folder of images (sub-folders included, names ignored)."""
@@ -238,7 +166,7 @@ def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:
             images = image_files(path) or []
             if not images:
                 raise DataError(f"{what}: {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            x = _image_folder({"": images}, image_size)[0]
+            x = image_folder({"": images}, image_size)[0]
         elif path.is_file() and path.suffix == ".npz":
             try:
                 with np.load(path, allow_pickle=False) as f:
@@ -292,8 +220,11 @@ def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: b
             x, y = x.drop(columns=[y]), _target_column(x[y], f"{what}: target column {y!r}")
         if kind == "text" or (kind is None and _free_text(x)):
             return _texts(_text_column(x, what), what, predicting), read_labels(y, what), "text"
-        _expect(kind, "tabular", what, "a DataFrame")
-        return read_table(x, what, predicting), read_labels(y, what), "tabular"
+        if kind == "sequence":
+            x = _series_rows(x, what)
+        else:
+            _expect(kind, "tabular", what, "a DataFrame")
+            return read_table(x, what, predicting), read_labels(y, what), "tabular"
     if isinstance(x, pd.Series):
         x = x.to_numpy()
     y = read_labels(y, what)
@@ -357,6 +288,31 @@ def _text_column(df, what: str):
             f"({', '.join(map(str, df.columns))}): keep the text column and the target only"
         )
     return df.iloc[:, 0].astype(object).where(df.iloc[:, 0].notna(), "").to_numpy(dtype=object)
+
+
+def _series_rows(df, what: str):
+    """A table of one series per row, one step per column (as UCR's CSV files hold them): a 2-D array,
+    or variable-length series where rows end in empty cells."""
+    import pandas as pd
+
+    for name in df.columns:  # a column empty in every row (the longest series are short) has no dtype
+        if df[name].notna().any() and not pd.api.types.is_numeric_dtype(df[name].dtype):
+            raise DataError(
+                f"{what}: column {name!r} is not numeric; a table of sequences holds one series per row, "
+                f"one step per column (drop identifier columns)"
+            )
+    values = df.astype("float32").to_numpy()
+    present = ~np.isnan(values)
+    if present.all():
+        return values
+    lengths = present.sum(axis=1)
+    for i, n in enumerate(lengths):
+        if n == 0 or not present[i, :n].all():
+            raise DataError(
+                f"{what}: row {i} has an empty cell before its last value; a series may only end early "
+                f"(empty cells at the end of its row)"
+            )
+    return [row[:n] for row, n in zip(values, lengths)]
 
 
 def _expect(kind, found: str, what: str, got: str):

@@ -345,6 +345,28 @@ def test_bad_texts_get_clear_errors(tmp_path):
 # ---------------------------------------------------------------- sequences
 
 
+def test_a_csv_of_series_one_per_row_is_read_as_sequences_when_a_sequence_model_asks(tmp_path):
+    """UCR's CSV layout: one series per row, one step per column, shorter series ending in empty cells.
+    A sequence space or `SequenceClassifier` reads it as masked sequences, and new rows likewise."""
+    rows = [[float(i + 1)] * n + [None] * (6 - n) for i, n in enumerate((6, 4, 5, 3, 6, 2, 4, 5))]
+    table = pd.DataFrame(rows, columns=[f"t{j}" for j in range(6)]).assign(label=["a", "b"] * 4)
+    path = tmp_path / "series.csv"
+    table.to_csv(path, index=False)
+    assert load_data(str(path), target="label").kind == "tabular"  # a table unless a sequence model asks
+    ds = load_data(str(path), target="label", kind="sequence", validation_split=0.25, seed=0)
+    assert ds.kind == "sequence" and ds.masked and ds.input_shape[1:] == (1,)
+    lengths = sorted(int((s != 0).any(axis=1).sum()) for s in [*ds.x_train, *ds.x_val])
+    assert lengths == [2, 3, 4, 4, 5, 5, 6, 6]  # each series as long as its filled cells
+    new = model_inputs(ds, pd.DataFrame([[1.0, 2.0, None, None, None, None]], columns=table.columns[:6]))
+    assert new.shape == (1, *ds.input_shape) and (new[0, 2:] == 0).all()  # padded like the training series
+    gap = table.copy()
+    gap.loc[3, "t1"] = None
+    with pytest.raises(DataError, match="row 3 has an empty cell before its last value"):
+        make_dataset(gap.drop(columns="label"), gap.label, kind="sequence")
+    with pytest.raises(DataError, match="column 'label' is not numeric; a table of sequences holds one series per row"):
+        make_dataset(table, table.label, kind="sequence")
+
+
 def test_ragged_sequences_are_padded_masked_and_standardised_on_real_steps():
     seqs = [np.full((n, 2), n, "float32") for n in (2, 5, 3, 4, 1, 5, 2, 3)]
     ds = make_dataset(seqs, [0, 1] * 4, validation_split=0.25, seed=0)
