@@ -94,6 +94,14 @@ def _need(study: optuna.Study, n: int, what: str):
         raise NotApplicable(f"{what} needs at least {n} complete trial{'s' if n > 1 else ''}")
 
 
+def _need_spread(study: optuna.Study, what: str):
+    """Importances explain differences: with every complete trial at one value there are none
+    (fANOVA raises "zero total variance")."""
+    _need(study, 2, what)
+    if len({t.values[0] for t in _complete(study)}) < 2:
+        raise NotApplicable(f"{what} need trials that score differently; every complete trial scored the same")
+
+
 def _first_objective(study: optuna.Study) -> dict[str, Any]:
     """Optuna's `target` arguments: the first objective when there are several."""
     names = objective_names(study)
@@ -119,7 +127,7 @@ def optimization_history(study: optuna.Study):
 def importances(study: optuna.Study) -> dict[str, float]:
     """fANOVA importances of the first objective; 16 small trees keep it ~50 ms (the default 64 deep
     trees take ~0.3 s) and the seed keeps it the same on every call."""
-    _need(study, 2, "importances")
+    _need_spread(study, "importances")
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=16, max_depth=8, seed=0)
     target = _first_objective(study).get("target")
     return optuna.importance.get_param_importances(_static_ranges(study), evaluator=evaluator, target=target)
@@ -127,7 +135,7 @@ def importances(study: optuna.Study) -> dict[str, float]:
 
 def param_importances(study: optuna.Study):
     """How much each parameter explains the objective (every objective when there are several)."""
-    _need(study, 2, "importances")
+    _need_spread(study, "importances")
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=16, max_depth=8, seed=0)
     study = _static_ranges(study)
     if len(study.directions) > 1:
@@ -174,7 +182,10 @@ def parallel_coordinate(study: optuna.Study, params: list[str] | None = None):
     """One line per trial across the (most important) parameters and the objective."""
     _need(study, 2, "parallel coordinates")
     if params is None:
-        ranked = list(importances(study))
+        try:
+            ranked = list(importances(study))
+        except NotApplicable:  # every trial scored the same: no ranking, every parameter shown
+            ranked = []
         params = ranked[:MAX_PARALLEL_PARAMS] if len(ranked) > MAX_PARALLEL_PARAMS else None
     fig = _figure(_ovm().plot_parallel_coordinate(study, params=params, **_first_objective(study)))
     fig.set_size_inches(max(6.4, 1.2 * len(fig.axes) + 2), 4.8)  # one y axis per parameter: room for each

@@ -405,3 +405,19 @@ def test_importances_keep_a_parameter_whose_range_depends_on_another():
     assert ranked[0] == "learning_rate"
     figure = plots.param_importances(study)
     assert "learning_rate" in [label.get_text() for ax in figure.axes for label in ax.get_yticklabels()]
+
+
+def test_trials_that_all_score_the_same_skip_the_importances_not_fail_them(tmp_path):
+    """Two trials at one value (a search of a trivially separable set): fANOVA has nothing to explain
+    and raised "zero total variance", which every search printed as a failed plot; now the
+    importances are skipped with the reason and parallel coordinates still drawn, over every parameter."""
+    import optuna
+
+    from automl import plots
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) * 0 + t.suggest_int("b", 1, 4) * 0 + 1.0, n_trials=3)
+    made = plots.search_plots(study, tmp_path)
+    assert made.failed == {}
+    assert "every complete trial scored the same" in made.skipped["param_importances"]
+    assert "parallel_coordinate" in made.files
