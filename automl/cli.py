@@ -576,17 +576,16 @@ def _where(study: str, tracking_uri: str, storage: str | None):
         f"MLflow runs in {tracking_uri}",
         soft_wrap=True,
     )
-    err.print(
-        f"Leaderboard again: automl trials --study {study}" + (f" --storage {storage}" if storage else ""),
-        soft_wrap=True,
-    )
+    where = f" --storage {storage}" if storage else ""
+    err.print(f"Leaderboard again: automl trials --study {study}{where}", soft_wrap=True)
     default = tracking_uri == default_tracking_uri()
+    uri = "" if default else f" --tracking-uri {tracking_uri}"
+    err.print(f"Predict new samples: automl predict --study {study}{where}{uri} --data NEW_FILE", soft_wrap=True)
     if tracking_uri.startswith(("http://", "https://")):
         err.print(f"Browse and compare trials: {tracking_uri} (the experiment {study}, its Runs tab)", soft_wrap=True)
     else:
         err.print(
-            f"Browse and compare trials: automl ui --study {study}"
-            + ("" if default else f" --tracking-uri {tracking_uri}")
+            f"Browse and compare trials: automl ui --study {study}{uri}"
             + "   (prints the address of this search's runs table)",
             soft_wrap=True,
         )

@@ -54,6 +54,7 @@ def test_search_then_trials_on_the_embedded_store(searched):
     assert result.returncode == 0, result.stderr
     assert "cli: val_accuracy (maximize)" in result.stdout and "COMPLETE" in result.stdout
     assert "automl ui --study cli" in result.stderr and "automl trials --study cli" in result.stderr
+    assert "automl predict --study cli --data NEW_FILE" in result.stderr
     assert not ABSL_LINE.search(result.stderr), "TensorFlow's start-up INFO lines are hidden without --verbose"
     assert (tmp_path / "mlruns" / "optuna.journal").exists() and (tmp_path / "mlruns" / "mlflow.db").exists()
     assert list((tmp_path / "mlruns" / "artifacts").rglob("model.keras"))
