@@ -301,6 +301,7 @@ def _columns(columns: dict[str, np.ndarray], ds: Dataset) -> list[Finding]:
     found: list[Finding] = []
     n = len(ds.y_train)
     val = _table_columns(ds.x_val, ds) or {}
+    texts = {c.name: c.kind == "text" for c in ds.columns or []}
     for name, v in columns.items():
         num = _numeric(v)
         missing = np.isnan(num) if num is not None else np.isin(v.astype(str), [MISSING, "nan", "None"])
@@ -322,6 +323,8 @@ def _columns(columns: dict[str, np.ndarray], ds: Dataset) -> list[Finding]:
         if distinct <= 1:
             found.append(Finding("constant_column", "warning", f"column {name!r} has one value: it carries nothing",
                                  columns=[name]))  # fmt: skip
+            continue
+        if texts.get(name):  # sentences differ per row by nature: read as words, not memorised
             continue
         whole = num is None or bool(np.all(present == np.round(present)))
         if distinct >= ID_SHARE * n and len(present) == n and whole:  # duplicated rows repeat their id

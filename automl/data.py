@@ -41,6 +41,7 @@ from .readers import (
     read_labels,
     read_table,
     read_unlabeled,
+    sentences,
 )
 
 __all__ = [
@@ -70,7 +71,7 @@ class Column:
     """One table column and what the model learns about it from the training split."""
 
     name: str
-    kind: str  # numeric | categorical
+    kind: str  # numeric | categorical | text (sentences: a bag of word n-grams, blocks/tabular.py)
     mean: float = 0.0  # numeric: over the non-missing training values
     std: float = 1.0
     missing: bool = False  # numeric: missing training values -> an indicator feature
@@ -169,8 +170,12 @@ class Dataset:
     @staticmethod
     def _columns_summary(columns: list[Column]) -> str:
         numeric = sum(c.kind == "numeric" for c in columns)
+        texts = sum(c.kind == "text" for c in columns)
         missing = sum(c.missing or MISSING in c.vocabulary for c in columns)
-        return f"{numeric} numeric + {len(columns) - numeric} categorical columns, {missing} with missing values"
+        kinds = f"{numeric} numeric + {len(columns) - numeric - texts} categorical" + (
+            f" + {texts} text" if texts else ""
+        )
+        return f"{kinds} columns, {missing} with missing values"
 
     def fingerprint(self) -> str:
         """Hash of the data, stored with a study so resuming on other data is caught."""
@@ -228,6 +233,8 @@ def _columns(x_train, x_val) -> list[Column] | None:
                     missing=bool(len(present) < len(values)),
                 )
             )
+        elif sentences(s, varied=True):  # a bag of its words, not a category per row
+            cols.append(Column(name, "text"))
         else:
             counts = s.value_counts()
             order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -433,7 +440,7 @@ def model_inputs(ds: Dataset, x):
             raise DataError(f"{what}: the model takes table columns ({taken}); pass a DataFrame or a dict of columns")
         df = read_table(x, what, predicting=True)
         for c in ds.columns:
-            if c.kind == "categorical" and _numeric(df[c.name]):
+            if c.kind != "numeric" and _numeric(df[c.name]):
                 df[c.name] = np.array([MISSING if v != v else _category(v) for v in df[c.name]], dtype=object)
             elif c.kind == "numeric" and not _numeric(df[c.name]):
                 raise DataError(f"{what}: column {c.name!r} is numeric in the training data but holds text here")

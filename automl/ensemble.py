@@ -222,8 +222,8 @@ def load(result) -> tuple[keras.Model, EnsembleChoice] | None:
     current = [t.number for t in leaderboard_trials(result.study) if t.user_attrs.get(records.VAL_PREDICTIONS)]
     if choice.candidates != current[:KEEP_TOP] or not choice.run_id:
         return None  # trials were added since: choose again
-    from . import blocks  # noqa: F401 - registers the members' custom layers
+    from .saved import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = tracking.download_artifact(result.tracking_uri, choice.run_id, ENSEMBLE_ARTIFACT, tmp)
-        return keras.saving.load_model(path, safe_mode=True), choice
+        return load_model(path), choice

@@ -266,18 +266,28 @@ def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: b
     return x, y, x_kind
 
 
-TEXT_WORDS = 3  # a table's only column with a median of this many words per value holds texts
+TEXT_WORDS = 3  # a string column with a median of this many words per value or more holds sentences
+
+
+def sentences(column, varied: bool = False) -> bool:
+    """Whether a table column holds texts: strings of a median of TEXT_WORDS words or more and, if
+    `varied`, more than half of them distinct (a multi-word category such as "married, no children"
+    stays a category)."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return False
+    values = column.dropna().astype(str)
+    values = values[values.str.strip() != ""]  # a missing value, as read_table writes it
+    if len(values) == 0 or float(values.str.split().str.len().median()) < TEXT_WORDS:
+        return False
+    return not varied or values.nunique() > len(values) / 2
 
 
 def _free_text(df) -> bool:
     """One column of sentences (a CSV of `text,label`): a text task, not a one-column table whose
     category would be memorised per row."""
-    import pandas as pd
-
-    if df.shape[1] != 1 or pd.api.types.is_numeric_dtype(df.iloc[:, 0].dtype):
-        return False
-    words = df.iloc[:, 0].dropna().astype(str).str.split().str.len()
-    return len(words) > 0 and float(words.median()) >= TEXT_WORDS
+    return df.shape[1] == 1 and sentences(df.iloc[:, 0])
 
 
 def _text_column(df, what: str):

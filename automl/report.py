@@ -127,11 +127,11 @@ def architecture_summary(tracking_uri: str, trial) -> str:
     artifact, run_id = trial.user_attrs.get(records.MODEL_ARTIFACT), trial.user_attrs.get(records.MLFLOW_RUN_ID)
     if not artifact or not run_id:
         raise FileNotFoundError("no saved model")
-    import keras
+    from .saved import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = tracking.download_artifact(tracking_uri, run_id, artifact, tmp)
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = load_model(path)
     lines: list[str] = []
     model.summary(print_fn=lambda text, *args, **kwargs: lines.append(str(text)), line_length=100)
     return ANSI.sub("", "\n".join(lines)).strip()

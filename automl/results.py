@@ -162,12 +162,10 @@ class SearchResult:
         return Path(tracking.download_artifact(self.tracking_uri, t.user_attrs[records.MLFLOW_RUN_ID], artifact, dst))
 
     def _load_model(self, t: optuna.trial.FrozenTrial):
-        import keras
-
-        from . import blocks  # noqa: F401 - registers the custom layers the file names (a fresh process has none)
+        from .saved import load_model
 
         with tempfile.TemporaryDirectory(prefix="automl-model-") as tmp:  # loaded into memory, then gone
-            return keras.saving.load_model(self._model_path(t, tmp), safe_mode=True)
+            return load_model(self._model_path(t, tmp))
 
     def ensemble(self, data=None, size: int = 20):
         """One Keras model: the weighted mean of the top trials' outputs, weights chosen greedily on

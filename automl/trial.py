@@ -33,6 +33,7 @@ from .pretraining import PretrainCache
 from .ranking import dominates, feasible, trial_key
 from .records import TrialSettings
 from .recovery import owner_record, worker_id
+from .saved import load_model
 from .space.pretrain import pretraining_wanted
 from .training import TIEBREAK, best_epoch, fit_model, start_kept, training_settings
 
@@ -253,7 +254,7 @@ class TrialRunner(Runner):
                 frozen.user_attrs[records.MODEL_ARTIFACT],
                 folder,
             )
-            return keras.saving.load_model(path, safe_mode=True)
+            return load_model(path)
 
     def _run(self, trial: optuna.Trial, config, attrs: dict) -> float:
         reclaim_memory()

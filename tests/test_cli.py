@@ -190,6 +190,54 @@ def test_a_csv_of_texts_searched_and_predicted_from_the_command_line(tmp_path):
     assert np.allclose([[float(v) for v in line.split(",")[1:]] for line in lines[1:]], expected, atol=1e-5)
 
 
+def test_a_csv_table_with_a_text_column_exports_and_reports_in_a_new_process(tmp_path):
+    """A table's model names automl's own layers (NumericColumns): `automl export` and `automl report`,
+    each a fresh process, load it (export failed with "Could not locate class 'NumericColumns'"), and
+    the exported `.keras` file predicts as the best model does."""
+    import pandas as pd
+
+    import automl
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    table = pd.DataFrame(
+        {
+            "note": [
+                f"{'arrived fast, works great' if v else 'broke after a week'} order {i}" for i, v in enumerate(y)
+            ],
+            "price": rng.normal(50, 10, 60),
+            "colour": rng.choice(["red", "blue"], 60),
+            "label": np.where(y == 1, "good", "bad"),
+        }
+    )
+    table.to_csv(tmp_path / "orders.csv", index=False)
+    data = ["--data", "orders.csv", "--target", "label"]
+    done = run(
+        ["search", "tabular_mlp", *data, "--trials", "2", "--epochs", "3", "--seed", "0", "--study", "orders"], tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 numeric + 1 categorical + 1 text columns" in done.stderr
+    exported = run(
+        ["export", "--study", "orders", "--out", "out", *data, "--formats", "keras", "--seed", "0"], tmp_path
+    )
+    assert exported.returncode == 0, exported.stderr
+    home = tmp_path / "mlruns"
+    stored = automl.load_result("orders", str(home / "optuna.journal"), f"sqlite:///{home}/mlflow.db")
+    from automl.data import Dataset, model_inputs
+    from automl.saved import load_model
+
+    schema = Dataset.from_schema(stored.study.user_attrs["data_schema"])
+    inputs = model_inputs(schema, table.drop(columns="label").head(8))
+    np.testing.assert_allclose(
+        load_model(tmp_path / "out" / "model.keras").predict(inputs, verbose=0),
+        stored.best_model().predict(inputs, verbose=0),
+        atol=1e-5,
+    )
+    reported = run(["report", "--study", "orders", "--out", "report.html"], tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    assert "NumericColumns" in (tmp_path / "report.html").read_text()  # the best model's architecture
+
+
 def test_predict_a_text_model_with_its_ensemble(tmp_path):
     """A task class's study: `automl predict` uses the ensemble recorded on it, as `clf.predict` does."""
     import automl

@@ -316,6 +316,11 @@ def test_a_csv_of_sentences_and_labels_is_a_text_task(tmp_path):
     pd.DataFrame({"colour": ["red", "blue"] * 10, "label": [0, 1] * 10}).to_csv(colours, index=False)
     assert load_data(str(colours), target="label").kind == "tabular"
     assert load_data(str(colours), target="label", kind="text").kind == "text"  # what a text space asks for
+    # beside other columns: sentences become a text column, a multi-word category stays a category
+    table = pd.DataFrame({"review": [f"{t} ({i})" for i, t in enumerate(sentences)], "stars": range(20)})
+    table["status"] = ["married, two children", "single, no children"] * 10
+    kinds = {c.name: c.kind for c in make_dataset(table, [0, 1] * 10).columns}
+    assert kinds == {"review": "text", "stars": "numeric", "status": "categorical"}
     with pytest.raises(DataError, match=r"a text model reads one column of text; the table has 2 \(review, stars\)"):
         make_dataset(pd.DataFrame({"review": sentences, "stars": [1] * 20}), ["pos"] * 20, kind="text")
 

@@ -260,3 +260,38 @@ def test_start_entries_build_the_models_they_name(table, digits_small):
     augmented = space.sample(optuna.trial.FixedTrial({**space.start[0], "augment.rotation": 0.05}))
     model = build_model(augmented.architecture, digits_small)
     assert any(isinstance(layer, keras.layers.RandomRotation) for layer in model.layers)
+
+
+def _reviews(n: int, seed: int, offset: int = 0):
+    """A table whose label lives in a text column's words: each review is unique (a running number),
+    so a category per row could only memorise, never predict a new one."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    good = ["arrived fast and works great", "excellent quality for the price", "very happy, would buy again"]
+    bad = ["broke after one week of use", "poor quality and far too expensive", "arrived damaged, very disappointed"]
+    y = np.arange(n) % 2
+    texts = [f"{rng.choice(good if label else bad)} order {offset + i}" for i, label in enumerate(y)]
+    return pd.DataFrame({"review": texts, "price": rng.normal(50, 10, n), "colour": rng.choice(["red", "blue"], n)}), y
+
+
+def test_a_text_column_of_a_table_is_read_as_words_and_predicts_new_reviews(tmp_path):
+    x, y = _reviews(120, seed=0)
+    data = make_dataset(x, y, validation_split=0.25, seed=0)
+    assert {c.name: c.kind for c in data.columns} == {"review": "text", "price": "numeric", "colour": "categorical"}
+    keras.utils.set_random_seed(0)
+    model = build_model({"c": {"block": "tabular"}, "h": {"block": "dense", "units": 16}}, data)
+    training = training_settings({"learning_rate": 0.01, "batch_size": 16})
+    fit_model(model, data, training, TrialSettings("val_accuracy", "maximize", 15, None), [])
+    new_x, new_y = _reviews(40, seed=1, offset=1000)  # reviews the model never saw
+    from automl.data import model_inputs
+
+    inputs = model_inputs(data, new_x)
+    predicted = model.predict(inputs, verbose=0)
+    assert float(np.mean(predicted.argmax(1) == new_y)) >= 0.95
+    model.save(tmp_path / "m.keras")
+    from automl.saved import load_model
+
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(inputs, verbose=0), predicted, atol=1e-5)
+    for head in ({"trees": "boosted"}, {"linear": "fitted"}):  # the trees skip the text; the linear model reads it
+        assert build_model({"c": {"block": "tabular", **head}}, data).predict(inputs, verbose=0).shape == (40, 2)

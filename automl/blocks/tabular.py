@@ -4,7 +4,8 @@ Numeric columns are standardised, a missing value (NaN) becomes the column mean 
 indicator feature (for columns with gaps in training); categorical columns go through a
 `StringLookup` on their training vocabulary (unseen values share one out-of-vocabulary slot, a
 missing value `""` is its own category when training had any) and then one-hot or a learnt
-embedding. A plain numeric matrix is just standardised. The standardised numbers may then be
+embedding; a text column (sentences, such as a description beside the numbers) becomes the TF-IDF
+weights of its word 1-2-grams. A plain numeric matrix is just standardised. The standardised numbers may then be
 encoded further (`numeric`: piecewise-linear or periodic embeddings, see `numeric.py`). With
 `trees: boosted` the block also returns gradient-boosted trees' scores on the raw columns (numbers
 with NaN, categories one-hot), which the builder adds to the head's (see `trees.py`); with
@@ -21,6 +22,7 @@ from keras import layers, ops
 from .linear import LINEAR, fitted_linear
 from .numeric import encode_numeric
 from .registry import register
+from .text import adaptable
 from .trees import TREES, boosted_trees
 
 ENCODINGS = ("one_hot", "embedding")
@@ -66,6 +68,7 @@ def tabular(
     trees_leaves: int = 31,
     trees_learning_rate: float = 0.1,
     linear: str = "none",
+    text_tokens: int = 2000,
 ):
     """Raw table input -> one feature vector. `categorical` encodes text columns as `one_hot` or an
     `embedding` of `embedding_dim` (capped by the vocabulary size); only the `max_categories`
@@ -74,7 +77,8 @@ def tabular(
     `periodic` (`numeric_frequencies` sin/cos pairs at scale `numeric_sigma` -> `numeric_dim` values).
     `trees: boosted` returns (features, scores of boosted trees with `trees_leaves` leaves per tree
     learnt at `trees_learning_rate`); `linear: fitted` returns (features, scores of a linear model
-    fitted on the training rows, its L2 strength chosen on validation)."""
+    fitted on the training rows, its L2 strength chosen on validation). A text column (sentences,
+    data.py) becomes TF-IDF weights of its `text_tokens` most frequent word 1-2-grams."""
     if data is None or data.kind != "tabular":
         raise ValueError(f"the tabular block takes raw table columns; this data is {getattr(data, 'kind', None)} input")
     if categorical not in ENCODINGS:
@@ -130,6 +134,16 @@ def tabular(
             ids = layers.StringLookup(vocabulary=vocabulary, name=f"{names[c.name]}_lookup")(x[c.name])
             size = len(vocabulary) + 1
             parts.append(layers.Embedding(size, min(embedding_dim, size), name=f"{names[c.name]}_embedding")(ids))
+    for c in data.columns:
+        if c.kind != "text":
+            continue
+        vectorize = layers.TextVectorization(
+            max(2, text_tokens), ngrams=2, output_mode="tf_idf", name=f"{names[c.name]}_ngrams"
+        )
+        vectorize.adapt(adaptable(data.x_train[c.name]), batch_size=1024)
+        bag = vectorize(x[c.name])
+        parts.append(bag)
+        plain.append(bag)  # the trees take numbers and categories only
     features = layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
     if linear == "fitted":
         return features, _fitted_linear(

@@ -267,7 +267,7 @@ class TrialModels:
 
     def model(self, t):
         """The trial's trained model: its stored `.keras` artifact, else retrained from its parameters."""
-        import keras
+        from ..saved import load_model
 
         if t.number in self._cache:
             return self._cache[t.number]
@@ -275,7 +275,7 @@ class TrialModels:
         if artifact and run_id:
             with tempfile.TemporaryDirectory(prefix="automl-model-") as dst:  # loaded into memory, then gone
                 path = tracking.download_artifact(self.result.tracking_uri, run_id, artifact, dst)
-                model = keras.saving.load_model(path, safe_mode=True)
+                model = load_model(path)
             self.origin[t.number] = "stored"
         else:
             model = self.retrain(t)
