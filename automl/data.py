@@ -32,6 +32,7 @@ from .readers import (
     KINDS,
     MISSING,
     check_task_labels,
+    date_parts,
     load_builtin,
     load_csv,
     load_folder,
@@ -427,6 +428,8 @@ def model_inputs(ds: Dataset, x):
         return read_image_files(files, what, ds.input_shape)
     if isinstance(x, dict) and ds.kind == "tabular":
         x = pd.DataFrame(x)
+    if isinstance(x, pd.DataFrame) and ds.kind == "tabular":
+        x = date_parts(x)  # the columns the model takes, as training read them
     names = [c.name for c in ds.columns] if ds.columns is not None else ds.extra.get("feature_names")
     if isinstance(x, pd.DataFrame) and names:
         x = x.rename(columns=str)

@@ -483,6 +483,8 @@ def read_table(df, what: str, predicting: bool = False):
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise DataError(f"{what}: column name {dup!r} occurs twice")
+    df = date_parts(df)
+    names = [str(c) for c in df.columns]
     out = {}
     for col, name in zip(df.columns, names):
         s = df[col]
@@ -498,14 +500,53 @@ def read_table(df, what: str, predicting: bool = False):
             if np.isinf(values).any():
                 raise DataError(f"{what}: column {name!r} has infinite values (row {int(np.argmax(np.isinf(values)))})")
             out[name] = values
-        elif pd.api.types.is_datetime64_any_dtype(s.dtype) or pd.api.types.is_timedelta64_dtype(s.dtype):
-            raise DataError(
-                f"{what}: column {name!r} has dtype {s.dtype}; convert it to numbers "
-                f"(e.g. day of week, hour) or strings first"
-            )
+        elif pd.api.types.is_timedelta64_dtype(s.dtype):  # a duration: its length in seconds
+            out[name] = s.dt.total_seconds().to_numpy(dtype="float32", na_value=np.nan)
+        elif pd.api.types.is_datetime64_any_dtype(s.dtype):  # date_parts missed it: all missing
+            out[name] = np.full(len(s), np.nan, dtype="float32")
         else:  # str, object, category: categorical
             out[name] = np.array([MISSING if _is_missing(v) else str(v) for v in s], dtype=object)
     return pd.DataFrame(out)
+
+
+ISO_DATE = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
+DATE_PARTS = ("year", "month", "day", "weekday")  # and hour, minute when the times are not all midnight
+
+
+def date_parts(df):
+    """Date columns (datetime dtype, or strings that are all ISO dates: 2024-03-01, 2024-03-01 14:30)
+    -> numeric columns `NAME.year`, `.month`, `.day`, `.weekday` (Monday 0), and `.hour`, `.minute`
+    when times are given, in the date column's place. Why: as strings, each date is its own category,
+    memorised and useless on new rows; its parts carry the seasons, weekdays and trend."""
+    import pandas as pd
+
+    if not any(_is_dates(df[c]) for c in df.columns):
+        return df
+    parts = {}
+    for col in df.columns:
+        s = df[col]
+        if not _is_dates(s):
+            parts[col] = s
+            continue
+        when = pd.to_datetime(s, format="ISO8601", utc=True) if not pd.api.types.is_datetime64_any_dtype(s) else s
+        fields = [
+            *DATE_PARTS,
+            *(("hour", "minute") if (when.dt.hour.fillna(0) + when.dt.minute.fillna(0)).any() else ()),
+        ]
+        for field in fields:
+            parts[f"{col}.{field}"] = getattr(when.dt, "day_of_week" if field == "weekday" else field).astype("float32")
+    return pd.DataFrame(parts, index=df.index)
+
+
+def _is_dates(s) -> bool:
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return bool(s.notna().any())
+    if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        return False
+    values = s.dropna().astype(str)
+    return len(values) > 0 and bool(values.str.fullmatch(ISO_DATE).all())
 
 
 def _is_missing(v) -> bool:

@@ -174,10 +174,33 @@ def test_csv_with_categorical_columns_and_missing_values(tmp_path):
     assert ds.task == "classification" and ds.num_classes == 2
 
 
+def test_date_columns_become_their_parts_in_training_and_in_new_rows(tmp_path):
+    """A datetime column, or strings that are all ISO dates, becomes NAME.year/.month/.day/.weekday
+    (and .hour/.minute with times); a duration its seconds. New rows are read the same way."""
+    table = pd.DataFrame(
+        {
+            "sold": ["2024-03-01", "2024-03-02", None, "2024-12-25", "2025-01-06", "2025-01-07"] * 3,
+            "at": pd.to_datetime(["2024-01-01 08:30", "2024-01-02 17:45", "2024-01-03 00:00"] * 6),
+            "took": pd.to_timedelta(["1 min", "2 min", "90 s"] * 6),
+            "label": [0, 1] * 9,
+        }
+    )
+    path = tmp_path / "sales.csv"
+    table.drop(columns=["at", "took"]).to_csv(path, index=False)
+    ds = load_data(str(path), target="label", seed=0)
+    assert [c.name for c in ds.columns] == ["sold.year", "sold.month", "sold.day", "sold.weekday"]
+    assert all(c.kind == "numeric" and c.missing for c in ds.columns)  # the missing date: NaN + a flag
+    ds = make_dataset(table, "label", seed=0)
+    names = ["sold.year", "sold.month", "sold.day", "sold.weekday", "at.year", "at.month", "at.day", "at.weekday"]
+    assert [c.name for c in ds.columns] == [*names, "at.hour", "at.minute", "took"]
+    new = model_inputs(ds, table.drop(columns="label").head(2))
+    assert new["sold.weekday"].tolist() == [4.0, 5.0] and new["at.hour"].tolist() == [8.0, 17.0]
+    assert new["at.minute"].tolist() == [30.0, 45.0] and new["took"].tolist() == [60.0, 120.0]
+
+
 @pytest.mark.parametrize(
     "frame, message",
     [
-        (pd.DataFrame({"t": pd.to_datetime(["2024-01-01"] * 4), "y": [0, 1, 0, 1]}), "column 't' has dtype datetime64"),
         (pd.DataFrame({"a": [np.nan] * 4, "b": [1.0, 2, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has no values"),
         (pd.DataFrame({"a": [1.0, np.inf, 3, 4], "y": [0, 1, 0, 1]}), "column 'a' has infinite values (row 1)"),
         (pd.DataFrame({"y": [0, 1, 0, 1]}), "the table has no feature columns"),

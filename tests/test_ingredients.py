@@ -295,3 +295,24 @@ def test_a_text_column_of_a_table_is_read_as_words_and_predicts_new_reviews(tmp_
     np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(inputs, verbose=0), predicted, atol=1e-5)
     for head in ({"trees": "boosted"}, {"linear": "fitted"}):  # the trees skip the text; the linear model reads it
         assert build_model({"c": {"block": "tabular", **head}}, data).predict(inputs, verbose=0).shape == (40, 2)
+
+
+def test_a_date_column_is_learnt_from_its_parts_and_predicts_new_dates():
+    """The label is whether the day is a weekend: as strings every date would be a new category;
+    through its parts (weekday among them) a model predicts dates it never saw."""
+    import pandas as pd
+
+    from automl.data import model_inputs
+
+    days = pd.date_range("2023-01-01", periods=280, freq="D")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"day": days.strftime("%Y-%m-%d"), "amount": rng.normal(size=280)})
+    data = make_dataset(table, (days.day_of_week >= 5).astype(int), validation_split=0.25, seed=0)
+    keras.utils.set_random_seed(0)
+    model = build_model({"c": {"block": "tabular", "trees": "boosted"}}, data)
+    settings = TrialSettings("val_loss", "minimize", 5, None)
+    fit_model(model, data, training_settings({"learning_rate": 0.01}), settings, [])
+    later = pd.date_range("2024-06-01", periods=60, freq="D")
+    new = model_inputs(data, pd.DataFrame({"day": later.strftime("%Y-%m-%d"), "amount": rng.normal(size=60)}))
+    predicted = model.predict(new, verbose=0).argmax(1)
+    assert float(np.mean(predicted == (later.day_of_week >= 5))) >= 0.95
