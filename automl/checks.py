@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset, make_dataset
-from .readers import MISSING
+from .tables import MISSING
 
 SHOWN = 10  # sample indices listed per finding
 IMBALANCE_RATIO = 3.0  # largest / smallest class count from which balance is worth acting on

@@ -29,7 +29,9 @@ def search(
         help="Space YAML file, or a shipped space name (see `automl spaces`). Left out: the task classes' "
         "defaults for the data's kind (its space, val_loss, tpe-random, epochs by data size, ensemble).",
     ),
-    data: str = typer.Option(..., "--data", help="digits | breast_cancer | wine | diabetes | PATH.csv | PATH.npz"),
+    data: str = typer.Option(
+        ..., "--data", help="digits | breast_cancer | wine | diabetes | PATH.csv | PATH.parquet | PATH.npz | FOLDER"
+    ),
     target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
     trials: int | None = typer.Option(
         None, "--trials", help="Finished trials wanted (a rerun completes the rest); 10, or with --timeout no cap."

@@ -20,7 +20,7 @@ def predict(
     data: Path = typer.Option(
         ...,
         "--data",
-        help="New samples: a CSV file (tables; text with --column), a .txt file (one text per line), "
+        help="New samples: a CSV or Parquet file (tables; text with --column), a .txt file (one text per line), "
         "an .npz file (array x), or image files (a folder, sorted by path, or one file).",
     ),
     column: str | None = typer.Option(None, "--column", help="A text model's column of a CSV file."),
@@ -85,7 +85,8 @@ def _read(path: Path, kind: str, column: str | None):
 
     from .data import DataError
     from .images import IMAGE_SUFFIXES, image_files
-    from .readers import read_csv_frame, read_unlabeled, text_lines
+    from .readers import read_unlabeled, text_lines
+    from .tables import PARQUET, read_frame
 
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -95,8 +96,8 @@ def _read(path: Path, kind: str, column: str | None):
         return read_unlabeled(path, kind, "x"), None
     if path.suffix.lower() == ".txt" and kind == "text":
         return np.array(text_lines(path), dtype=object), None
-    if path.suffix.lower() == ".csv":
-        df = read_csv_frame(path)
+    if path.suffix.lower() in (".csv", *PARQUET):
+        df = read_frame(path)
         if kind != "text":
             return df, None
         if column is None and len(df.columns) == 1:
@@ -104,7 +105,7 @@ def _read(path: Path, kind: str, column: str | None):
         if column is None or column not in df.columns:
             raise DataError(f"{path}: name the text column with --column (columns: {', '.join(map(str, df.columns))})")
         return df[column].fillna("").astype(str).to_numpy(dtype=object), None
-    raise DataError(f"{path}: expected a .csv, .txt or .npz file, or image files, for a {kind} model")
+    raise DataError(f"{path}: expected a .csv, .parquet, .txt or .npz file, or image files, for a {kind} model")
 
 
 def _model(result):

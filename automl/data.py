@@ -30,20 +30,19 @@ from .images import image_files, read_image_files
 from .readers import (
     BUILTIN,
     KINDS,
-    MISSING,
     check_task_labels,
-    date_parts,
     load_builtin,
-    load_csv,
     load_folder,
     load_npz,
     pad_to,
     read_input,
     read_labels,
-    read_table,
     read_unlabeled,
     sentences,
 )
+from .tables import MISSING, date_parts, load_table, read_table
+
+load_csv = load_table  # its name before Parquet files were read too
 
 __all__ = [
     "BUILTIN",
@@ -59,6 +58,7 @@ __all__ = [
     "load_data",
     "load_folder",
     "load_npz",
+    "load_table",
     "make_dataset",
     "model_inputs",
     "validation_size",

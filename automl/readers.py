@@ -1,5 +1,5 @@
-"""Reading any supported input into arrays: built-in sets, CSV and `.npz` files, class folders of
-images or texts, tables, texts, variable-length sequences and `tf.data` datasets.
+"""Reading any supported input into arrays: built-in sets, table files (tables.py) and `.npz` files,
+class folders of images or texts, tables, texts, variable-length sequences and `tf.data` datasets.
 
 What `make_dataset` (data.py) reads before it splits and learns from the data. Every check here
 names the input, the column, sample or file, and the shape at fault.
@@ -7,7 +7,6 @@ names the input, the column, sample or file, and the shape at fault.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,10 @@ import numpy as np
 
 from .errors import DataError
 from .images import IMAGE_SUFFIXES, image_files, image_folder
+from .tables import is_missing, load_table, read_table, target_column
 
 BUILTIN = ("digits", "breast_cancer", "wine", "diabetes")
 KINDS = ("image", "tabular", "text", "sequence")
-SEPARATORS = ",;\t|"  # what a CSV file's columns may be separated by (sniffed)
-EMPTY_PROBE_BYTES = 1 << 16  # a CSV whose first 64 KB are blank and that is no longer is empty
-MISSING = ""  # what a missing categorical value becomes (its own category when training had any)
 
 
 def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -39,50 +36,6 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, str]:
         raise DataError(f"unknown built-in data set {name!r} (built-in: {', '.join(BUILTIN)})")
     d = loader()
     return d.data.astype("float32"), d.target, "tabular"
-
-
-def load_csv(path: str | Path, target: str | None):
-    """A CSV (separator sniffed: `,` or `;` ...) with a header; returns (feature DataFrame, target array).
-
-    Text columns are categorical (a lone column of sentences is a text task: `read_input`), empty cells
-    are missing values; `make_dataset` checks the rest.
-    """
-    path = Path(path)
-    if not target:
-        raise DataError(f"{path}: --target COLUMN is required for a CSV file")
-    df = read_csv_frame(path)
-    if target not in df.columns:
-        raise DataError(f"{path}: no column {target!r} (columns: {', '.join(map(str, df.columns))})")
-    return df.drop(columns=[target]), _target_column(df[target], f"{path}: target column {target!r}")
-
-
-def read_csv_frame(path: Path):
-    """A CSV file with a header and at least one row, as a DataFrame (separator sniffed)."""
-    import pandas as pd
-
-    try:
-        with path.open("rb") as f:  # the first bytes only: pandas reads the file once
-            head = f.read(EMPTY_PROBE_BYTES)
-        if not head.strip() and path.stat().st_size <= EMPTY_PROBE_BYTES:
-            raise DataError(f"{path}: the file is empty")
-        df = pd.read_csv(path, sep=_separator(head))
-    except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read as CSV: {exc}") from None
-    if df.empty:
-        raise DataError(f"{path}: the file has a header but no rows")
-    return df
-
-
-def _separator(head: bytes) -> str:
-    """The separator of a CSV from its first bytes: one of SEPARATORS, `,` when there is one column.
-    Why not pandas' own sniffing (`sep=None`): on one column of sentences it picks a letter."""
-    sample = head.decode("utf-8", errors="replace")
-    if len(head) == EMPTY_PROBE_BYTES and "\n" in sample:
-        sample = sample[: sample.rfind("\n")]  # whole lines only
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
-    except csv.Error:  # no separator is consistent: one column
-        return ","
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -206,7 +159,7 @@ def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: b
             x, y, found = load_folder(path, image_size)
             return read_input(x, y, kind or found, what, predicting=predicting)
         if path.is_file() and path.suffix != ".npz":
-            x, y = load_csv(path, y if isinstance(y, str) else None)
+            x, y = load_table(path, y if isinstance(y, str) else None)
         else:
             raise DataError(f"{what}: {x!r} is neither a folder nor a CSV file (texts go in a list, not a string)")
     if y is None:
@@ -217,7 +170,7 @@ def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: b
         if isinstance(y, str):
             if y not in x.columns:
                 raise DataError(f"{what}: no column {y!r} (columns: {', '.join(map(str, x.columns))})")
-            x, y = x.drop(columns=[y]), _target_column(x[y], f"{what}: target column {y!r}")
+            x, y = x.drop(columns=[y]), target_column(x[y], f"{what}: target column {y!r}")
         if kind == "text" or (kind is None and _free_text(x)):
             return _texts(_text_column(x, what), what, predicting), read_labels(y, what), "text"
         if kind == "sequence":
@@ -469,99 +422,6 @@ def _unpad(seq: np.ndarray) -> np.ndarray:
     return seq[: keep[-1] + 1] if len(keep) else seq[:1]
 
 
-def read_table(df, what: str, predicting: bool = False):
-    """Check a DataFrame's columns; numeric -> float32 (NaN = missing), others -> str ('' = missing).
-    `predicting`: new rows for a trained model, where a column may be all missing (one row with a
-    hole): it comes back as NaN, which the model's columns read as missing, whatever their kind."""
-    import pandas as pd
-
-    if df.shape[1] == 0:
-        raise DataError(f"{what}: the table has no feature columns")
-    if len(df) == 0:
-        raise DataError(f"{what}: x is empty (the table has no rows)")
-    names = [str(c) for c in df.columns]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise DataError(f"{what}: column name {dup!r} occurs twice")
-    df = date_parts(df)
-    names = [str(c) for c in df.columns]
-    out = {}
-    for col, name in zip(df.columns, names):
-        s = df[col]
-        if s.isna().all():
-            if predicting:
-                out[name] = np.full(len(s), np.nan, dtype="float32")
-                continue
-            raise DataError(f"{what}: column {name!r} has no values (all missing)")
-        if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
-            if pd.api.types.is_complex_dtype(s.dtype):
-                raise DataError(f"{what}: column {name!r} holds complex numbers")
-            values = s.to_numpy(dtype="float32", na_value=np.nan)
-            if np.isinf(values).any():
-                raise DataError(f"{what}: column {name!r} has infinite values (row {int(np.argmax(np.isinf(values)))})")
-            out[name] = values
-        elif pd.api.types.is_timedelta64_dtype(s.dtype):  # a duration: its length in seconds
-            out[name] = s.dt.total_seconds().to_numpy(dtype="float32", na_value=np.nan)
-        elif pd.api.types.is_datetime64_any_dtype(s.dtype):  # date_parts missed it: all missing
-            out[name] = np.full(len(s), np.nan, dtype="float32")
-        else:  # str, object, category: categorical
-            out[name] = np.array([MISSING if _is_missing(v) else str(v) for v in s], dtype=object)
-    return pd.DataFrame(out)
-
-
-ISO_DATE = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
-DATE_PARTS = ("year", "month", "day", "weekday")  # and hour, minute when the times are not all midnight
-
-
-def date_parts(df):
-    """Date columns (datetime dtype, or strings that are all ISO dates: 2024-03-01, 2024-03-01 14:30)
-    -> numeric columns `NAME.year`, `.month`, `.day`, `.weekday` (Monday 0), and `.hour`, `.minute`
-    when times are given, in the date column's place. Why: as strings, each date is its own category,
-    memorised and useless on new rows; its parts carry the seasons, weekdays and trend."""
-    import pandas as pd
-
-    if not any(_is_dates(df[c]) for c in df.columns):
-        return df
-    parts = {}
-    for col in df.columns:
-        s = df[col]
-        if not _is_dates(s):
-            parts[col] = s
-            continue
-        when = pd.to_datetime(s, format="ISO8601", utc=True) if not pd.api.types.is_datetime64_any_dtype(s) else s
-        fields = [
-            *DATE_PARTS,
-            *(("hour", "minute") if (when.dt.hour.fillna(0) + when.dt.minute.fillna(0)).any() else ()),
-        ]
-        for field in fields:
-            parts[f"{col}.{field}"] = getattr(when.dt, "day_of_week" if field == "weekday" else field).astype("float32")
-    return pd.DataFrame(parts, index=df.index)
-
-
-def _is_dates(s) -> bool:
-    import pandas as pd
-
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return bool(s.notna().any())
-    if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
-        return False
-    values = s.dropna().astype(str)
-    return len(values) > 0 and bool(values.str.fullmatch(ISO_DATE).all())
-
-
-def _is_missing(v) -> bool:
-    import pandas as pd
-
-    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and v != v)
-
-
-def _target_column(s, what: str) -> np.ndarray:
-    missing = s.isna()
-    if missing.any():
-        raise DataError(f"{what} has {int(missing.sum())} missing values (first at row {int(np.argmax(missing))})")
-    return s.to_numpy()
-
-
 def read_labels(y, what: str) -> np.ndarray:
     if hasattr(y, "to_numpy"):
         y = y.to_numpy()
@@ -575,7 +435,7 @@ def read_labels(y, what: str) -> np.ndarray:
     if y.ndim != 1:
         raise DataError(f"{what}: y has shape {y.shape}; expected one label or target per sample")
     if y.dtype == object:
-        bad = [i for i, v in enumerate(y) if _is_missing(v)]
+        bad = [i for i, v in enumerate(y) if is_missing(v)]
         if bad:
             raise DataError(f"{what}: y has {len(bad)} missing labels (first at sample {bad[0]})")
         types = {type(v.decode() if isinstance(v, bytes) else v).__name__ for v in y}

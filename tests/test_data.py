@@ -174,6 +174,21 @@ def test_csv_with_categorical_columns_and_missing_values(tmp_path):
     assert ds.task == "classification" and ds.num_classes == 2
 
 
+def test_a_parquet_file_is_read_as_its_csv_twin_and_an_excel_file_gets_a_hint(tmp_path):
+    """Parquet keeps dtypes (a datetime stays one, numbers stay numbers): the same data set as from the
+    CSV file, fingerprint included. An Excel file is refused with what to do instead."""
+    table = _frame()
+    table.to_csv(tmp_path / "houses.csv", index=False)
+    table.to_parquet(tmp_path / "houses.parquet", index=False)
+    from_csv = load_data(str(tmp_path / "houses.csv"), target="label", seed=0)
+    from_parquet = load_data(str(tmp_path / "houses.parquet"), target="label", seed=0)
+    assert [(c.name, c.kind) for c in from_parquet.columns] == [(c.name, c.kind) for c in from_csv.columns]
+    assert from_parquet.fingerprint() == from_csv.fingerprint()
+    (tmp_path / "houses.xlsx").write_bytes(b"PK\x03\x04")
+    with pytest.raises(DataError, match="houses.xlsx: Excel files are not read; save the sheet as CSV"):
+        load_data(str(tmp_path / "houses.xlsx"), target="label")
+
+
 def test_date_columns_become_their_parts_in_training_and_in_new_rows(tmp_path):
     """A datetime column, or strings that are all ISO dates, becomes NAME.year/.month/.day/.weekday
     (and .hour/.minute with times); a duration its seconds. New rows are read the same way."""
@@ -332,9 +347,9 @@ def test_a_csv_of_sentences_and_labels_is_a_text_task(tmp_path):
     # one column of sentences without a separator in the header: still one column, not split on a letter
     lone = tmp_path / "lone.csv"
     pd.DataFrame({"review": sentences}).to_csv(lone, index=False)
-    from automl.readers import read_csv_frame
+    from automl.tables import read_frame
 
-    assert list(read_csv_frame(lone).columns) == ["review"]
+    assert list(read_frame(lone).columns) == ["review"]
     colours = tmp_path / "colours.csv"
     pd.DataFrame({"colour": ["red", "blue"] * 10, "label": [0, 1] * 10}).to_csv(colours, index=False)
     assert load_data(str(colours), target="label").kind == "tabular"
