@@ -195,7 +195,8 @@ class Dataset:
 
 
 def load_data(spec: str, target: str | None = None, **kwargs) -> Dataset:
-    """What the CLI's `--data` names: a built-in set, a CSV file (+ target), an `.npz` file or a folder.
+    """What the CLI's `--data` names: a built-in set, a CSV or Parquet file (+ target), an `.npz` file
+    or a folder.
     `kind` (a space's input) reads a CSV's one column as texts, or 2-D arrays as sequences."""
     if spec in BUILTIN:
         x, y, kind = load_builtin(spec)

@@ -4,9 +4,10 @@ Numeric columns are standardised, a missing value (NaN) becomes the column mean 
 indicator feature (for columns with gaps in training); categorical columns go through a
 `StringLookup` on their training vocabulary (unseen values share one out-of-vocabulary slot, a
 missing value `""` is its own category when training had any) and then one-hot or a learnt
-embedding; a text column (sentences, such as a description beside the numbers) becomes the TF-IDF
-weights of its word 1-2-grams. A plain numeric matrix is just standardised. The standardised numbers may then be
-encoded further (`numeric`: piecewise-linear or periodic embeddings, see `numeric.py`). With
+embedding; a text column (sentences, such as a description beside the numbers) becomes the
+TF-IDF weights of its word 1-2-grams. A plain numeric matrix is just standardised. The
+standardised numbers may then be encoded further (`numeric`: piecewise-linear or periodic
+embeddings, see `numeric.py`). With
 `trees: boosted` the block also returns gradient-boosted trees' scores on the raw columns (numbers
 with NaN, categories one-hot), which the builder adds to the head's (see `trees.py`); with
 `linear: fitted`, instead, the scores of a ridge or logistic regression fitted exactly on the
