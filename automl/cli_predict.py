@@ -81,31 +81,12 @@ def predict(
 
 def _read(path: Path, kind: str, column: str | None):
     """(samples as `model_inputs` takes them, the image files they came from or None)."""
-    import numpy as np
-
-    from .data import DataError
     from .images import IMAGE_SUFFIXES, image_files
-    from .readers import read_unlabeled, text_lines
-    from .tables import PARQUET, read_frame
+    from .readers import read_samples_file
 
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
     if kind == "image" and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES):
         return path, image_files(path)
-    if path.suffix.lower() == ".npz":  # an array x; no y
-        return read_unlabeled(path, kind, "x"), None
-    if path.suffix.lower() == ".txt" and kind == "text":
-        return np.array(text_lines(path), dtype=object), None
-    if path.suffix.lower() in (".csv", *PARQUET):
-        df = read_frame(path)
-        if kind != "text":
-            return df, None
-        if column is None and len(df.columns) == 1:
-            column = df.columns[0]
-        if column is None or column not in df.columns:
-            raise DataError(f"{path}: name the text column with --column (columns: {', '.join(map(str, df.columns))})")
-        return df[column].fillna("").astype(str).to_numpy(dtype=object), None
-    raise DataError(f"{path}: expected a .csv, .parquet, .txt or .npz file, or image files, for a {kind} model")
+    return read_samples_file(path, kind, column), None
 
 
 def _model(result):

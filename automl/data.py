@@ -37,6 +37,7 @@ from .readers import (
     pad_to,
     read_input,
     read_labels,
+    read_samples_file,
     read_unlabeled,
     sentences,
 )
@@ -424,6 +425,8 @@ def model_inputs(ds: Dataset, x):
     import pandas as pd
 
     what = "x"
+    if isinstance(x, (str, Path)) and (ds.kind != "image" or Path(x).suffix.lower() == ".npz"):
+        x = read_samples_file(Path(x), ds.kind)  # a file of new rows, texts or arrays
     files = image_files(x) if ds.kind == "image" else None
     if files is not None:
         return read_image_files(files, what, ds.input_shape)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import DataError
 from .images import IMAGE_SUFFIXES, image_files, image_folder
-from .tables import is_missing, load_table, read_table, target_column
+from .tables import EXCEL, PARQUET, is_missing, load_table, read_frame, read_table, target_column
 
 BUILTIN = ("digits", "breast_cancer", "wine", "diabetes")
 KINDS = ("image", "tabular", "text", "sequence")
@@ -139,6 +139,31 @@ def read_unlabeled(x, kind: str, what: str, image_size=None) -> np.ndarray:
     if n == 0:
         raise DataError(f"{what}: x is empty")
     return read_input(x, np.zeros(n, dtype="int64"), kind, what)[0]
+
+
+def read_samples_file(path: Path, kind: str, column: str | None = None):
+    """New samples in a file, for a trained model of `kind`: a table file (CSV, Parquet; a text model
+    reads its one column, or `column`), a `.txt` file of texts (one per line) or an `.npz` file with
+    an array `x`. Image files are read by `images.read_image_files`."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return read_unlabeled(path, kind, "x")
+    if suffix == ".txt" and kind == "text":
+        return np.array(text_lines(path), dtype=object)
+    if suffix not in (".csv", *PARQUET, *EXCEL):
+        raise DataError(f"{path}: expected a .csv, .parquet, .txt or .npz file, or image files, for a {kind} model")
+    df = read_frame(path)
+    if kind != "text":
+        return df
+    if column is None and len(df.columns) == 1:
+        column = df.columns[0]
+    if column is None or column not in df.columns:
+        raise DataError(
+            f"{path}: name the text column (automl predict --column NAME) among {', '.join(map(str, df.columns))}"
+        )
+    return df[column].fillna("").astype(str).to_numpy(dtype=object)
 
 
 def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: bool = False):

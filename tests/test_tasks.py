@@ -24,7 +24,7 @@ def _table(n: int, rng) -> tuple[pd.DataFrame, np.ndarray]:
     return df, y
 
 
-def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(stores, rng):
+def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(stores, rng, tmp_path):
     df, y = _table(240, rng)
     clf = automl.TabularClassifier(study_name="table", **_options(stores, epochs=10))
     with pytest.raises(RuntimeError, match="not fitted"):
@@ -61,6 +61,11 @@ def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(st
     }
     frame = pd.DataFrame({"x": [0.3, np.nan], "noise": [np.nan, 1.0], "colour": ["red", None]})
     np.testing.assert_allclose(clf.model().predict(raw, verbose=0), clf.predict_proba(frame), atol=1e-6)
+    # new rows in a file, as fit takes one: CSV or Parquet, extra columns ignored
+    df.head(50).assign(label="?").to_csv(tmp_path / "new.csv", index=False)
+    df.head(50).to_parquet(tmp_path / "new.parquet")
+    for path in ("new.csv", "new.parquet"):
+        np.testing.assert_allclose(clf.predict_proba(str(tmp_path / path)), proba, atol=1e-5)
     scores = clf.evaluate(df, y)
     assert scores["accuracy"] > 0.75  # the rule is simple: the model learnt it, not the majority class
     with pytest.raises(automl.DataError, match="x has 240 samples but y has 10"):
