@@ -18,7 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, Dataset, attach_unlabeled, encode_targets, labelled_folder, make_dataset, model_inputs
+from .data import (
+    DataError,
+    Dataset,
+    attach_unlabeled,
+    encode_targets,
+    labelled_folder,
+    load_table,
+    make_dataset,
+    model_inputs,
+)
 from .results import SearchResult
 from .search import DEFAULT_SPACES, Search
 
@@ -218,13 +227,16 @@ class _Task:
     def evaluate(self, x, y=None) -> dict[str, float]:
         """Loss and metrics (accuracy, or mae for regression) of `model()` on (x, y); the loss as the
         search's trials measure it (for regression: squared error over the training target's variance).
-        Without `y`, `x` is a folder with one sub-folder (or `.txt` file) per class, as `fit` takes."""
+        Without `y`, `x` is a folder with one sub-folder (or `.txt` file) per class, as `fit` takes;
+        with a table file (CSV, Parquet), `y` may name its target column, as in `fit`."""
         from .training import loss_and_metrics
 
         model = self.model()
         _, data = self._fitted()
         if y is None:
             x, y = labelled_folder(data, x)
+        elif isinstance(y, str) and isinstance(x, (str, Path)):  # a table file and its target column, as fit
+            x, y = load_table(x, y)
         targets = encode_targets(data, y)
         inputs = self._inputs(x)
         if len(targets) != _length(inputs):

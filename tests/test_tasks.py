@@ -66,6 +66,8 @@ def test_tabular_classifier_fits_predicts_in_user_labels_and_logs_every_trial(st
     df.head(50).to_parquet(tmp_path / "new.parquet")
     for path in ("new.csv", "new.parquet"):
         np.testing.assert_allclose(clf.predict_proba(str(tmp_path / path)), proba, atol=1e-5)
+    df.assign(label=y).to_csv(tmp_path / "test.csv", index=False)  # evaluate a file by its target column
+    assert clf.evaluate(str(tmp_path / "test.csv"), "label") == pytest.approx(clf.evaluate(df, y), rel=1e-5)
     scores = clf.evaluate(df, y)
     assert scores["accuracy"] > 0.75  # the rule is simple: the model learnt it, not the majority class
     with pytest.raises(automl.DataError, match="x has 240 samples but y has 10"):
