@@ -203,7 +203,7 @@ class Search:
                 validation_data=validation_data,
                 validation_split=validation_split,
                 task=task,
-                kind=kind,
+                kind=kind or getattr(self.space, "input", None),  # a text space reads a table's column as texts
                 name=name,
                 seed=self.seed or 0,
             )

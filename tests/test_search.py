@@ -365,3 +365,15 @@ def test_trials_with_an_equal_objective_rank_by_validation_loss(stores):
     probabilities = model.predict(data.x_val, verbose=0)
     loss = -np.mean(np.log(probabilities[np.arange(len(data.y_val)), data.y_val]))
     assert loss == pytest.approx(losses[lowest], rel=1e-3)
+
+
+def test_a_space_reads_the_data_as_its_input_kind(stores):
+    """`Search(space).fit(x, y)` reads x as the space's input: 2-D arrays as series for a sequence
+    space (they were a table: "the space is for sequence input but the data is tabular")."""
+    rng = np.random.default_rng(0)
+    t = np.arange(24)
+    y = np.arange(40) % 2
+    x = np.stack([np.sin(2 * np.pi * t / (4 if label else 12) + rng.uniform(0, 6)) for label in y])
+    result = Search("sequence_rnn", max_trials=1, seed=0, verbose=False, **stores).fit(x, y, epochs=1)
+    assert result.dataset.kind == "sequence" and result.dataset.input_shape == (24, 1)
+    assert result.study.trials[0].state.name == "COMPLETE"
