@@ -180,7 +180,11 @@ class BudgetSchedule:
             return True
         # all continued, time left (a 240 s search stopped at 191 s): explore on; a new configuration
         # that enters the top candidates is continued in turn
-        self.reason = f"the top {len(low)} low-fidelity candidates are continued"
+        self.reason = (
+            f"the top {len(low)} low-fidelity candidates are continued"
+            if len(low) > 1
+            else "the best low-fidelity candidate is continued"
+        )
         return self._short_trial_fits(study, left)
 
     def _continue_partly(self, t: optuna.trial.FrozenTrial, study: optuna.Study, left: float) -> bool:
