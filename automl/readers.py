@@ -163,7 +163,7 @@ def read_samples_file(path: Path, kind: str, column: str | None = None):
         raise DataError(
             f"{path}: name the text column (automl predict --column NAME) among {', '.join(map(str, df.columns))}"
         )
-    return df[column].fillna("").astype(str).to_numpy(dtype=object)
+    return df[[column]]  # read_input reads a text model's one column (_text_column)
 
 
 def read_input(x, y, kind: str | None, what: str, image_size=None, predicting: bool = False):
@@ -269,13 +269,13 @@ def _free_text(df) -> bool:
 
 
 def _text_column(df, what: str):
-    """A table's one column as texts (an empty cell is an empty text)."""
+    """A table's one column as texts (an empty cell is an empty text, a number its digits)."""
     if df.shape[1] != 1:
         raise DataError(
             f"{what}: a text model reads one column of text; the table has {df.shape[1]} "
             f"({', '.join(map(str, df.columns))}): keep the text column and the target only"
         )
-    return df.iloc[:, 0].astype(object).where(df.iloc[:, 0].notna(), "").to_numpy(dtype=object)
+    return df.iloc[:, 0].fillna("").astype(str).to_numpy(dtype=object)
 
 
 def _series_rows(df, what: str):

@@ -134,12 +134,13 @@ def date_parts(df):
     memorised and useless on new rows; its parts carry the seasons, weekdays and trend."""
     import pandas as pd
 
-    if not any(_is_dates(df[c]) for c in df.columns):
+    dates = {c for c in df.columns if _is_dates(df[c])}
+    if not dates:
         return df
     parts = {}
     for col in df.columns:
         s = df[col]
-        if not _is_dates(s):
+        if col not in dates:
             parts[col] = s
             continue
         when = pd.to_datetime(s, format="ISO8601", utc=True) if not pd.api.types.is_datetime64_any_dtype(s) else s

@@ -153,6 +153,11 @@ def test_search_without_a_space_takes_the_task_classes_defaults(tmp_path):
     settings = records.SearchSettings.of(study)
     assert settings.space_name == "tabular_mlp" and settings.epochs == default_epochs(settings.train_samples) > 10
     assert any(t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 for t in study.trials), "no low-fidelity trial"
+    from conftest import mlflow_runs
+
+    _, runs = mlflow_runs(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    search_run = next(r for r in runs if r.data.tags.get("automl.role") == "search")
+    assert search_run.data.params["sampler"] == "tpe-random" and search_run.data.params["schedule"] == "budget"
     assert "ensemble" in done.stderr
     x, _ = load_wine(return_X_y=True)
     np.savez(tmp_path / "new.npz", x=x[:5])
@@ -188,6 +193,14 @@ def test_a_csv_of_texts_searched_and_predicted_from_the_command_line(tmp_path):
     stored = automl.load_result("reviews", str(home / "optuna.journal"), f"sqlite:///{home}/mlflow.db")
     expected = stored.best_model().predict(np.array(new, dtype=object), verbose=0)
     assert np.allclose([[float(v) for v in line.split(",")[1:]] for line in lines[1:]], expected, atol=1e-5)
+    # a CSV of several columns: --column names the texts; an empty cell is an empty text
+    pd.DataFrame({"id": [7, 8, 9], "review": [*new, None]}).to_csv(tmp_path / "two.csv", index=False)
+    chosen = run(["predict", "--study", "reviews", "--data", "two.csv", "--column", "review"], tmp_path)
+    assert chosen.returncode == 0, chosen.stderr
+    rows = [[float(v) for v in line.split(",")[1:]] for line in chosen.stdout.splitlines()[1:]]
+    assert np.allclose(rows[:2], expected, atol=1e-5) and len(rows) == 3
+    unnamed = run(["predict", "--study", "reviews", "--data", "two.csv"], tmp_path)
+    assert unnamed.returncode == 2 and "name the text column (automl predict --column NAME)" in unnamed.stderr
 
 
 def test_a_csv_table_with_a_text_column_exports_and_reports_in_a_new_process(tmp_path):
