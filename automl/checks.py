@@ -28,6 +28,7 @@ from .tables import MISSING
 SHOWN = 10  # sample indices listed per finding
 IMBALANCE_RATIO = 3.0  # largest / smallest class count from which balance is worth acting on
 LEAK_SCORE = 0.98  # one column alone predicts the validation labels this well: suspect leakage
+LEAK_BINS, LEAK_BINS_MAX = 32, 128  # quantile bins of a numeric column for that (4+ training rows a bin)
 NOISE_SAMPLE = 4000  # training samples the label-noise check looks at (nearest neighbours cost n^2)
 NOISE_NEIGHBOURS = 5
 NEAR_SHARE = 0.05  # near copies: closer than this share of the median nearest-neighbour distance
@@ -336,8 +337,7 @@ def _columns(columns: dict[str, np.ndarray], ds: Dataset) -> list[Finding]:
                     "and new rows will carry unseen values; drop it unless it means something",
                     columns=[name],
                 )
-            )
-            continue
+            )  # an id can leak too: rows numbered after sorting by label (the leakage check below)
         leak = _single_column_score(v, num, ds.y_train, val.get(name), ds.y_val, ds.task)
         if leak is not None and leak["score"] >= LEAK_SCORE and leak["score"] > leak["baseline"] + 0.1:
             found.append(
@@ -357,7 +357,7 @@ def _columns(columns: dict[str, np.ndarray], ds: Dataset) -> list[Finding]:
 
 def _single_column_score(v, num, y, v_val, y_val, task: str) -> dict | None:
     """How well the column alone predicts the target on validation: classification accuracy of the
-    majority class per value bin (32 quantile bins of a number, or the category), regression R² of the
+    majority class per value bin (32-128 quantile bins of a number, or the category), regression R² of the
     bin means; fitted on training, scored on validation."""
     if v_val is None or len(y_val) == 0:
         return None
@@ -368,7 +368,10 @@ def _single_column_score(v, num, y, v_val, y_val, task: str) -> dict | None:
         return np.asarray(col).astype(str)
 
     num_val = _numeric(np.asarray(v_val))
-    edges = np.unique(np.nanquantile(num, np.linspace(0, 1, 33)[1:-1])) if num is not None else None
+    bins_count = min(LEAK_BINS_MAX, max(LEAK_BINS, len(y) // 4))  # finer with more rows: a sorted id's
+    edges = (  # bins that straddle a class boundary cost ~1/bins of the score, which LEAK_SCORE must allow
+        np.unique(np.nanquantile(num, np.linspace(0, 1, bins_count + 1)[1:-1])) if num is not None else None
+    )
     b_train, b_val = bins(v, num, edges), bins(v_val, num_val if num is not None else None, edges)
     keys, inverse = np.unique(b_train, return_inverse=True)
     lookup = {k: i for i, k in enumerate(keys.tolist())}

@@ -68,7 +68,23 @@ def read_csv_frame(path: Path):
         raise DataError(f"{path}: cannot read as CSV: {exc}") from None
     if df.empty:
         raise DataError(f"{path}: the file has a header but no rows")
-    return df
+    return _without_written_index(df)
+
+
+def _without_written_index(df):
+    """The frame without the row index that `DataFrame.to_csv` writes by default: a first column with
+    an empty header (pandas names it "Unnamed: 0") and a distinct whole number per row. Why: it is row
+    order, not data; a file sorted by label (or split by row number) lets every model read the label
+    from it, and new rows carry numbers it never saw. `pd.read_csv(index_col=0)` would drop it too."""
+    import pandas as pd
+
+    first = df.columns[0]
+    if df.shape[1] < 2 or not str(first).startswith("Unnamed: 0"):
+        return df
+    s = df[first]
+    if not pd.api.types.is_integer_dtype(s.dtype) or not s.is_unique:
+        return df
+    return df.drop(columns=[first])
 
 
 def _separator(head: bytes) -> str:

@@ -89,6 +89,21 @@ def test_column_checks_constant_id_leak_missing_outliers():
     assert outliers[("a",)].samples == [42]
 
 
+def test_a_row_number_given_after_sorting_by_label_is_an_identifier_that_leaks():
+    """A random id is only an identifier (the test above); rows numbered after sorting by label let
+    the number tell the label: that id is leakage too, and says so."""
+    x, y = _blobs(n=500)
+    order = np.argsort(y, kind="stable")
+    x, y = x.iloc[order].reset_index(drop=True), y[order]
+    x["row"] = np.arange(len(x), dtype=float)
+    shuffled = np.random.default_rng(2).permutation(len(x))  # split at random, as a search does
+    train, val = shuffled[:400], shuffled[400:]
+    report = check(x.iloc[train], y[train], validation_data=(x.iloc[val].reset_index(drop=True), y[val]))
+    assert report.by_check("id_column")[0].columns == ["row"]
+    (leak,) = report.by_check("leakage")
+    assert leak.columns == ["row"] and leak.details["score"] > 0.98
+
+
 def test_label_noise_hints_point_at_the_flipped_labels():
     x, y = _blobs(n=800, seed=2)
     noisy = y.copy()

@@ -189,6 +189,27 @@ def test_a_parquet_file_is_read_as_its_csv_twin_and_an_excel_file_gets_a_hint(tm
         load_data(str(tmp_path / "houses.xlsx"), target="label")
 
 
+def test_the_row_index_pandas_writes_is_not_read_as_a_column(tmp_path):
+    """`df.to_csv(path)` writes the row index as a first column without a header. Sorted by label (or
+    shuffled by a split), that number tells the label or nothing: it is dropped in training and in
+    new rows, so the data set is the one written without it. A named first column stays."""
+    from automl.readers import read_samples_file
+
+    table = _frame().sort_values("label").reset_index(drop=True)
+    table.to_csv(tmp_path / "plain.csv", index=False)
+    table.to_csv(tmp_path / "indexed.csv")  # pandas' default: index=True
+    assert (tmp_path / "indexed.csv").read_text().startswith(",size,")
+    plain = load_data(str(tmp_path / "plain.csv"), target="label", seed=0)
+    indexed = load_data(str(tmp_path / "indexed.csv"), target="label", seed=0)
+    assert [c.name for c in indexed.columns] == ["size", "colour", "rooms"]
+    assert indexed.fingerprint() == plain.fingerprint()
+    table.sample(frac=1.0, random_state=0).drop(columns=["label"]).to_csv(tmp_path / "new.csv")
+    assert list(read_samples_file(tmp_path / "new.csv", "tabular").columns) == ["size", "colour", "rooms"]
+    table.rename_axis("row").to_csv(tmp_path / "named.csv")  # a header the user gave: data
+    named = load_data(str(tmp_path / "named.csv"), target="label", seed=0)
+    assert [c.name for c in named.columns] == ["row", "size", "colour", "rooms"]
+
+
 def test_date_columns_become_their_parts_in_training_and_in_new_rows(tmp_path):
     """A datetime column, or strings that are all ISO dates, becomes NAME.year/.month/.day/.weekday
     (and .hour/.minute with times); a duration its seconds. New rows are read the same way."""
