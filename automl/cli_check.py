@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from .console import fail, out
+from .console import fail, out, parse_image_size
 
 
 def check(
     data: str = typer.Option(..., "--data", help="A built-in set, a CSV file (+ --target), an .npz file or a folder."),
     target: str | None = typer.Option(None, "--target", help="Target column of a CSV file."),
+    task: str | None = typer.Option(None, "--task", help="classification | regression, as the search will."),
     validation_split: float = typer.Option(0.2, "--validation-split", help="As the search will split."),
     image_size: str | None = typer.Option(None, "--image-size", help="HEIGHTxWIDTH: resize a folder's images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
@@ -28,7 +29,12 @@ def check(
 
     try:
         dataset = load_data(
-            data, target, validation_split=validation_split, seed=seed, image_size=parse_image_size(image_size)
+            data,
+            target,
+            validation_split=validation_split,
+            seed=seed,
+            image_size=parse_image_size(image_size),
+            task=task,
         )
     except DataError as exc:
         fail(str(exc))
@@ -38,16 +44,3 @@ def check(
     if out_dir is not None:
         paths = report.write(out_dir)
         out.print(f"written: {', '.join(str(p) for p in paths)}", soft_wrap=True)
-
-
-def parse_image_size(text: str | None) -> tuple[int, int] | None:
-    """`--image-size 64x48` -> (64, 48): height and width a folder's images are resized to."""
-    if text is None:
-        return None
-    try:
-        height, width = (int(v) for v in text.lower().replace(",", "x").split("x"))
-    except ValueError:
-        fail(f"--image-size {text!r}: expected HEIGHTxWIDTH, e.g. 64x64")
-    if height < 1 or width < 1:
-        fail(f"--image-size {text!r}: height and width must be at least 1")
-    return height, width

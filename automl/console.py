@@ -156,3 +156,26 @@ def hide_tensorflow_startup_log():
     os.close(write)
     encoding = sys.stderr.encoding
     sys.stderr = open(terminal, "w", buffering=1, encoding=encoding, errors="backslashreplace")  # noqa: SIM115
+
+
+def no_study(study: str, storage: str | None) -> NoReturn:
+    """Fail with the studies the storage does hold (a typo in --study)."""
+    import optuna
+
+    from .stores import open_storage
+
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+    fail(f"no study {study!r} in the storage (studies: {', '.join(names) or 'none'})")
+
+
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+    """`--image-size 64x48` -> (64, 48): height and width a folder's images are resized to."""
+    if text is None:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        fail(f"--image-size {text!r}: expected HEIGHTxWIDTH, e.g. 64x64")
+    if height < 1 or width < 1:
+        fail(f"--image-size {text!r}: height and width must be at least 1")
+    return height, width

@@ -31,6 +31,7 @@ from .readers import (
     BUILTIN,
     KINDS,
     check_task_labels,
+    infer_task,
     load_builtin,
     load_folder,
     load_npz,
@@ -280,7 +281,7 @@ def make_dataset(
     x, y, kind = read_input(x, y, kind, "training data", image_size)
     if len(x) != len(y):
         raise DataError(f"training data: x has {len(x)} samples but y has {len(y)}")
-    task = task or ("regression" if np.issubdtype(y.dtype, np.floating) else "classification")
+    task = task or infer_task(y)
     check_task_labels(y, task, "training data")
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -412,7 +413,14 @@ def _encode_labels(ds: Dataset) -> None:
         raise DataError(f"classification needs at least 2 classes; training labels hold only {classes.tolist()}")
     unknown = np.setdiff1d(np.unique(ds.y_val), classes)
     if len(unknown):
-        raise DataError(f"validation labels {unknown[:5].tolist()} do not occur in the training labels")
+        raise DataError(
+            f"validation labels {unknown[:5].tolist()} do not occur in the training labels"
+            + (
+                " (numbers to predict rather than classes? task='regression', --task regression)"
+                if np.issubdtype(ds.y_train.dtype, np.number)
+                else ""
+            )
+        )
     ds.class_names = classes.tolist()
     ds.y_train = np.searchsorted(classes, ds.y_train).astype("int32")
     ds.y_val = np.searchsorted(classes, ds.y_val).astype("int32")

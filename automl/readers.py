@@ -474,6 +474,29 @@ def read_labels(y, what: str) -> np.ndarray:
     return y
 
 
+CLASSES_FEW = 20  # whole-number labels with at most this many values are classes, whatever the rows
+CLASSES_SHARE_SMALL, CLASSES_SHARE_LARGE, LARGE_ROWS = 0.1, 0.05, 1000  # ... or in this share of rows
+CLASSES_MAX = 1000
+
+
+def infer_task(y: np.ndarray) -> str:
+    """Regression for decimal targets, and for whole numbers with many values (prices, counts, scores:
+    over 20 values and over 10 % of the rows, 5 % past 1,000 rows, or over 1,000 values); classification
+    for the rest (labels, names, class numbers, also written as 1.0). Why not "integers are classes,
+    floats numbers": a CSV's whole-number prices or scores are integers to pandas, and as hundreds of
+    classes of a few rows each they failed (validation values unseen in training); labels saved from a
+    column that once held a gap are written 0.0 / 1.0. AutoGluon infers so too; `task=` (`--task`)
+    decides."""
+    if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
+        return "regression"
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        return "classification"
+    distinct = len(np.unique(y))
+    share = CLASSES_SHARE_SMALL if len(y) <= LARGE_ROWS else CLASSES_SHARE_LARGE
+    many = distinct > CLASSES_MAX or (distinct > CLASSES_FEW and distinct > share * len(y))
+    return "regression" if many else "classification"
+
+
 def check_task_labels(y: np.ndarray, task: str, what: str):
     if task == "regression" and not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise DataError(f"{what}: regression targets must be numbers; y has dtype {y.dtype} ({y[:3].tolist()}...)")

@@ -251,6 +251,35 @@ def test_a_csv_table_with_a_text_column_exports_and_reports_in_a_new_process(tmp
     assert "NumericColumns" in (tmp_path / "report.html").read_text()  # the best model's architecture
 
 
+def test_task_regression_on_class_numbers_is_searched_and_exported_as_a_regression(tmp_path):
+    """`--task regression` makes three whole-number grades numbers to predict; `automl export` in a new
+    process reads the data as the study recorded (a regression, the same fingerprint), not as the
+    classes the target alone would suggest."""
+    import optuna
+    import pandas as pd
+
+    from automl import records
+    from automl.stores import open_storage
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    grade = np.clip(np.round(x[:, 0] + 1), 0, 2).astype(int)
+    pd.DataFrame(x, columns=["a", "b", "c"]).assign(grade=grade).to_csv(tmp_path / "grades.csv", index=False)
+    data = ["--data", "grades.csv", "--target", "grade"]
+    args = ["search", "tabular_mlp", *data, "--task", "regression", "--trials", "2", "--epochs", "2", "--seed", "0"]
+    done = run([*args, "--study", "grades"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="grades", storage=open_storage(str(tmp_path / "mlruns" / "optuna.journal")))
+    assert study.user_attrs[records.DATA_SCHEMA]["task"] == "regression"
+    assert "val_loss (minimize)" in done.stdout
+    exported = run(
+        ["export", "--study", "grades", "--out", "out", *data, "--formats", "keras", "--seed", "0"], tmp_path
+    )
+    assert exported.returncode == 0, exported.stderr
+    wrong = run(["search", *data, "--task", "ranking", "--trials", "1"], tmp_path)
+    assert wrong.returncode == 2 and "task must be one of" in wrong.stderr
+
+
 def test_predict_a_text_model_with_its_ensemble(tmp_path):
     """A task class's study: `automl predict` uses the ensemble recorded on it, as `clf.predict` does."""
     import automl

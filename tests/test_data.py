@@ -189,6 +189,32 @@ def test_a_parquet_file_is_read_as_its_csv_twin_and_an_excel_file_gets_a_hint(tm
         load_data(str(tmp_path / "houses.xlsx"), target="label")
 
 
+def test_whole_number_targets_with_many_values_are_regressions(tmp_path):
+    """Scores, prices and counts are integers to pandas: with many values they are a regression (as
+    hundreds of classes they failed: validation values unseen in training). Class numbers and few
+    whole-number grades stay classes; `task=` decides either way."""
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    table = x.assign(progression=y.astype(int))  # 214 distinct scores in 442 rows
+    table.to_csv(tmp_path / "scores.csv", index=False)
+    ds = load_data(str(tmp_path / "scores.csv"), target="progression", seed=0)
+    assert ds.task == "regression" and ds.target_std > 10
+    with pytest.raises(DataError, match=r"do not occur in the training labels \(numbers to predict.*--task regression"):
+        load_data(str(tmp_path / "scores.csv"), target="progression", seed=0, task="classification")
+    grades = table.assign(progression=(y // 40).astype(int))  # 7 grades: classes
+    grades.to_csv(tmp_path / "grades.csv", index=False)
+    assert load_data(str(tmp_path / "grades.csv"), target="progression", seed=0).task == "classification"
+    as_numbers = load_data(str(tmp_path / "grades.csv"), target="progression", seed=0, task="regression")
+    assert as_numbers.task == "regression"
+    grades.astype({"progression": float}).to_csv(tmp_path / "floats.csv", index=False)  # written 3.0, 4.0
+    assert "3.0" in (tmp_path / "floats.csv").read_text()
+    assert load_data(str(tmp_path / "floats.csv"), target="progression", seed=0).task == "classification"
+    assert make_dataset(x.to_numpy(), y.to_numpy() + 0.5, validation_split=0.2).task == "regression"
+    digits = load_data("digits", seed=0)  # ten class numbers in 1797 rows
+    assert digits.task == "classification" and digits.num_classes == 10
+
+
 def test_the_row_index_pandas_writes_is_not_read_as_a_column(tmp_path):
     """`df.to_csv(path)` writes the row index as a first column without a header. Sorted by label (or
     shuffled by a split), that number tells the label or nothing: it is dropped in training and in
