@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import DataError
 from .images import IMAGE_SUFFIXES, image_files, image_folder
-from .tables import EXCEL, PARQUET, is_missing, load_table, read_frame, read_table, target_column
+from .tables import EXCEL, PARQUET, decode_text, is_missing, load_table, read_frame, read_table, target_column
 
 BUILTIN = ("digits", "breast_cancer", "wine", "diabetes")
 KINDS = ("image", "tabular", "text", "sequence")
@@ -88,14 +88,11 @@ def load_folder(
 
 
 def _read_text(file: Path) -> str:
-    try:
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return decode_text(file.read_bytes(), str(file))
 
 
 def text_lines(file: Path) -> list[str]:
-    """The non-empty lines of a UTF-8 text file, stripped: one sample per line."""
+    """The non-empty lines of a text file (UTF-8, else cp1252), stripped: one sample per line."""
     return [line.strip() for line in _read_text(file).splitlines() if line.strip()]
 
 

@@ -17,6 +17,20 @@ EMPTY_PROBE_BYTES = 1 << 16  # a CSV whose first 64 KB are blank and that is no 
 MISSING = ""  # what a missing categorical value becomes (its own category when training had any)
 PARQUET = (".parquet", ".pq")
 EXCEL = (".xlsx", ".xls", ".xlsm", ".ods")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+WINDOWS = "cp1252"  # a file that is not UTF-8: Western European Windows text, as Excel saves "CSV" there
+
+
+def decode_text(data: bytes, what: str) -> str:
+    """Bytes of a text file as text: UTF-8 (a byte-order mark dropped; UTF-16 by its mark), else Windows' cp1252; one error
+    line when neither reads it (a binary file, another code page)."""
+    try:
+        return data.decode("utf-16" if data.startswith(UTF16_BOMS) else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        try:
+            return data.decode(WINDOWS)
+        except UnicodeDecodeError:
+            raise DataError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start}), nor Windows cp1252") from None
 
 
 def load_table(path: str | Path, target: str | None):
@@ -55,7 +69,9 @@ def read_frame(path: Path):
 
 
 def read_csv_frame(path: Path):
-    """A CSV file with a header and at least one row, as a DataFrame (separator sniffed)."""
+    """A CSV file with a header and at least one row, as a DataFrame (separator sniffed). UTF-8 (or
+    UTF-16 with its byte-order mark); a file that is not UTF-8 is read as Windows cp1252, which Excel
+    writes on Western European Windows (before, such a file was refused)."""
     import pandas as pd
 
     try:
@@ -63,8 +79,14 @@ def read_csv_frame(path: Path):
             head = f.read(EMPTY_PROBE_BYTES)
         if not head.strip() and path.stat().st_size <= EMPTY_PROBE_BYTES:
             raise DataError(f"{path}: the file is empty")
-        df = pd.read_csv(path, sep=_separator(head))
-    except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        encoding = "utf-16" if head.startswith(UTF16_BOMS) else "utf-8"  # Excel's "Unicode text" is UTF-16
+        try:
+            df = pd.read_csv(path, sep=_separator(head, encoding), encoding=encoding)
+        except UnicodeDecodeError:
+            if encoding != "utf-8":
+                raise
+            df = pd.read_csv(path, sep=_separator(head, WINDOWS), encoding=WINDOWS)
+    except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as exc:
         raise DataError(f"{path}: cannot read as CSV: {exc}") from None
     if df.empty:
         raise DataError(f"{path}: the file has a header but no rows")
@@ -87,10 +109,10 @@ def _without_written_index(df):
     return df.drop(columns=[first])
 
 
-def _separator(head: bytes) -> str:
+def _separator(head: bytes, encoding: str = "utf-8") -> str:
     """The separator of a CSV from its first bytes: one of SEPARATORS, `,` when there is one column.
     Why not pandas' own sniffing (`sep=None`): on one column of sentences it picks a letter."""
-    sample = head.decode("utf-8", errors="replace")
+    sample = head.decode(encoding, errors="replace")
     if len(head) == EMPTY_PROBE_BYTES and "\n" in sample:
         sample = sample[: sample.rfind("\n")]  # whole lines only
     try:

@@ -215,6 +215,25 @@ def test_whole_number_targets_with_many_values_are_regressions(tmp_path):
     assert digits.task == "classification" and digits.num_classes == 10
 
 
+def test_csv_and_text_files_saved_by_windows_programs_are_read(tmp_path):
+    """Excel on Western European Windows saves "CSV" as cp1252, "CSV UTF-8" with a byte-order mark and
+    "Unicode text" as UTF-16: each reads as the UTF-8 file does (a cp1252 file was refused before),
+    and so do text files of one sample per line."""
+    table = pd.DataFrame({"ville": ["Montréal", "Québec", "Genève", "Zürich"] * 10, "label": ["oui", "non"] * 20})
+    table.to_csv(tmp_path / "utf8.csv", index=False)
+    plain = load_data(str(tmp_path / "utf8.csv"), target="label", seed=0)
+    for name, encoding, sep in (("win.csv", "cp1252", ";"), ("bom.csv", "utf-8-sig", ","), ("u16.csv", "utf-16", "\t")):
+        table.to_csv(tmp_path / name, index=False, encoding=encoding, sep=sep)
+        ds = load_data(str(tmp_path / name), target="label", seed=0)
+        assert ds.fingerprint() == plain.fingerprint(), name
+        assert sorted(set(ds.x_train["ville"])) == ["Genève", "Montréal", "Québec", "Zürich"]
+    (tmp_path / "texts").mkdir()  # one file per class, a sample per line
+    (tmp_path / "texts" / "fr.txt").write_bytes("très bien\nça va\n".encode("cp1252") * 5)
+    (tmp_path / "texts" / "en.txt").write_text("very good\nall right\n" * 5)
+    texts = load_data(str(tmp_path / "texts"), seed=0)
+    assert "très bien" in set(texts.x_train) | set(texts.x_val)
+
+
 def test_the_row_index_pandas_writes_is_not_read_as_a_column(tmp_path):
     """`df.to_csv(path)` writes the row index as a first column without a header. Sorted by label (or
     shuffled by a split), that number tells the label or nothing: it is dropped in training and in
@@ -420,8 +439,8 @@ def test_bad_texts_get_clear_errors(tmp_path):
     with pytest.raises(DataError, match="expected sequence input, got strings"):
         make_dataset(["a", "b", "c", "d"], [0, 1, 0, 1], kind="sequence")
     (tmp_path / "t" / "a").mkdir(parents=True)
-    (tmp_path / "t" / "a" / "x.txt").write_bytes(b"\xff\xfe bad")
-    with pytest.raises(DataError, match="x.txt: not UTF-8 text"):
+    (tmp_path / "t" / "a" / "x.txt").write_bytes(b"\x81\x8d\x90 bad")  # no text encoding has these three
+    with pytest.raises(DataError, match="x.txt: not UTF-8 text .*, nor Windows cp1252"):
         make_dataset(tmp_path / "t")
     (tmp_path / "t" / "a" / "x.txt").write_text("fine")
     (tmp_path / "t" / "a" / "notes.md").write_text("?")
