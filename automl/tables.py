@@ -22,8 +22,8 @@ WINDOWS = "cp1252"  # a file that is not UTF-8: Western European Windows text, a
 
 
 def decode_text(data: bytes, what: str) -> str:
-    """Bytes of a text file as text: UTF-8 (a byte-order mark dropped; UTF-16 by its mark), else Windows' cp1252; one error
-    line when neither reads it (a binary file, another code page)."""
+    """Bytes of a text file as text: UTF-8 (a byte-order mark dropped; UTF-16 by its mark), else
+    Windows' cp1252; one error line when neither reads it (a binary file, another code page)."""
     try:
         return data.decode("utf-16" if data.startswith(UTF16_BOMS) else "utf-8-sig")
     except UnicodeDecodeError as exc:
