@@ -3,13 +3,22 @@ kept off the terminal (they come from absl before its log level applies, in ever
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False, emoji=False)
-out = Console(highlight=False, emoji=False)
+PIPE_WIDTH = 120  # columns of a table written to a file or a pipe (rich's own default, 80, squeezes it)
+
+
+def _width(stream) -> int | None:
+    """None (the terminal's, or $COLUMNS) on a terminal; PIPE_WIDTH into a log file or a pipe."""
+    return None if stream.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH
+
+
+err = Console(stderr=True, highlight=False, emoji=False, width=_width(sys.stderr))
+out = Console(highlight=False, emoji=False, width=_width(sys.stdout))
 USAGE_ERROR = 2  # the exit code of bad input
 
 
@@ -72,15 +81,20 @@ def print_leaderboard(study, k: int | None):
     goal = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions))
     table = Table(title=f"{study.study_name}: {goal}")
     measured = [c for c in df.columns if c in names[1:] or c in ("tflite_size_bytes", "latency_ms", "feasible")]
-    shown = ["trial", "state", "value", *measured, "epochs", "params_count", "seconds"]
-    for col in shown:
-        table.add_column(col.replace("params_count", "weights"), justify="right")
-    table.add_column("note", overflow="fold")
+    fidelity = ["fidelity"] if "fidelity" in df.columns else []  # why a short trial ranks after a full one
+    shown = ["trial", "state", "value", *measured, "epochs", *fidelity, "params_count", "seconds"]
+    cells, notes = [[_fmt(row[c]) for c in shown] for _, row in df.iterrows()], []
     for _, row in df.iterrows():
         note = row["fail_reason"][:100] if _present(row.get("fail_reason")) else ""
         if _present(row.get("diagnosis")) and row["diagnosis"] != "healthy":  # diagnostics.py's verdict
             note = f"{note}; {row['diagnosis']}" if note else row["diagnosis"]
-        table.add_row(*(_fmt(row[c]) for c in shown), note)
+        notes.append(note)
+    for i, col in enumerate(shown):  # figures whole on a narrow terminal: the note folds instead
+        header = col.replace("params_count", "weights")
+        table.add_column(header, justify="right", min_width=max(len(header), *(len(r[i]) for r in cells)))
+    table.add_column("note", overflow="fold")
+    for row_cells, note in zip(cells, notes):
+        table.add_row(*row_cells, note)
     out.print(table)
     best = df[df.state == "COMPLETE"].head(1)
     if len(best):

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, objective value(s), epochs, seconds, parameters, failure reason."""
+    """One row per trial: number, state, objective value(s), epochs, fidelity (budget schedule: short
+    trials rank after full ones, so a column explains the order), seconds, parameters, failure reason."""
     rows = []
     names = objective_names(study)
     for t in study.get_trials(deepcopy=False):
@@ -39,6 +40,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 **measured,
                 **({"feasible": feasible(t)} if records.CONSTRAINTS in attrs else {}),
                 "epochs": attrs.get(records.EPOCHS_RUN),
+                **({"fidelity": attrs[records.FIDELITY]} if records.FIDELITY in attrs else {}),  # budget schedule
                 "params_count": attrs.get(records.PARAM_COUNT),
                 "seconds": seconds,
                 **attrs.get(records.PARAMS, t.params),

@@ -153,6 +153,7 @@ def test_search_without_a_space_takes_the_task_classes_defaults(tmp_path):
     settings = records.SearchSettings.of(study)
     assert settings.space_name == "tabular_mlp" and settings.epochs == default_epochs(settings.train_samples) > 10
     assert any(t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 for t in study.trials), "no low-fidelity trial"
+    assert "fidelity" in done.stdout  # the leaderboard's column that explains why short trials rank last
     from conftest import mlflow_runs
 
     _, runs = mlflow_runs(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
