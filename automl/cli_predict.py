@@ -24,6 +24,12 @@ def predict(
         "an .npz file (array x), or image files (a folder, sorted by path, or one file).",
     ),
     column: str | None = typer.Option(None, "--column", help="A text model's column of a CSV file."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="A column of the file with the true labels or values: left out of the inputs, and the predictions "
+        "scored against it (accuracy and log loss, or RMSE, MAE and R²).",
+    ),
     trial: int | None = typer.Option(
         None, "--trial", help="Predict with this trial's model (default: the ensemble, else the best trial)."
     ),
@@ -37,7 +43,7 @@ def predict(
     import pandas as pd
 
     from . import records
-    from .data import DataError, Dataset, model_inputs
+    from .data import DataError, Dataset, encode_targets, model_inputs
     from .results import load_result
 
     hide_tensorflow_startup_log()
@@ -50,8 +56,9 @@ def predict(
         fail(f"study {study!r} did not record how to read new samples (run before automl predict existed)")
     ds = Dataset.from_schema(schema)
     try:
-        x, files = _read(data, ds.kind, column)
+        x, files, y = _read(data, ds.kind, column, target)
         inputs = model_inputs(ds, x)
+        truth = encode_targets(ds, y) if y is not None else None
     except DataError as exc:
         fail(str(exc))
     if trial is not None:
@@ -66,6 +73,9 @@ def predict(
             fail(f"study {study!r} has no model to predict with: {exc}", code=1)
     outputs = model.predict(inputs, verbose=0)
     err.print(f"predicted {len(outputs)} samples with {which}", soft_wrap=True)
+    if truth is not None:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in scored(ds.task, outputs, truth).items())
+        err.print(f"scored against {data}'s column {target!r}: {scores}", soft_wrap=True)
     table = pd.DataFrame({"file": [str(f) for f in files]}) if files else pd.DataFrame(index=range(len(outputs)))
     if ds.task == "regression":
         table["prediction"] = outputs[:, 0]
@@ -79,14 +89,38 @@ def predict(
         err.print(f"written: {out_file}", soft_wrap=True)
 
 
-def _read(path: Path, kind: str, column: str | None):
-    """(samples as `model_inputs` takes them, the image files they came from or None)."""
+def _read(path: Path, kind: str, column: str | None, target: str | None):
+    """(samples as `model_inputs` takes them, the image files they came from or None, the `target`
+    column's labels or None)."""
+    from .data import DataError
     from .images import IMAGE_SUFFIXES, image_files
-    from .readers import read_samples_file
+    from .readers import read_labelled_file, read_samples_file
 
     if kind == "image" and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES):
-        return path, image_files(path)
-    return read_samples_file(path, kind, column), None
+        if target is not None:
+            raise DataError(f"{path}: --target names a column of a CSV or Parquet file, not of images")
+        return path, image_files(path), None
+    if target is not None:
+        x, y = read_labelled_file(path, kind, target, column)
+        return x, None, y
+    return read_samples_file(path, kind, column), None, None
+
+
+def scored(task: str, outputs, truth) -> dict[str, float]:
+    """Scores of a model's outputs against the true targets: accuracy and log loss of the predicted
+    probabilities, or RMSE, MAE and R² in the target's units (R² against the scored rows' own mean)."""
+    import numpy as np
+
+    if task == "regression":
+        error = outputs[:, 0] - truth
+        total = float(((truth - truth.mean()) ** 2).sum())
+        r2 = 1.0 - float((error**2).sum()) / total if total > 0 else float("nan")
+        return {"rmse": float(np.sqrt((error**2).mean())), "mae": float(np.abs(error).mean()), "r2": r2}
+    picked = outputs[np.arange(len(truth)), truth]
+    return {
+        "accuracy": float((outputs.argmax(axis=1) == truth).mean()),
+        "log_loss": float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()),
+    }
 
 
 def _model(result):

@@ -151,7 +151,23 @@ def read_samples_file(path: Path, kind: str, column: str | None = None):
         return np.array(text_lines(path), dtype=object)
     if suffix not in (".csv", *PARQUET, *EXCEL):
         raise DataError(f"{path}: expected a .csv, .parquet, .txt or .npz file, or image files, for a {kind} model")
+    return _samples_of(read_frame(path), path, kind, column)
+
+
+def read_labelled_file(path: Path, kind: str, target: str, column: str | None = None):
+    """(samples, labels) of a table file (CSV, Parquet) with its `target` column, to score a trained
+    model on rows it has not seen (`automl predict --target`)."""
+    if path.suffix.lower() not in (".csv", *PARQUET):
+        raise DataError(f"{path}: --target names a column of a CSV or Parquet file; this is not one")
     df = read_frame(path)
+    if target not in df.columns:
+        raise DataError(f"{path}: no column {target!r} (columns: {', '.join(map(str, df.columns))})")
+    y = target_column(df[target], f"{path}: target column {target!r}")
+    return _samples_of(df.drop(columns=[target]), path, kind, column), y
+
+
+def _samples_of(df, path: Path, kind: str, column: str | None):
+    """A table file's frame as a model of `kind` reads it: whole, or a text model's one column."""
     if kind != "text":
         return df
     if column is None and len(df.columns) == 1:

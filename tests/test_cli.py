@@ -111,6 +111,18 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
     expected = stored.best_model().predict(rows.astype("float32"), verbose=0)
     assert np.allclose(predicted[["p_0", "p_1", "p_2"]].to_numpy(), expected, atol=1e-5)
     assert list(predicted.prediction) == list(expected.argmax(axis=1))
+    # --target: the file's true labels are left out of the inputs and the predictions scored against them
+    labels = load_wine(return_X_y=True)[1][[0, 60, 150, 177]]
+    labelled = pd.DataFrame(rows, columns=[f"f{i}" for i in range(13)]).assign(label=labels)
+    labelled.to_csv(tmp_path / "test.csv", index=False)
+    scored = run(["predict", "--study", "cli", "--data", "test.csv", "--target", "label"], tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    accuracy = (expected.argmax(axis=1) == labels).mean()
+    log_loss = -np.log(expected[np.arange(4), labels]).mean()
+    assert f"accuracy {accuracy:.4g}, log_loss {log_loss:.4g}" in scored.stderr, scored.stderr
+    assert scored.stdout == run(["predict", "--study", "cli", "--data", "new.csv"], tmp_path).stdout
+    wrong = run(["predict", "--study", "cli", "--data", "test.csv", "--target", "quality"], tmp_path)
+    assert wrong.returncode == 2 and "error: test.csv: no column 'quality'" in wrong.stderr
     np.savez(tmp_path / "new.npz", x=rows)  # an array x alone, no y
     from_npz = run(["predict", "--study", "cli", "--data", "new.npz"], tmp_path)
     assert from_npz.returncode == 0, from_npz.stderr
@@ -132,6 +144,22 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
         assert np.allclose(mine, expected, atol=1e-3) == (number == stored.best_trial.number)
     absent = run(["predict", "--study", "cli", "--data", "new.csv", "--trial", "7"], tmp_path)
     assert absent.returncode == 2 and "error: --trial 7: study 'cli' has no trial 7 (trials 0-1)" in absent.stderr
+
+
+def test_predict_scores_a_regression_in_the_targets_units():
+    """`automl predict --target` on a regression: RMSE and MAE in the target's units, R² against the
+    scored rows' mean, as scikit-learn computes them."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    from automl.cli_predict import scored
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(100, 20, 50)
+    guess = truth + rng.normal(3, 5, 50)
+    got = scored("regression", guess[:, None].astype("float32"), truth)
+    assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(truth, guess)), rel=1e-5)
+    assert got["mae"] == pytest.approx(mean_absolute_error(truth, guess), rel=1e-5)
+    assert got["r2"] == pytest.approx(r2_score(truth, guess), rel=1e-5)
 
 
 def test_search_without_a_space_takes_the_task_classes_defaults(tmp_path):
