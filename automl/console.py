@@ -71,7 +71,7 @@ def print_leaderboard(study, k: int | None):
     from rich.table import Table
 
     from .ranking import objective_names
-    from .results import leaderboard
+    from .results import HEADLINE, leaderboard
 
     df = leaderboard(study, k)
     if df.empty:
@@ -80,9 +80,10 @@ def print_leaderboard(study, k: int | None):
     names = objective_names(study)
     goal = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions))
     table = Table(title=f"{study.study_name}: {goal}")
+    headline = [c for c in HEADLINE if c in df.columns]  # accuracy beside a val_loss objective
     measured = [c for c in df.columns if c in names[1:] or c in ("tflite_size_bytes", "latency_ms", "feasible")]
     fidelity = ["fidelity"] if "fidelity" in df.columns else []  # why a short trial ranks after a full one
-    shown = ["trial", "state", "value", *measured, "epochs", *fidelity, "params_count", "seconds"]
+    shown = ["trial", "state", "value", *headline, *measured, "epochs", *fidelity, "params_count", "seconds"]
     cells, notes = [[_fmt(row[c]) for c in shown] for _, row in df.iterrows()], []
     for _, row in df.iterrows():
         note = row["fail_reason"][:100] if _present(row.get("fail_reason")) else ""

@@ -26,6 +26,7 @@ BEST_EPOCHS = (
 FAIL_REASON = "fail_reason"
 OBJECTIVES = "objectives"  # {name: value} of every objective and constrained quantity
 CONSTRAINTS = "constraints"  # constraint slack values, Optuna's convention (<= 0 feasible)
+VAL_METRICS = "val_metrics"  # {val_*: value} at the trial's best epoch: accuracy beside a val_loss objective
 TIEBREAK = "tiebreak_val_loss"  # val_loss at the trial's best epoch: orders trials with equal values
 OWNER = "owner"  # host, pid and start time of the process that runs the trial
 RETRY_OF = "retry_of"  # a dead trial's configuration enqueued again

@@ -17,8 +17,12 @@ if TYPE_CHECKING:
     from .ensemble import EnsembleChoice
 
 
+HEADLINE = ("val_accuracy", "val_mae")  # shown beside any objective: how good, in the user's terms and units
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, objective value(s), epochs, fidelity (budget schedule: short
+    """One row per trial: number, state, objective value(s), validation accuracy (or MAE) at the best epoch
+    when the objective is another, epochs, fidelity (budget schedule: short
     trials rank after full ones, so a column explains the order), seconds, parameters, failure reason."""
     rows = []
     names = objective_names(study)
@@ -38,6 +42,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "value": t.values[0] if t.values else None,
                 **values,
                 **measured,
+                **{k: v for k, v in attrs.get(records.VAL_METRICS, {}).items() if k in HEADLINE and k not in names},
                 **({"feasible": feasible(t)} if records.CONSTRAINTS in attrs else {}),
                 "epochs": attrs.get(records.EPOCHS_RUN),
                 **({"fidelity": attrs[records.FIDELITY]} if records.FIDELITY in attrs else {}),  # budget schedule

@@ -322,6 +322,8 @@ class TrialRunner(Runner):
             if wanted(config.compression):
                 at_best, model = self._compress(trial, run, model, config, training, at_best, metrics, tags)
                 result = at_best[objective]
+            validation = {k: float(v) for k, v in at_best.items() if k.startswith("val_")}
+            trial.set_user_attr(records.VAL_METRICS, validation)  # the leaderboard's accuracy, whatever the objective
             if objective != TIEBREAK and TIEBREAK in at_best:  # orders trials with equal values
                 trial.set_user_attr(records.TIEBREAK, float(at_best[TIEBREAK]))
             if self.settings.objectives is not None:  # several objectives, or constraints

@@ -182,6 +182,10 @@ def test_search_without_a_space_takes_the_task_classes_defaults(tmp_path):
     assert settings.space_name == "tabular_mlp" and settings.epochs == default_epochs(settings.train_samples) > 10
     assert any(t.user_attrs.get(records.FIDELITY, 1.0) < 1.0 for t in study.trials), "no low-fidelity trial"
     assert "fidelity" in done.stdout  # the leaderboard's column that explains why short trials rank last
+    assert "val_accuracy" in done.stdout  # how good, beside the val_loss objective: at the same epoch
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert all(t.user_attrs[records.VAL_METRICS]["val_loss"] == pytest.approx(t.value) for t in complete)
+    assert all(0 <= t.user_attrs[records.VAL_METRICS]["val_accuracy"] <= 1 for t in complete)
     from conftest import mlflow_runs
 
     _, runs = mlflow_runs(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
