@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .names import input_names
 from .space import Categorical, Fixed, SearchSpace, SpaceError
 from .space.space import Group, Repeat
 from .training import TRAINING_DEFAULTS
@@ -21,15 +22,14 @@ if TYPE_CHECKING:
 
 
 def keras_inputs(data) -> keras.KerasTensor | dict:
-    """One input per table column (raw values, named as the columns), a string input for text,
-    else one tensor of the data's per-sample shape."""
+    """One input per table column (raw values, named after the columns: `names.input_names`), a
+    string input for text, else one tensor of the data's per-sample shape."""
     import keras
 
     if data.columns is not None:
-        return {
-            c.name: keras.Input(shape=(), dtype="float32" if c.kind == "numeric" else "string", name=c.name)
-            for c in data.columns
-        }
+        names = input_names([c.name for c in data.columns])  # keys and names a SavedModel signature takes
+        dtypes = {c.name: "float32" if c.kind == "numeric" else "string" for c in data.columns}
+        return {names[c]: keras.Input(shape=(), dtype=dtypes[c], name=names[c]) for c in dtypes}
     if data.kind == "text":
         return keras.Input(shape=(), dtype="string", name="text")
     return keras.Input(shape=data.input_shape, name="input")

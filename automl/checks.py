@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset, make_dataset
+from .names import input_names
 from .tables import MISSING
 
 SHOWN = 10  # sample indices listed per finding
@@ -286,8 +287,9 @@ def _table_columns(x, ds: Dataset) -> dict[str, np.ndarray] | None:
     """A split's columns by name (tables only)."""
     if ds.kind != "tabular":
         return None
-    if isinstance(x, dict):
-        return {k: np.asarray(v) for k, v in x.items()}
+    if isinstance(x, dict):  # keyed by the model's input names: reported by the column names
+        keys = input_names([c.name for c in ds.columns]) if ds.columns else {k: k for k in x}
+        return {name: np.asarray(x[key]) for name, key in keys.items()}
     names = ds.extra.get("feature_names") or [f"x{i}" for i in range(x.shape[1])]
     return {str(n): x[:, i] for i, n in enumerate(names)}
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import DataError
 from .images import image_files, read_image_files
+from .names import input_names
 from .readers import (
     BUILTIN,
     KINDS,
@@ -83,7 +84,7 @@ class Column:
 
 @dataclass
 class Dataset:
-    x_train: Any  # ndarray; text: object array of str; table columns: {name: (n,) array}
+    x_train: Any  # ndarray; text: object array of str; table columns: {input name: (n,) array}
     y_train: np.ndarray
     x_val: Any
     y_val: np.ndarray
@@ -254,7 +255,9 @@ def _numeric(s) -> bool:
 
 
 def _as_columns(df, columns: list[Column]) -> dict[str, np.ndarray]:
-    return {c.name: df[c.name].to_numpy(dtype="float32" if c.kind == "numeric" else object) for c in columns}
+    """A table's columns as the model takes them: keyed by its input names (`names.input_names`)."""
+    names = input_names([c.name for c in columns])
+    return {names[c.name]: df[c.name].to_numpy(dtype="float32" if c.kind == "numeric" else object) for c in columns}
 
 
 def make_dataset(

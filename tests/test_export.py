@@ -328,6 +328,54 @@ def test_bag_of_ngrams_text_model_exports_from_its_ngram_vector(tmp_path):
     np.testing.assert_allclose(vector, counts * np.array(recipe["idf_weights"]), rtol=1e-5)
 
 
+def test_a_table_with_awkward_column_names_and_accented_categories_exports_to_tflite(tmp_path):
+    """Column names such as "km/h" (Keras refuses '/'), "price ($)" or "größe" (a SavedModel signature
+    refuses both) become input names a model and its files take, and a category "grün" reaches a TFLite
+    string input as UTF-8: every file is written and agrees with the Keras model. Before, the search's
+    every trial failed on "km/h", and the SavedModel and TFLite files failed on the others."""
+    import pandas as pd
+
+    from automl.builder import build_model
+    from automl.checks import check_dataset
+    from automl.data import make_dataset
+    from automl.names import input_names
+
+    rng = np.random.default_rng(0)
+    n = 120
+    table = pd.DataFrame(
+        {
+            "km/h": rng.normal(50, 10, n),
+            "price ($)": rng.normal(size=n),
+            "größe": rng.normal(size=n),
+            "1st value": rng.normal(size=n),
+            "colour/type": rng.choice(["rot", "grün", "blau"], n),
+            "unit (€)": 1.0,
+        }
+    )
+    y = np.where(table["größe"] + (table["colour/type"] == "grün") > 0.5, "yes", "no")
+    data = make_dataset(table, y, validation_split=0.25, seed=0)
+    names = input_names(list(table.columns))
+    assert names == {
+        "km/h": "km_h",
+        "price ($)": "price____",
+        "größe": "gro_e",
+        "1st value": "1st_value",
+        "colour/type": "colour_type",
+        "unit (€)": "unit____",
+    }
+    assert set(data.x_train) == set(names.values())
+    constant = check_dataset(data).by_check("constant_column")
+    assert [f.columns for f in constant] == [["unit (€)"]]  # people read the column names
+    space = {"columns": {"block": "tabular", "categorical": "one_hot"}, "hidden": {"block": "dense", "units": 8}}
+    model = build_model(space, data)
+    assert sorted(t.name for t in model.inputs) == sorted(names.values())
+    report = export_model(model, tmp_path, data=data, formats="keras,saved_model,float32,int8", **FAST)
+    v = report.variants
+    assert all(row["status"] == "ok" for row in v.values()), {k: r["reason"] for k, r in v.items()}
+    assert v["float32"]["max_abs_diff"] <= FLOAT32_TOLERANCE and v["float32"]["agreement"] == 1.0
+    assert v["saved_model"]["agreement"] == 1.0
+
+
 def test_bad_settings_fail_before_anything_is_written(dense, tmp_path):
     model, data = dense
     out = tmp_path / "never"

@@ -14,12 +14,11 @@ with NaN, categories one-hot), which the builder adds to the head's (see `trees.
 standardised numbers (and missing-value flags) and one-hot categories (see `linear.py`).
 """
 
-import re
-
 import keras
 import numpy as np
 from keras import layers, ops
 
+from ..names import input_names
 from .linear import LINEAR, fitted_linear
 from .numeric import encode_numeric
 from .registry import register
@@ -101,12 +100,12 @@ def tabular(
         if tree_settings is None:
             return features
         return features, boosted_trees(x, x, data, *tree_settings)
-    parts, names = [], layer_names([c.name for c in data.columns])
+    parts, names = [], input_names([c.name for c in data.columns])  # inputs, and the stems of layer names
     raw: list = []  # the trees' input: raw numbers (NaN kept), then each category one-hot
     plain: list = []  # the linear model's input: standardised numbers (and missing flags), categories one-hot
     numbers = [c for c in data.columns if c.kind == "numeric"]
     if numbers:
-        cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[c.name]) for c in numbers]
+        cols = [layers.Reshape((1,), name=f"{names[c.name]}_column")(x[names[c.name]]) for c in numbers]
         joined = layers.Concatenate(name="numeric_columns")(cols) if len(cols) > 1 else cols[0]
         z = NumericColumns(
             [c.mean for c in numbers],
@@ -114,7 +113,7 @@ def tabular(
             [i for i, c in enumerate(numbers) if c.missing],
             name="standardize",
         )(joined)
-        standardized = [(np.asarray(data.x_train[c.name], "float64") - c.mean) / c.std for c in numbers]
+        standardized = [(np.asarray(data.x_train[names[c.name]], "float64") - c.mean) / c.std for c in numbers]
         parts.append(encode_numeric(z, standardized, *encoding))
         raw.append(joined)
         plain.append(z)
@@ -126,13 +125,13 @@ def tabular(
         if categorical == "one_hot" or tree_settings is not None or linear == "fitted":
             one_hot = layers.StringLookup(
                 vocabulary=vocabulary, output_mode="one_hot", name=f"{names[c.name]}_one_hot"
-            )(x[c.name])
+            )(x[names[c.name]])
             raw.append(one_hot)
             plain.append(one_hot)
         if categorical == "one_hot":
             parts.append(one_hot)
         else:
-            ids = layers.StringLookup(vocabulary=vocabulary, name=f"{names[c.name]}_lookup")(x[c.name])
+            ids = layers.StringLookup(vocabulary=vocabulary, name=f"{names[c.name]}_lookup")(x[names[c.name]])
             size = len(vocabulary) + 1
             parts.append(layers.Embedding(size, min(embedding_dim, size), name=f"{names[c.name]}_embedding")(ids))
     for c in data.columns:
@@ -141,8 +140,8 @@ def tabular(
         vectorize = layers.TextVectorization(
             max(2, text_tokens), ngrams=2, output_mode="tf_idf", name=f"{names[c.name]}_ngrams"
         )
-        vectorize.adapt(adaptable(data.x_train[c.name]), batch_size=1024)
-        bag = vectorize(x[c.name])
+        vectorize.adapt(adaptable(data.x_train[names[c.name]]), batch_size=1024)
+        bag = vectorize(x[names[c.name]])
         parts.append(bag)
         plain.append(bag)  # the trees take numbers and categories only
     features = layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
@@ -162,14 +161,3 @@ def _fitted_linear(model_inputs, linear_inputs, data):
     inputs is built only when the fit is not cached yet (most trials reuse the search's fit)."""
     rows = lambda split: keras.Model(model_inputs, linear_inputs).predict(split, batch_size=1024, verbose=0)  # noqa: E731
     return fitted_linear(rows, linear_inputs, data, ("tabular", int(linear_inputs.shape[-1])))
-
-
-def layer_names(columns: list[str]) -> dict[str, str]:
-    """Column name -> a unique layer-name stem (letters, digits, `_.-`; Keras names take no '/')."""
-    out, used = {}, set()
-    for i, name in enumerate(columns):
-        stem = re.sub(r"[^0-9A-Za-z_.-]", "_", name) or f"column{i}"
-        stem = stem if stem not in used else f"{stem}_{i}"
-        out[name] = stem
-        used.add(stem)
-    return out

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError
-from .runners import TFLiteRunner, n_samples, native_stderr_quiet, rows
+from .runners import TFLiteRunner, n_samples, native_stderr_quiet, rows, utf8_bytes
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 FORMATS = ("keras", "saved_model", *TFLITE_VARIANTS)
@@ -82,7 +82,7 @@ def convert_tflite(
             row = a[i : i + 1]
             if np.issubdtype(a.dtype, np.floating):
                 return row.astype("float32")
-            return row.astype(str).astype(bytes) if a.dtype.kind in "OU" else row
+            return utf8_bytes(row) if a.dtype.kind in "OU" else row
 
         def representative():
             for i in range(n_samples(sample)):

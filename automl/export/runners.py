@@ -26,6 +26,12 @@ def rows(x, index):
     return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
 
 
+def utf8_bytes(a) -> np.ndarray:
+    """Strings as the UTF-8 bytes a TFLite string tensor holds (numpy's `astype(bytes)` takes ASCII only:
+    a category "grün" failed every TFLite file)."""
+    return np.char.encode(np.asarray(a).astype(str), "utf-8")
+
+
 def tensor_input(x):
     """Numpy string arrays (which `model.predict` rejects) as string tensors, in arrays and dicts."""
     if isinstance(x, dict):  # Keras takes no mix of arrays and tensors in one dict
@@ -120,7 +126,7 @@ class TFLiteRunner:
             dtype, (scale, zero) = d["dtype"], d["quantization"]
             value = np.asarray(value)
             if value.dtype.kind in "OU":
-                value = value.astype(str).astype(bytes)
+                value = utf8_bytes(value)
             elif scale and np.issubdtype(dtype, np.integer):
                 info = np.iinfo(dtype)
                 value = np.clip(np.round(value.astype("float32") / scale + zero), info.min, info.max).astype(dtype)
