@@ -90,7 +90,29 @@ def read_csv_frame(path: Path):
         raise DataError(f"{path}: cannot read as CSV: {exc}") from None
     if df.empty:
         raise DataError(f"{path}: the file has a header but no rows")
-    return _without_written_index(df)
+    return _decimal_commas(_without_written_index(df))
+
+
+DECIMAL_COMMA = r"[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+([eE][+-]?\d+)?|[+-]?(\d{1,3}(\.\d{3})+|\d+)"
+
+
+def _decimal_commas(df):
+    """Columns of numbers written with a decimal comma (`3,5`, `1.234,5`) as numbers. Why: Excel and
+    most spreadsheet tools in continental Europe save CSV files so (with `;` between columns); read as
+    text, every measurement became a category of one value (the wine table: 13 categorical columns).
+    A column converts only when every value is such a number and one at least has a comma."""
+    import pandas as pd
+
+    for name in df.columns:
+        s = df[name]
+        if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+            continue
+        text = s.dropna().astype(str).str.strip()
+        if text.empty or not text.str.contains(",", regex=False).any() or not text.str.fullmatch(DECIMAL_COMMA).all():
+            continue
+        plain = s.astype("string").str.strip().str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        df[name] = pd.to_numeric(plain).astype("float64")
+    return df
 
 
 def _without_written_index(df):

@@ -234,6 +234,29 @@ def test_csv_and_text_files_saved_by_windows_programs_are_read(tmp_path):
     assert "très bien" in set(texts.x_train) | set(texts.x_val)
 
 
+def test_numbers_with_decimal_commas_are_numbers(tmp_path):
+    """Spreadsheets in continental Europe save CSV with `;` between columns and a decimal comma: the
+    same data set as the English file (it was 13 categorical columns of one value a row). Thousands
+    points, a gap and a regression target convert too; text with commas stays text."""
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame
+    wine.to_csv(tmp_path / "en.csv", index=False)
+    wine.to_csv(tmp_path / "de.csv", index=False, sep=";", decimal=",")
+    english = load_data(str(tmp_path / "en.csv"), target="target", seed=0)
+    german = load_data(str(tmp_path / "de.csv"), target="target", seed=0)
+    assert german.columns is None and german.input_shape == (13,)
+    assert german.fingerprint() == english.fingerprint()
+    rows = ["preis;notiz;wert", "1.234,5;rot, groß;0,25", ";blau, klein;1,5", "-2,0;grün;3"] * 10
+    (tmp_path / "mixed.csv").write_text("\n".join(rows[:1] + [r for r in rows if r != rows[0]]) + "\n")
+    mixed = load_data(str(tmp_path / "mixed.csv"), target="wert", seed=0)
+    kinds = {c.name: c.kind for c in mixed.columns}
+    assert kinds == {"preis": "numeric", "notiz": "categorical"} and mixed.task == "regression"
+    assert next(c for c in mixed.columns if c.name == "preis").missing
+    values = mixed.x_train["preis"]
+    assert set(values[~np.isnan(values)].tolist()) == {1234.5, -2.0} and set(mixed.y_train.tolist()) == {0.25, 1.5, 3.0}
+
+
 def test_the_row_index_pandas_writes_is_not_read_as_a_column(tmp_path):
     """`df.to_csv(path)` writes the row index as a first column without a header. Sorted by label (or
     shuffled by a split), that number tells the label or nothing: it is dropped in training and in
