@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .console import fail, out, parse_image_size
+from .console import fail, hide_tensorflow_startup_log, out, parse_image_size
 
 
 def check(
@@ -24,6 +24,7 @@ def check(
     ID-like and leaking columns, missing values, outliers, label-noise hints, sequence lengths."""
     from rich.markup import escape
 
+    hide_tensorflow_startup_log()  # images and text load TensorFlow: its start-up lines are noise here
     from .checks import check_dataset
     from .data import DataError, load_data
 

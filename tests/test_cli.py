@@ -146,6 +146,38 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
     assert absent.returncode == 2 and "error: --trial 7: study 'cli' has no trial 7 (trials 0-1)" in absent.stderr
 
 
+def test_check_names_the_problems_of_a_csv_and_of_an_image_folder(tmp_path):
+    """`automl check`: a row number given after sorting by label is an identifier that leaks, a
+    constant column carries nothing (the report files say so too); in a folder of images a copy is a
+    duplicate, and TensorFlow's start-up lines stay off the terminal."""
+    import json
+
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    label = np.sort(rng.integers(0, 2, 1000))
+    table = pd.DataFrame({"row": np.arange(1000), "x": rng.normal(size=1000), "unit": 1.0, "label": label})
+    table.to_csv(tmp_path / "sorted.csv", index=False)
+    done = run(["check", "--data", "sorted.csv", "--target", "label", "--out", "reports"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "column 'row' alone predicts the validation target" in done.stdout
+    assert "column 'unit' has one value" in done.stdout
+    found = json.loads((tmp_path / "reports" / "data_report.json").read_text())["findings"]
+    assert {"id_column", "leakage", "constant_column"} <= {f["check"] for f in found}
+    for cls in ("a", "b"):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 255, (16, 16, 3)).astype("uint8")
+            Image.fromarray(pixels).save(tmp_path / "images" / cls / f"{i}.png")
+    copy = (tmp_path / "images" / "a" / "0.png").read_bytes()
+    (tmp_path / "images" / "b" / "copy.png").write_bytes(copy)  # the same picture, another label
+    pictures = run(["check", "--data", "images"], tmp_path)
+    assert pictures.returncode == 0, pictures.stderr
+    assert "exact copies" in pictures.stdout, pictures.stdout  # within training or across the split
+    assert not ABSL_LINE.search(pictures.stderr), pictures.stderr
+
+
 def test_predict_scores_a_regression_in_the_targets_units():
     """`automl predict --target` on a regression: RMSE and MAE in the target's units, R² against the
     scored rows' mean, as scikit-learn computes them."""
