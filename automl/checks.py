@@ -201,10 +201,11 @@ def _normalise_text(s: str) -> str:
 def _sample_keys(x, kind: str) -> dict[str, np.ndarray]:
     """Per sample: an `exact` hash, and for texts a `near` one of the normalised text (lower case, no
     punctuation, single spaces); numbers are compared by distance instead (`_neighbours`)."""
-    if isinstance(x, dict):  # table columns
-        names = sorted(x)
-        rows = list(zip(*[np.asarray(x[n]).astype(str) for n in names]))
-        return {"exact": np.array([_h("\x1f".join(r)) for r in rows])}
+    if isinstance(x, dict):  # table columns: pandas' 64-bit hash of each row, vectorised (joining every
+        import pandas as pd  # value as text took 8 of 11 s on 300,000 rows of 36 columns)
+
+        frame = pd.DataFrame({name: x[name] for name in sorted(x)})
+        return {"exact": pd.util.hash_pandas_object(frame, index=False).to_numpy()}
     arr = np.asarray(x)
     if arr.dtype == object or arr.dtype.kind in "US":
         return {

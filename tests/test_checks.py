@@ -53,6 +53,23 @@ def test_duplicates_conflicts_and_train_validation_overlap_name_their_samples():
     assert overlap.val_samples == [5, 6, 7] and overlap.samples == [100, 101, 102]
 
 
+def test_duplicate_rows_of_a_table_with_categories_and_gaps_are_found():
+    """A table with a categorical column and missing values (one model input per column): rows copied
+    with their gaps are exact copies; a row that differs in its category alone is not one."""
+    x, y = _blobs(n=300)
+    x["colour"] = np.random.default_rng(3).choice(["red", "blue"], len(x))
+    x.loc[::7, "a"] = np.nan
+    x.iloc[280:285] = x.iloc[0:5].to_numpy()  # five copies, row 0's gap included
+    y[280:285] = y[0:5]
+    x.iloc[285] = x.iloc[10].to_numpy()
+    x.loc[285, "colour"] = "green" if x.loc[10, "colour"] != "green" else "red"  # not a copy
+    ds = make_dataset(x.iloc[:290], y[:290], validation_data=(x.iloc[290:].reset_index(drop=True), y[290:]))
+    assert isinstance(ds.x_train, dict)  # the per-column path
+    (dup,) = check_dataset(ds).by_check("duplicates")
+    assert dup.details["copies"] == 5 and [0, 280] in dup.details["groups"]
+    assert not any(10 in g for g in dup.details["groups"])
+
+
 def test_near_duplicate_texts_and_images_are_found():
     texts = [f"message number {i} about topic {i % 7}" for i in range(200)]
     texts[150] = texts[3].upper() + "!!"  # the same text, shouted
