@@ -73,9 +73,11 @@ def print_leaderboard(study, k: int | None):
     from .ranking import objective_names
     from .results import HEADLINE, leaderboard
 
-    df = leaderboard(study, k)
+    df = leaderboard(study, None)
+    queued = int((df.state == "WAITING").sum()) if not df.empty else 0
+    df = df[df.state != "WAITING"].head(k) if not df.empty else df  # queued, not tried: said below the table
     if df.empty:
-        out.print("no trials yet")
+        out.print("no trials yet" + (f" ({queued} queued)" if queued else ""))
         return
     names = objective_names(study)
     goal = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions))
@@ -97,6 +99,8 @@ def print_leaderboard(study, k: int | None):
     for row_cells, note in zip(cells, notes):
         table.add_row(*row_cells, note)
     out.print(table)
+    if queued:
+        out.print(f"{queued} queued configuration(s) not tried yet (a rerun of the search starts with them)")
     best = df[df.state == "COMPLETE"].head(1)
     if len(best):
         row = best.iloc[0]

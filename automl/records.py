@@ -138,7 +138,7 @@ class TrialSettings:
     epochs: int = 10
     patience: int | None = 3  # early stopping on the objective; None turns it off
     seed: int | None = None
-    deadline: float | None = None  # time.time() after which training stops after the epoch in flight
+    deadline: float | None = None  # time.time() at which training stops, mid-epoch (that epoch is validated)
     explore_deadline: float | None = None  # this trial only: pruned when its next epoch would end past it (schedule)
     verbose: int = 0
     objectives: Any = None  # automl.objectives.Objectives when there are several, or constraints

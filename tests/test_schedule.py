@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import time
 
+import numpy as np
 import optuna
 import pytest
 from conftest import mlflow_runs
@@ -384,6 +385,48 @@ def test_a_short_trial_still_training_when_only_the_best_candidates_continuation
     assert late_run.data.tags[records.TAG_STOPPED_BY] == "schedule" and late_run.info.status == "FINISHED"
     assert late_run.data.tags[records.TAG_PRUNED_AT] == "1"
     assert on_time.state == optuna.trial.TrialState.COMPLETE and on_time.user_attrs[records.EPOCHS_RUN] == 3
+
+
+def test_at_the_searchs_deadline_the_epoch_in_flight_ends_and_is_validated(stores, tiny_space, digits_small):
+    """An epoch over a large table outlasted a whole 60 s budget (86 s; the search returned after
+    190 s): at the search's deadline training stops after the batch in flight, Keras validates what
+    was trained, and the trial completes with it (one step, not an epoch of them)."""
+    import keras
+
+    from automl import records
+    from automl.records import TrialSettings
+    from automl.tracking import Tracker
+    from automl.trial import SearchDeadline, TrialRunner
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1000, 4)).astype("float32"), rng.integers(0, 2, 1000)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    history = model.fit(
+        x, y, batch_size=10, epochs=3, validation_split=0.2, verbose=0, callbacks=[SearchDeadline(time.time() - 1)]
+    )
+    assert int(model.optimizer.iterations) == 1 and len(history.history["val_loss"]) == 1
+
+    tracker = Tracker(stores["tracking_uri"], experiment="search-deadline")
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    tracker.start_search(study, {}, {})
+    settings = TrialSettings(
+        objective="val_loss", direction="minimize", epochs=6, patience=None, diagnostics=False, deadline=time.time() - 1
+    )
+    study.optimize(TrialRunner(tiny_space, digits_small, settings, tracker, "search-deadline"), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs[records.EPOCHS_RUN] == 1
+    assert trial.value == pytest.approx(trial.user_attrs[records.VAL_METRICS]["val_loss"])
+    import mlflow
+
+    from automl.saved import load_model
+
+    saved = mlflow.artifacts.download_artifacts(
+        run_id=trial.user_attrs[records.MLFLOW_RUN_ID],
+        artifact_path=trial.user_attrs[records.MODEL_ARTIFACT],
+        tracking_uri=stores["tracking_uri"],
+    )
+    assert int(load_model(saved).optimizer.iterations) == 1  # the epoch in flight stopped after one batch
 
 
 def test_a_continuation_whose_epochs_all_do_worse_keeps_the_weights_it_loaded(stores, digits_small):
