@@ -75,7 +75,9 @@ def print_leaderboard(study, k: int | None):
 
     df = leaderboard(study, None)
     queued = int((df.state == "WAITING").sum()) if not df.empty else 0
-    df = df[df.state != "WAITING"].head(k) if not df.empty else df  # queued, not tried: said below the table
+    if not df.empty:  # queued, not tried: said below the table
+        df = df[df.state != "WAITING"]
+        df = df.head(k) if k else df
     if df.empty:
         out.print("no trials yet" + (f" ({queued} queued)" if queued else ""))
         return

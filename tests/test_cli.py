@@ -178,6 +178,24 @@ def test_check_names_the_problems_of_a_csv_and_of_an_image_folder(tmp_path):
     assert not ABSL_LINE.search(pictures.stderr), pictures.stderr
 
 
+def test_the_leaderboard_leaves_queued_configurations_out_and_counts_them():
+    """A search stopped by its timeout leaves start configurations queued (WAITING): rows of dashes
+    in the table before; now a line says how many wait for a rerun."""
+    import optuna
+
+    from automl.console import out, print_leaderboard
+
+    study = optuna.create_study(study_name="queued", direction="minimize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.25))
+    for lr in (0.1, 0.01):
+        study.enqueue_trial({"lr": lr})
+    with out.capture() as captured:
+        print_leaderboard(study, 10)
+    text = captured.get()
+    assert "COMPLETE" in text and "WAITING" not in text
+    assert "2 queued configuration(s) not tried yet" in text
+
+
 def test_predict_scores_a_regression_in_the_targets_units():
     """`automl predict --target` on a regression: RMSE and MAE in the target's units, R² against the
     scored rows' mean, as scikit-learn computes them."""
