@@ -159,11 +159,8 @@ def read_labelled_file(path: Path, kind: str, target: str, column: str | None = 
     model on rows it has not seen (`automl predict --target`)."""
     if path.suffix.lower() not in (".csv", *PARQUET):
         raise DataError(f"{path}: --target names a column of a CSV or Parquet file; this is not one")
-    df = read_frame(path)
-    if target not in df.columns:
-        raise DataError(f"{path}: no column {target!r} (columns: {', '.join(map(str, df.columns))})")
-    y = target_column(df[target], f"{path}: target column {target!r}")
-    return _samples_of(df.drop(columns=[target]), path, kind, column), y
+    x, y = load_table(path, target)
+    return _samples_of(x, path, kind, column), y
 
 
 def _samples_of(df, path: Path, kind: str, column: str | None):
