@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from .console import err, fail, hide_tensorflow_startup_log
+from .console import err, fail, hide_tensorflow_startup_log, no_study
 
 
 def predict(
@@ -50,7 +50,7 @@ def predict(
     try:
         result = load_result(study, storage, tracking_uri)
     except KeyError:
-        fail(f"no study {study!r} in {storage or 'the local store (mlruns/)'}")
+        no_study(study, storage)
     schema = result.study.user_attrs.get(records.DATA_SCHEMA)
     if schema is None:
         fail(f"study {study!r} did not record how to read new samples (run before automl predict existed)")
@@ -107,20 +107,21 @@ def _read(path: Path, kind: str, column: str | None, target: str | None):
 
 
 def scored(task: str, outputs, truth) -> dict[str, float]:
-    """Scores of a model's outputs against the true targets: accuracy and log loss of the predicted
-    probabilities, or RMSE, MAE and R² in the target's units (R² against the scored rows' own mean)."""
+    """The export table's metric of the outputs against the true targets (`export.evaluate.score`:
+    accuracy, or MAE and RMSE in the target's units), with the log loss of the predicted probabilities,
+    or R² against the scored rows' own mean."""
     import numpy as np
 
+    from .export.evaluate import score
+
+    scores = score(task, truth, outputs)
     if task == "regression":
-        error = outputs[:, 0] - truth
         total = float(((truth - truth.mean()) ** 2).sum())
-        r2 = 1.0 - float((error**2).sum()) / total if total > 0 else float("nan")
-        return {"rmse": float(np.sqrt((error**2).mean())), "mae": float(np.abs(error).mean()), "r2": r2}
-    picked = outputs[np.arange(len(truth)), truth]
-    return {
-        "accuracy": float((outputs.argmax(axis=1) == truth).mean()),
-        "log_loss": float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()),
-    }
+        scores["r2"] = 1.0 - scores["rmse"] ** 2 * len(truth) / total if total > 0 else float("nan")
+    else:
+        picked = outputs[np.arange(len(truth)), truth]
+        scores["log_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+    return scores
 
 
 def _model(result):

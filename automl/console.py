@@ -88,11 +88,12 @@ def print_leaderboard(study, k: int | None):
     measured = [c for c in df.columns if c in names[1:] or c in ("tflite_size_bytes", "latency_ms", "feasible")]
     fidelity = ["fidelity"] if "fidelity" in df.columns else []  # why a short trial ranks after a full one
     shown = ["trial", "state", "value", *headline, *measured, "epochs", *fidelity, "params_count", "seconds"]
-    cells, notes = [[_fmt(row[c]) for c in shown] for _, row in df.iterrows()], []
+    cells, notes = [], []
     for _, row in df.iterrows():
         note = row["fail_reason"][:100] if _present(row.get("fail_reason")) else ""
         if _present(row.get("diagnosis")) and row["diagnosis"] != "healthy":  # diagnostics.py's verdict
             note = f"{note}; {row['diagnosis']}" if note else row["diagnosis"]
+        cells.append([_fmt(row[c]) for c in shown])
         notes.append(note)
     for i, col in enumerate(shown):  # figures whole on a narrow terminal: the note folds instead
         header = col.replace("params_count", "weights")

@@ -129,6 +129,8 @@ def test_predict_reads_new_rows_with_the_study_alone(searched):
     assert [line.split(",")[0] for line in from_npz.stdout.splitlines()[1:]] == [str(p) for p in predicted.prediction]
     missing = run(["predict", "--study", "cli", "--data", "nothing.csv"], tmp_path)
     assert missing.returncode == 2 and "error: nothing.csv: no such file or folder" in missing.stderr
+    typo = run(["predict", "--study", "clii", "--data", "new.csv"], tmp_path)
+    assert typo.returncode == 2 and "error: no study 'clii' in the storage (studies: cli)" in typo.stderr
     # --trial N: that trial's model (trial 0's is always kept; a later one only while it was the best)
     for number in (0, 1):
         chosen = run(["predict", "--study", "cli", "--data", "new.csv", "--trial", str(number)], tmp_path)
