@@ -114,6 +114,14 @@ class EpochMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._diagnose("start", lambda d: (d.set_model(self.model), d.on_train_begin()))
 
+    def on_train_batch_end(self, batch, logs=None):
+        """At the search's deadline the epoch ends after this batch, mid-epoch if need be: Keras then
+        validates what was trained and the trial completes with it (`on_epoch_end` says why). Why: an
+        epoch over a large table can outlast the whole budget (86 s on 240,000 rows with `--timeout 60`,
+        and the search returned after 190 s)."""
+        if self.settings.deadline is not None and time.time() >= self.settings.deadline:
+            self.model.stop_training = True
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = time.perf_counter()
 
@@ -170,20 +178,6 @@ class ExploreDeadline(keras.callbacks.Callback):
             raise ExploreDeadlinePassed
 
 
-class SearchDeadline(keras.callbacks.Callback):
-    """Ends the epoch at the search's deadline, mid-epoch if need be: Keras then validates what was
-    trained and the trial completes with it. Why: an epoch over a large table can outlast the whole
-    budget (86 s on 240,000 rows with `--timeout 60`, and the search returned after 190 s)."""
-
-    def __init__(self, deadline: float):
-        super().__init__()
-        self.deadline = deadline
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() >= self.deadline:
-            self.model.stop_training = True
-
-
 def _stop_diagnostics(monitor: EpochMonitor, where: str, exc: Exception) -> None:
     """A look inside must never fail the trial: say why on its run and go on without it."""
     monitor.run.log_text(f"diagnostics stopped at {where}: {type(exc).__name__}: {exc}\n", "diagnostics_error.txt")
@@ -231,12 +225,8 @@ class TrialRunner(Runner):
 
     def train(self, model, training: dict, monitor: EpochMonitor):
         """Fit with `monitor` among the callbacks; a hypermodel's own `fit` may replace this."""
-        deadline, final = self.settings.explore_deadline, self.settings.deadline
-        callbacks = [
-            monitor,
-            *([ExploreDeadline(deadline)] if deadline is not None else []),
-            *([SearchDeadline(final)] if final is not None else []),
-        ]
+        deadline = self.settings.explore_deadline
+        callbacks = [monitor, *([ExploreDeadline(deadline)] if deadline is not None else [])]
         fit_model(model, self.data, training, self.settings, callbacks, self.features)
 
     def run(self, trial: optuna.Trial, config) -> float:
